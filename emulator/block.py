@@ -73,8 +73,9 @@ def mx_scale_exponent(amax: np.ndarray, fmt: BlockFormat, rule: str) -> np.ndarr
 
 
 def _element_format(fmt: BlockFormat):
+    """Elements saturate (OCP MX); NaN elements only occur in NaN-scale blocks, which decode to NaN."""
     if isinstance(fmt.element, FloatFormat):
-        return get_format(fmt.element, overflow="saturate", on_nan="zero") if fmt.element.has_nan or fmt.element.special == "finite" else fmt.element
+        return get_format(fmt.element, overflow="saturate", on_nan="zero")
     return fmt.element
 
 
