@@ -1,1 +1,15 @@
-"""Device descriptions and the models that turn a workload into latency and energy (numpy/pyyaml only)."""
+"""Device descriptions and the models that turn a per-layer workload into latency and energy.
+
+Depends on numpy and pyyaml only: simdq describes each layer with the plain records of `workload`, so
+this package never sees torch or the emulator.
+"""
+
+from .catalog import DeviceFileError, list_devices, load_device
+from .device import Device, LayerEstimate
+from .precision import COMPUTE_TYPES, fits
+from .workload import LayerWork, OperandFormat
+
+__all__ = [
+    "COMPUTE_TYPES", "Device", "DeviceFileError", "LayerEstimate", "LayerWork", "OperandFormat", "fits",
+    "list_devices", "load_device",
+]

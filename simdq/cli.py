@@ -1,4 +1,4 @@
-"""The simdq command line."""
+"""The simdq command line: estimate a quantized UNet's cost, list devices and number formats."""
 
 from __future__ import annotations
 
@@ -6,6 +6,28 @@ import argparse
 import sys
 
 from . import __version__
+from .errors import SimdqError
+from .text_table import text_table
+
+RENDER_FORMATS = ("table", "csv", "json", "markdown", "latex")
+CONVENTIONS = ("binarydm", "bidm", "full")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line and exit code 2, like every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def _format_number(value) -> str:
@@ -21,23 +43,78 @@ def formats_table() -> str:
 
     columns = ("name", "kind", "bits", "max_finite", "min_normal", "min_subnormal", "specials", "overflow")
     rows = [[_format_number(fmt.describe()[c]) for c in columns] for fmt in list_formats()]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows]
-    return "\n".join(lines)
+    return text_table(columns, rows)
+
+
+def devices_table() -> str:
+    from hw_models import list_devices
+
+    rows = []
+    for device in list_devices():
+        peaks = ", ".join(f"{p} {v / 1e12:g}" for p, v in device.engine.peaks.items())
+        rows.append([device.name, ", ".join(device.aliases), f"{device.dram_bandwidth / 1e9:g} GB/s", peaks])
+    return text_table(("name", "aliases", "DRAM", "dense peak T(FL)OP/s"), rows)
+
+
+def _estimate(args) -> int:
+    from .estimate import run_estimate
+    from .model_config import load_config
+    from .render import render
+
+    config = load_config(args.model)
+    estimate = run_estimate(config, args.hw, batch=args.batch, steps=args.steps, convention=args.convention)
+    text = render(estimate, args.format, per_layer=args.per_layer)
+    if args.output:
+        try:
+            with open(args.output, "w") as handle:
+                handle.write(text)
+        except OSError as err:
+            raise SimdqError(f"{args.output}: cannot write ({err.strerror})") from None
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="simdq", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"simdq {__version__}")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    commands.add_parser("formats", help="list every named number format with its range and special values")
+
+    estimate = commands.add_parser("estimate", help="per-layer and total cost of a quantized UNet on a device")
+    estimate.add_argument("model", metavar="MODEL.yaml", help="model, input, quantization scheme (see README)")
+    estimate.add_argument("--hw", required=True, metavar="DEVICE",
+                          help="device name (simdq hw list) or a device .yaml file")
+    estimate.add_argument("--per-layer", action="store_true", help="show every layer, not only the heaviest")
+    estimate.add_argument("--format", default="table", choices=RENDER_FORMATS)
+    estimate.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    estimate.add_argument("--batch", type=_positive, help="override input.batch")
+    estimate.add_argument("--steps", type=_positive, help="override input.steps")
+    estimate.add_argument("--convention", choices=CONVENTIONS, help="override the counting convention")
+
+    hw = commands.add_parser("hw", help="device models")
+    hw_commands = hw.add_subparsers(dest="hw_command", parser_class=_Parser)
+    hw_commands.add_parser("list", help="list the devices in the catalogue")
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="simdq", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"simdq {__version__}")
-    commands = parser.add_subparsers(dest="command")
-    commands.add_parser("formats", help="list every named number format with its range and special values")
+    from hw_models import DeviceFileError
+
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "formats":
-        print(formats_table())
-        return 0
-    parser.print_help()
+    try:
+        if args.command == "formats":
+            print(formats_table())
+        elif args.command == "estimate":
+            return _estimate(args)
+        elif args.command == "hw" and args.hw_command == "list":
+            print(devices_table())
+        else:
+            parser.print_help()
+    except (SimdqError, DeviceFileError) as err:
+        print(f"simdq: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,0 +1,156 @@
+"""The device catalogue: YAML files in hw_models/devices, or a user's own file, validated on load.
+
+Every number in a device file is a mapping with a `source:` that says where it comes from.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from .precision import COMPUTE_TYPES
+from .roofline import Engine, RooflineDevice
+
+DEVICE_DIR = Path(__file__).with_name("devices")
+DEVICE_MODELS = ("roofline",)
+
+
+class DeviceFileError(ValueError):
+    """A device name or file that cannot be used; the message is one line for the user."""
+
+
+def _fail(where: str, message: str):
+    raise DeviceFileError(f"{where}: {message}")
+
+
+def _mapping(value, where: str, keys: dict) -> dict:
+    """Check that `value` is a mapping whose keys are among `keys` (key -> required)."""
+    if not isinstance(value, dict):
+        _fail(where, f"expected a mapping with keys {', '.join(keys)}, got {type(value).__name__}")
+    for key in value:
+        if key not in keys:
+            hint = difflib.get_close_matches(str(key), list(keys), n=1)
+            _fail(f"{where}.{key}", "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                  + f"; allowed: {', '.join(keys)}")
+    for key, required in keys.items():
+        if required and key not in value:
+            _fail(where, f"missing key {key!r}")
+    return value
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        _fail(where, f"expected a positive number, got {value!r}")
+    return float(value)
+
+
+def _text(value, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        _fail(where, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _sourced(value, where: str, field: str, extra=()) -> float:
+    """A number given as {field: x, source: "..."} (plus optional `extra` keys)."""
+    keys = {field: True, "source": True, **{k: False for k in extra}}
+    _mapping(value, where, keys)
+    _text(value["source"], f"{where}.source")
+    return _number(value[field], f"{where}.{field}")
+
+
+def _engine(name: str, spec, where: str) -> Engine:
+    _mapping(spec, where, {"description": False, "compute": True, "vector": True, "kernel_overhead_s": True})
+    compute = spec["compute"]
+    if not isinstance(compute, dict) or not compute:
+        _fail(f"{where}.compute", "expected a mapping of compute precision -> {peak, accumulate, source}")
+    peaks = {}
+    for precision, entry in compute.items():
+        if precision not in COMPUTE_TYPES:
+            hint = difflib.get_close_matches(str(precision), list(COMPUTE_TYPES), n=1)
+            _fail(f"{where}.compute.{precision}", "unknown compute precision"
+                  + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; allowed: {', '.join(COMPUTE_TYPES)}")
+        peaks[precision] = _sourced(entry, f"{where}.compute.{precision}", "peak", extra=("accumulate",))
+    return Engine(
+        name=name,
+        peaks=peaks,
+        vector_peak=_sourced(spec["vector"], f"{where}.vector", "peak"),
+        kernel_overhead_s=_sourced(spec["kernel_overhead_s"], f"{where}.kernel_overhead_s", "value"),
+    )
+
+
+def parse_device(data, where: str) -> RooflineDevice:
+    _mapping(data, where, {
+        "name": True, "aliases": False, "description": True, "model": True, "default_engine": True,
+        "engines": True, "memory": True, "power_w": False,
+    })
+    name = _text(data["name"], f"{where}.name")
+    if data["model"] not in DEVICE_MODELS:
+        _fail(f"{where}.model", f"unknown device model {data['model']!r}; allowed: {', '.join(DEVICE_MODELS)}")
+    aliases = data.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        _fail(f"{where}.aliases", "expected a list of names")
+    engines = data["engines"]
+    if not isinstance(engines, dict) or not engines:
+        _fail(f"{where}.engines", "expected a mapping of engine name -> engine")
+    if data["default_engine"] not in engines:
+        _fail(f"{where}.default_engine", f"{data['default_engine']!r} is not an engine; allowed: {', '.join(engines)}")
+    parsed = {key: _engine(key, spec, f"{where}.engines.{key}") for key, spec in engines.items()}
+    memory = _mapping(data["memory"], f"{where}.memory", {"dram": True, "l2": False})
+    dram = memory["dram"]
+    _mapping(dram, f"{where}.memory.dram", {"bandwidth": True, "capacity": False, "source": True})
+    _text(dram["source"], f"{where}.memory.dram.source")
+    if "capacity" in dram:
+        _number(dram["capacity"], f"{where}.memory.dram.capacity")
+    if "l2" in memory:
+        _sourced(memory["l2"], f"{where}.memory.l2", "capacity")
+    if "power_w" in data:
+        _sourced(data["power_w"], f"{where}.power_w", "value")
+    return RooflineDevice(
+        name=name,
+        description=_text(data["description"], f"{where}.description"),
+        engine=parsed[data["default_engine"]],
+        dram_bandwidth=_number(dram["bandwidth"], f"{where}.memory.dram.bandwidth"),
+        aliases=aliases,
+    )
+
+
+def read_device_file(path: Path) -> RooflineDevice:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise DeviceFileError(f"{path}: cannot read device file ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise DeviceFileError(f"{path}:{line} is not valid YAML ({getattr(err, 'problem', err)})") from None
+    return parse_device(data, path.name)
+
+
+@lru_cache(maxsize=None)
+def _catalogue() -> dict:
+    return {path.stem: read_device_file(path) for path in sorted(DEVICE_DIR.glob("*.yaml"))}
+
+
+def list_devices() -> list:
+    return list(_catalogue().values())
+
+
+def load_device(name_or_path: str) -> RooflineDevice:
+    """A catalogue device by name or alias, or a device file given by path (anything ending in .yaml/.yml)."""
+    if name_or_path.endswith((".yaml", ".yml")):
+        return read_device_file(Path(name_or_path))
+    names = {}
+    for device in list_devices():
+        for name in (device.name, *device.aliases):
+            names[name.lower()] = device
+    device = names.get(name_or_path.lower())
+    if device is None:
+        hint = difflib.get_close_matches(name_or_path.lower(), list(names), n=1)
+        raise DeviceFileError(
+            f"unknown device {name_or_path!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; allowed: {', '.join(sorted(names))}, or a path to a device .yaml file"
+        )
+    return device

@@ -1,0 +1,92 @@
+"""A roofline device: per layer, the largest of compute time, DRAM time and a per-kernel floor.
+
+Compute time is 2 x MACs at the dense peak of the compute precision the layer maps to, plus the
+non-GEMM arithmetic at the engine's vector rate. Memory time is the layer's DRAM traffic (weights as
+stored, activations read and written) at peak bandwidth. The per-kernel floor models launch and
+synchronisation cost (about 4-5 us per kernel on an H100 even under CUDA graphs). This is an upper bound
+on speed: real GPUs reach 1.5-4x less on diffusion layers (see the hardware-calibration work).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .device import Device, LayerEstimate
+from .precision import COMPUTE_TYPES, fits
+from .workload import LayerWork, OperandFormat
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    peaks: dict  # compute precision -> dense operations per second (one MAC = two operations)
+    vector_peak: float
+    kernel_overhead_s: float
+
+
+class RooflineDevice(Device):
+    def __init__(self, name: str, description: str, engine: Engine, dram_bandwidth: float, aliases=()):
+        self.name = name
+        self.description = description
+        self.aliases = tuple(aliases)
+        self.engine = engine
+        self.dram_bandwidth = dram_bandwidth
+
+    def choose_precision(self, weight: OperandFormat, activation: OperandFormat):
+        """The fastest compute precision of the engine that holds both operands exactly, or None."""
+        candidates = [p for p in self.engine.peaks if fits(weight, p) and fits(activation, p)]
+        if not candidates:
+            return None
+        integer_operands = all(f.family in ("int", "binary") for f in (weight, activation))
+
+        def preference(precision):
+            # at equal peak, integers stay on integer units (exact int32 accumulation), floats on float
+            same_family = (COMPUTE_TYPES[precision].family != "float") == integer_operands
+            return self.engine.peaks[precision], same_family
+
+        return max(candidates, key=preference)
+
+    def _mapping(self, weight: OperandFormat, activation: OperandFormat, precision: str) -> str:
+        operands = f"{weight.name} x {activation.name}"
+        if weight.full_precision and activation.full_precision:
+            note = "native" if weight.name == activation.name == precision else "upcast"
+        elif activation.full_precision:
+            note = f"weights dequantized to {precision}"
+        elif all(f.bits == COMPUTE_TYPES[precision].bits for f in (weight, activation)):
+            note = "native"
+        else:
+            note = "upcast"
+        if weight.block_size or activation.block_size:
+            note += ", block scales applied per block"
+        return f"{operands} -> {precision} ({note})"
+
+    def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
+        engine = self.engine
+        precision = None
+        compute_s = layer.vector_flops / engine.vector_peak
+        if layer.is_gemm:
+            weight = layer.weight_format or layer.activation_format
+            precision = self.choose_precision(weight, layer.activation_format)
+            if precision is None:
+                mapping = f"{weight.name} x {layer.activation_format.name}: no exact precision, vector unit"
+                compute_s += 2 * layer.macs / engine.vector_peak
+            else:
+                mapping = self._mapping(weight, layer.activation_format, precision)
+                compute_s += 2 * layer.macs / engine.peaks[precision]
+        else:
+            mapping = f"vector {layer.vector_dtype}"
+        memory_s = layer.traffic_bytes / self.dram_bandwidth
+        overhead_s = layer.kernels * engine.kernel_overhead_s
+        times = {"compute": compute_s, "memory": memory_s, "overhead": overhead_s}
+        bottleneck = max(times, key=times.get)
+        return LayerEstimate(
+            engine=engine.name,
+            compute_precision=precision,
+            mapping=mapping,
+            compute_s=compute_s,
+            memory_s=memory_s,
+            overhead_s=overhead_s,
+            latency_s=times[bottleneck],
+            bottleneck=bottleneck,
+        )
+

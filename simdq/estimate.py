@@ -1,0 +1,155 @@
+"""`simdq estimate`: model.yaml -> traced layers -> formats -> costs -> device time, with totals."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+from hw_models import LayerWork, load_device
+
+from .accounting import PAPER_CONVENTIONS, LayerCost, layer_cost
+from .layers import Layer, fuse_attention, group_layers
+from .model_config import EstimateConfig
+from .quant_formats import quant_format
+from .scheme import LayerScheme, add_policy_layers, resolve
+from .unets import build_unet, config_file_spec, config_spec, example_inputs, preset_spec
+from .workload import trace
+
+TOTAL_KEYS = ("params", "size_mib", "weight_bytes", "read_bytes", "write_bytes", "macs", "bops", "flops", "ops",
+              "latency_s", "energy_j")
+PER_IMAGE_KEYS = ("macs", "bops", "flops", "ops", "read_bytes", "write_bytes", "latency_s", "energy_j")
+
+
+@dataclass
+class LayerResult:
+    layer: Layer
+    scheme: LayerScheme
+    cost: LayerCost
+    device: object  # hw_models.LayerEstimate, or None for layers that run nothing
+
+
+@dataclass
+class Estimate:
+    model: str
+    description: str
+    device: str
+    device_description: str
+    convention: str
+    batch: int
+    steps: int
+    guidance: bool
+    layers: list
+    totals: dict
+    per_image: dict
+    baseline: dict  # totals of the same model with every layer at the model's precision
+    uncounted: dict  # what the convention leaves out
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def forwards_per_image(self) -> float:
+        return self.steps * (2 if self.guidance else 1) / self.batch
+
+
+def unet_spec(config: EstimateConfig):
+    section = config.model
+    if section.preset:
+        return preset_spec(section.preset)
+    if section.diffusers:
+        return config_spec(section.diffusers.unet_class, section.diffusers.config, "model.diffusers")
+    return config_file_spec(section.config_file, "model.config_file")
+
+
+def layer_work(result: LayerResult, model_dtype: str):
+    layer, scheme, cost = result.layer, result.scheme, result.cost
+    if layer.kind == "unused":
+        return None
+    return LayerWork(
+        name=layer.name, kind=layer.kind, macs=layer.macs, vector_flops=layer.vector_flops,
+        weight_bytes=cost.weight_bytes, read_bytes=cost.read_bytes, write_bytes=cost.write_bytes,
+        kernels=layer.kernels, activation_format=scheme.activation.operand,
+        weight_format=scheme.weight.operand if scheme.weight else None, vector_dtype=model_dtype,
+    )
+
+
+def cost_layers(layers, schemes, config: EstimateConfig, convention: str, device) -> list:
+    model_format = quant_format(config.model.dtype)
+    scale_bits = quant_format(config.quant.scale_format).bits
+    results = []
+    for layer, scheme in zip(layers, schemes):
+        cost = layer_cost(layer, scheme, config.quant, model_format, scale_bits, convention)
+        results.append(LayerResult(layer, scheme, cost, None))
+    for result in results:
+        work = layer_work(result, config.model.dtype)
+        result.device = device.estimate_layer(work) if work is not None else None
+    return results
+
+
+def totals_of(results: list) -> dict:
+    devices = [r.device for r in results if r.device is not None]
+    energies = [d.energy_j for d in devices]
+    return {
+        "params": sum(r.cost.params for r in results),
+        "size_mib": sum(r.cost.size_bytes for r in results) / 2**20,
+        "weight_bytes": sum(r.cost.weight_bytes for r in results),
+        "read_bytes": sum(r.cost.read_bytes for r in results),
+        "write_bytes": sum(r.cost.write_bytes for r in results),
+        "macs": sum(r.cost.macs for r in results),
+        "bops": sum(r.cost.bops for r in results),
+        "flops": sum(r.cost.flops for r in results),
+        "ops": sum(r.cost.ops for r in results),
+        "latency_s": sum(d.latency_s for d in devices),
+        "energy_j": None if any(e is None for e in energies) else sum(energies),
+    }
+
+
+def uncounted_of(results: list, convention: str) -> dict:
+    """What a paper convention leaves out of its OPs (zeros under `full`)."""
+    if convention not in PAPER_CONVENTIONS:
+        return {"attention_macs": 0, "excluded_layer_macs": 0, "non_gemm_flops": 0}
+    return {
+        "attention_macs": sum(r.layer.macs for r in results if r.layer.kind == "attention_matmul"),
+        "excluded_layer_macs": sum(r.layer.macs for r in results if r.layer.is_weight_layer and not r.cost.counted),
+        "non_gemm_flops": sum(r.layer.vector_flops for r in results),
+    }
+
+
+def run_estimate(config: EstimateConfig, device_name: str, *, batch=None, steps=None, convention=None) -> Estimate:
+    timings = {}
+    started = time.perf_counter()
+    inputs_cfg = replace_input(config, batch, steps)
+    convention = convention or config.convention
+    device = load_device(device_name)
+    spec = unet_spec(config)
+    model = build_unet(spec)
+    timings["model build"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    inputs = example_inputs(model, spec, inputs_cfg.batch, inputs_cfg.sample_size, inputs_cfg.context_length)
+    layers = group_layers(model, trace(model, inputs))
+    if config.runtime.fused_attention:
+        layers = fuse_attention(layers)
+    timings["tracing"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    schemes = resolve(layers, config.quant, config.model.dtype)
+    full = quant_format(config.model.dtype)
+    baseline = totals_of(cost_layers(layers, [LayerScheme(full if l.is_weight_layer else None, full) for l in layers],
+                                     config, convention, device))
+    layers, schemes = add_policy_layers(layers, schemes, config.quant, config.model.dtype)
+    results = cost_layers(layers, schemes, config, convention, device)
+    totals = totals_of(results)
+    estimate = Estimate(
+        model=spec.name, description=spec.description, device=device.name,
+        device_description=device.description, convention=convention, batch=inputs_cfg.batch,
+        steps=inputs_cfg.steps, guidance=inputs_cfg.guidance, layers=results, totals=totals, per_image={},
+        baseline=baseline, uncounted=uncounted_of(results, convention), timings=timings,
+    )
+    factor = estimate.forwards_per_image
+    estimate.per_image = {k: None if totals[k] is None else totals[k] * factor for k in PER_IMAGE_KEYS}
+    timings["accounting"] = time.perf_counter() - started
+    return estimate
+
+
+def replace_input(config: EstimateConfig, batch, steps):
+    updates = {k: v for k, v in (("batch", batch), ("steps", steps)) if v is not None}
+    return config.input.model_copy(update=updates) if updates else config.input

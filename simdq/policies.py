@@ -1,0 +1,76 @@
+"""Named layer policies: which conv/linear layers a paper keeps at other precisions, as published and as
+its released code does (shared/reference/seed-costs.md).
+
+A policy is an ordered list of rules (first match wins, after the user's own rules). A rule's weights and
+activations are a format name, FULL (the model's own precision) or None (keep the scheme's format).
+count_ops=False keeps a layer in the size but leaves its MACs out of BOPs/FLOPs/OPs under the papers'
+conventions, as BiDM's table does with the skip convs. extra_shortcuts adds BiDM's full-precision 1x1
+shortcut conv beside every binarized conv whose channel counts differ.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+FULL = "full"
+
+TIME_EMBEDDING = ("time_embedding.*", "add_embedding.*", "class_embedding.*")
+FIRST_LAST = ("conv_in", "conv_out")
+SKIP_CONVS = ("*.conv_shortcut",)
+DOWNSAMPLE_CONVS = ("*.downsamplers.*",)
+ATTENTION_PROJECTIONS = ("*.to_q", "*.to_k", "*.to_v", "*.to_out.*", "*.proj_in", "*.proj_out")
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    match: tuple
+    weights: object = None
+    activations: object = None
+    count_ops: bool = True
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    description: str
+    rules: tuple = ()
+    extra_shortcuts: bool = False
+
+
+_FP_ENDS = PolicyRule(TIME_EMBEDDING + FIRST_LAST, FULL, FULL,
+                      why="time embedding, first and last conv at full precision (released code)")
+
+POLICIES = {
+    policy.name: policy
+    for policy in (
+        Policy("all-quantized", "every conv and linear layer at the scheme's formats (how BinaryDM's Table 5 "
+               "prices Q-Diffusion and EfficientDM)"),
+        Policy("binarydm", "BinaryDM's released code: time-embedding linears, first and last conv at full "
+               "precision; everything else quantized", (_FP_ENDS,)),
+        Policy("bidm-as-published", "BiDM's Table 4: as binarydm, but the ResBlock skip convs count in the "
+               "size at the scheme's bits and in neither BOPs nor FLOPs",
+               (_FP_ENDS, PolicyRule(SKIP_CONVS, count_ops=False, why="skip convs left out of BiDM's OPs"))),
+        Policy("bidm-as-coded", "BiDM's released code: as binarydm, plus full-precision skip convs and a "
+               "full-precision 1x1 shortcut beside each binarized conv whose channel counts differ",
+               (_FP_ENDS, PolicyRule(SKIP_CONVS, FULL, FULL, why="skip convs at full precision (code)")),
+               extra_shortcuts=True),
+        Policy("efficientdm-as-coded", "EfficientDM's released code: skip convs, downsample convs and attention "
+               "projections at full precision; time embedding, first and last layer at W8A8",
+               (PolicyRule(TIME_EMBEDDING + FIRST_LAST, "int8", "int8", why="W8A8 in EfficientDM's code"),
+                PolicyRule(SKIP_CONVS + DOWNSAMPLE_CONVS + ATTENTION_PROJECTIONS, FULL, FULL,
+                           why="left unquantized in EfficientDM's code"))),
+    )
+}
+POLICY_ALIASES = {"bidm": "bidm-as-published", "efficientdm-as-published": "all-quantized"}
+
+
+def get_policy(name: str) -> Policy:
+    key = POLICY_ALIASES.get(name, name)
+    if key not in POLICIES:
+        allowed = sorted(POLICIES) + sorted(POLICY_ALIASES)
+        hint = difflib.get_close_matches(name, allowed, n=1)
+        raise ValueError(f"unknown layer policy {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                         + f"; allowed: {', '.join(allowed)}")
+    return POLICIES[key]

@@ -1,0 +1,217 @@
+"""Workload extraction: every aten op of one forward pass, with shapes, MACs and the owning module.
+
+The model runs on the meta device (shapes only) under a TorchDispatchMode, which sees every aten op
+after decomposition, so attention is seen however it is computed: scaled_dot_product_attention (its
+math decomposition on meta, or a fused kernel elsewhere), bmm or baddbmm. Module hooks keep a stack
+of module paths, so each op is attributed to the innermost module that ran it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+WEIGHT_GEMMS = {"convolution", "mm", "addmm", "_int_mm", "_scaled_mm"}
+MATMULS = {"mm", "addmm", "bmm", "baddbmm"}
+FUSED_ATTENTION = {
+    "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_fused_attention_overrideable",
+}
+VIEWS = {
+    "view", "_unsafe_view", "_reshape_alias", "reshape", "t", "transpose", "permute", "expand", "unsqueeze",
+    "squeeze", "split", "split_with_sizes", "unbind", "slice", "select", "alias", "detach", "as_strided",
+    "lift_fresh", "chunk", "narrow", "view_as", "unflatten", "flatten", "empty", "empty_like", "empty_strided",
+}
+NORMS = {"native_group_norm", "native_layer_norm", "native_batch_norm", "_native_batch_norm_legit_no_training",
+         "_native_batch_norm_legit", "_fused_rms_norm", "rms_norm"}
+SOFTMAX = {"_softmax", "_safe_softmax", "_log_softmax"}
+RESAMPLE_PREFIXES = ("upsample_", "_upsample_", "avg_pool", "max_pool", "_adaptive_avg_pool", "adaptive_avg_pool")
+CONCAT = {"cat", "stack"}
+EMBEDDING = {"embedding"}
+CREATION = {"ones", "zeros", "full", "arange", "ones_like", "zeros_like", "full_like", "scalar_tensor", "randn"}
+COPIES = {"clone", "_to_copy", "copy", "copy_", "contiguous"}
+
+# Arithmetic per output element where one op is more than one operation (our convention for `full`):
+# silu = x / (1 + exp(-x)): negate, exp, add, divide; gelu (erf form) ~ 8; norms per element: mean (1),
+# variance (3), normalise (2), affine (2); softmax: max, subtract, exp, sum, divide.
+FLOPS_PER_ELEMENT = {"silu": 4, "gelu": 8, "sigmoid": 3, "tanh": 3, "mish": 6}
+NORM_FLOPS_PER_ELEMENT = 8
+SOFTMAX_FLOPS_PER_ELEMENT = 5
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One aten op. kind: gemm, view, norm, softmax, resample, concat, embedding, creation, copy or
+    elementwise; read/write: activation elements read and written (parameters excluded); role of a
+    GEMM: 'weight' (inside a conv/linear module) or 'qk'/'av' (activation x activation)."""
+
+    module: str
+    op: str
+    kind: str
+    macs: int
+    flops: int
+    read: int
+    write: int
+    role: str = ""
+    input_shapes: tuple = ()
+    output_shape: tuple = ()
+
+
+def _shape(value):
+    return tuple(value.shape) if hasattr(value, "shape") else None
+
+
+def _tensors(values):
+    import torch
+
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif isinstance(value, (list, tuple)):
+            yield from _tensors(value)
+
+
+def _numel(shape) -> int:
+    return prod(shape) if shape is not None else 0
+
+
+def gemm_macs(op: str, args) -> int:
+    """MACs of a GEMM-like aten op from its argument shapes."""
+    if op == "convolution":
+        x, w = _shape(args[0]), _shape(args[1])
+        transposed = bool(args[6]) if len(args) > 6 else False
+        if transposed:  # every input position scatters into Cout/groups x kernel outputs
+            return _numel(x) * _numel(w[1:])
+        out_channels, per_group_in = w[0], w[1]
+        out_positions = x[0] * _conv_out_positions(x, w, args)
+        return out_positions * out_channels * per_group_in * _numel(w[2:])
+    if op in ("mm", "_int_mm", "_scaled_mm"):
+        (m, k), (_, n) = _shape(args[0]), _shape(args[1])
+        return m * k * n
+    if op == "addmm":
+        (m, k), (_, n) = _shape(args[1]), _shape(args[2])
+        return m * k * n
+    if op == "bmm":
+        (b, m, k), (_, _, n) = _shape(args[0]), _shape(args[1])
+        return b * m * k * n
+    if op == "baddbmm":
+        (b, m, k), (_, _, n) = _shape(args[1]), _shape(args[2])
+        return b * m * k * n
+    raise KeyError(op)
+
+
+def _conv_out_positions(x, w, args) -> int:
+    stride, padding, dilation = args[3], args[4], args[5]
+    spatial = x[2:]
+    positions = 1
+    for i, size in enumerate(spatial):
+        pick = lambda seq: seq[i] if len(seq) > 1 else seq[0]  # noqa: E731
+        kernel = w[2 + i]
+        positions *= (size + 2 * pick(padding) - pick(dilation) * (kernel - 1) - 1) // pick(stride) + 1
+    return positions
+
+
+class _Tracer:
+    def __init__(self, weight_modules: set):
+        self.weight_modules = weight_modules
+        self.stack = [""]
+        self.records: list = []
+        self._softmax_seen = {}
+
+    def push(self, path):
+        self.stack.append(path)
+        self._softmax_seen[path] = False
+
+    def pop(self):
+        self.stack.pop()
+
+    def record(self, func, args, kwargs, out):
+        name = func.overloadpacket.__name__
+        module = self.stack[-1]
+        outputs = [t for t in _tensors(out if isinstance(out, (list, tuple)) else [out])]
+        out_shape = tuple(outputs[0].shape) if outputs else ()
+        write = sum(t.numel() for t in outputs)
+        inputs = list(_tensors(args))
+        in_shapes = tuple(tuple(t.shape) for t in inputs)
+        read = sum(t.numel() for t in inputs)
+        in_weight_module = module in self.weight_modules
+        if name in VIEWS:
+            self._add(module, name, "view", 0, 0, 0, 0, "", in_shapes, out_shape)
+        elif name in FUSED_ATTENTION:
+            q, k, v = (_shape(a) for a in args[:3])
+            batch_heads = _numel(q[:-2])
+            scores = batch_heads * q[-2] * k[-2]
+            self._add(module, name, "gemm", scores * q[-1], 0, _numel(q) + _numel(k), scores, "qk", in_shapes, out_shape)
+            self._add(module, name, "softmax", 0, SOFTMAX_FLOPS_PER_ELEMENT * scores, scores, scores, "",
+                      in_shapes, out_shape)
+            self._add(module, name, "gemm", scores * v[-1], 0, scores + _numel(v), _numel(out_shape), "av",
+                      in_shapes, out_shape)
+        elif name == "convolution" or name in MATMULS or name in WEIGHT_GEMMS and in_weight_module:
+            macs = gemm_macs(name, args)
+            # F.linear computes input @ W^T; a convolution's weight may be a constant kernel (FIR)
+            if name == "convolution" or in_weight_module and name != "bmm" and name != "baddbmm":
+                activation = args[1] if name == "addmm" else args[0]
+                role, read = "weight", _numel(_shape(activation))
+            else:
+                role = "av" if self._softmax_seen.get(module) else "qk"
+                self._softmax_seen[module] = False
+            self._add(module, name, "gemm", macs, 0, read, write, role, in_shapes, out_shape)
+        elif name in NORMS:
+            elements = _numel(in_shapes[0])
+            self._add(module, name, "norm", 0, NORM_FLOPS_PER_ELEMENT * elements, elements, elements, "",
+                      in_shapes, out_shape)
+        elif name in SOFTMAX:
+            self._softmax_seen[module] = True
+            self._add(module, name, "softmax", 0, SOFTMAX_FLOPS_PER_ELEMENT * write, read, write, "",
+                      in_shapes, out_shape)
+        elif name.startswith(RESAMPLE_PREFIXES):
+            flops = read if name.startswith(("avg_pool", "_adaptive_avg_pool", "adaptive_avg_pool")) else 0
+            self._add(module, name, "resample", 0, flops, read, write, "", in_shapes, out_shape)
+        elif name in CONCAT:
+            self._add(module, name, "concat", 0, 0, read, write, "", in_shapes, out_shape)
+        elif name in EMBEDDING:
+            self._add(module, name, "embedding", 0, 0, write, write, "", in_shapes, out_shape)
+        elif name in CREATION:
+            self._add(module, name, "creation", 0, 0, 0, write, "", in_shapes, out_shape)
+        elif name in COPIES:
+            self._add(module, name, "copy", 0, 0, read, write, "", in_shapes, out_shape)
+        else:
+            self._add(module, name, "elementwise", 0, FLOPS_PER_ELEMENT.get(name, 1) * write, read, write, "",
+                      in_shapes, out_shape)
+
+    def _add(self, module, op, kind, macs, flops, read, write, role, in_shapes, out_shape):
+        self.records.append(OpRecord(module, op, kind, macs, flops, read, write, role, in_shapes, out_shape))
+
+
+def is_weight_module(module) -> bool:
+    import torch.nn as nn
+
+    return isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear))
+
+
+def trace(model, inputs: dict) -> list:
+    """Run `model(**inputs)` on the meta device and return its OpRecords in execution order."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    names = {module: name for name, module in model.named_modules()}
+    tracer = _Tracer({name for module, name in names.items() if is_weight_module(module)})
+
+    class Mode(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            tracer.record(func, args, kwargs or {}, out)
+            return out
+
+    handles = []
+    for module, name in names.items():
+        handles.append(module.register_forward_pre_hook(lambda m, a, name=name: tracer.push(name)))
+        handles.append(module.register_forward_hook(lambda m, a, o: tracer.pop()))
+    try:
+        with torch.no_grad(), Mode():
+            model(**inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return tracer.records

@@ -1,0 +1,170 @@
+"""Cost accounting: conventions, layer policies, stored weight bytes, per-image totals."""
+
+from fnmatch import fnmatchcase
+from math import ceil
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from unet_fixtures import traced
+
+from simdq.accounting import weight_storage_bits
+from simdq.estimate import run_estimate
+from simdq.layers import Layer
+from simdq.model_config import parse_config
+from simdq.quant_formats import quant_format
+
+BEDROOMS = {"preset": "ldm4-lsun-bedrooms"}
+BINARYDM_FULL_PRECISION = ("time_embedding.linear_1", "time_embedding.linear_2", "conv_in", "conv_out")
+
+
+def estimate(quant=None, model=BEDROOMS, device="jetson", **sections):
+    config = parse_config({"model": model, "quant": quant or {}, **sections}, "test.yaml")
+    return run_estimate(config, device)
+
+
+def _weight_modules(model):
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
+def test_full_precision_bedrooms_matches_binarydm_table():
+    totals = estimate().totals
+    assert round(totals["size_mib"], 1) == 1045.4
+    assert round(totals["ops"] / 1e9, 1) == 96.0
+    assert totals["bops"] == 0 and totals["flops"] == totals["macs"] == totals["ops"]
+
+
+@pytest.mark.parametrize("weights, bits", [("binary", 1), ("int2", 2), ("int4", 4)])
+def test_binarydm_size_counts_quantized_weights_at_their_bits_and_the_rest_at_32(weights, bits):
+    _, model, _, _ = traced("ldm4-lsun-bedrooms")
+    expected_bits = 0
+    for name, module in _weight_modules(model):
+        if name not in BINARYDM_FULL_PRECISION:
+            expected_bits += module.weight.numel() * (bits - 32)
+    expected_bits += 32 * sum(p.numel() for p in model.parameters())
+    totals = estimate({"weights": weights, "activations": "int4", "policy": "binarydm"}).totals
+    assert totals["size_mib"] == pytest.approx(expected_bits / 8 / 2**20, rel=1e-12)
+
+
+def test_binarydm_ops_are_bops_over_64_plus_full_precision_macs():
+    _, model, inputs, _ = traced("ldm4-lsun-bedrooms")
+    result = estimate({"weights": "binary", "activations": "int4", "policy": "binarydm"})
+    by_name = {r.layer.name: r.layer.macs for r in result.layers}
+    full = sum(by_name[n] for n in BINARYDM_FULL_PRECISION)
+    quantized = sum(by_name[n] for n, _ in _weight_modules(model)) - full
+    assert result.totals["bops"] == 1 * 4 * quantized
+    assert result.totals["ops"] == pytest.approx(4 * quantized / 64 + full)
+
+
+def test_bidm_as_published_reproduces_its_bops_and_leaves_skip_convs_out():
+    result = estimate({"weights": "binary", "activations": "binary", "policy": "bidm-as-published"})
+    assert round(result.totals["bops"] / 1e9, 1) == 92.1  # BiDM Table 4
+    skips = [r for r in result.layers if r.layer.name.endswith("conv_shortcut")]
+    assert skips and all(not r.cost.counted and r.cost.bops == 0 and r.cost.size_bytes > 0 for r in skips)
+    assert result.uncounted["excluded_layer_macs"] == sum(r.layer.macs for r in skips)
+
+
+def test_bidm_as_coded_adds_a_full_precision_shortcut_per_binary_conv_changing_channels():
+    result = estimate({"weights": "binary", "activations": "binary", "policy": "bidm-as-coded"})
+    _, model, _, _ = traced("ldm4-lsun-bedrooms")
+    expected = {
+        name for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Conv2d) and m.in_channels != m.out_channels
+        and name not in ("conv_in", "conv_out") and not name.endswith("conv_shortcut")
+    }
+    extras = {r.layer.name.removesuffix(".bidm_shortcut"): r for r in result.layers if r.layer.extra}
+    assert set(extras) == expected
+    for name, r in extras.items():
+        assert r.scheme.weight.name == "fp32" and r.cost.flops == r.layer.macs == r.layer.write * r.layer.in_channels
+
+
+def test_efficientdm_as_coded_policy_formats():
+    result = estimate({"weights": "int4", "activations": "int4", "policy": "efficientdm-as-coded"})
+    formats = {r.layer.name: (r.scheme.weight.name, r.scheme.activation.name) for r in result.layers
+               if r.layer.is_weight_layer}
+    for name, pair in formats.items():
+        if name in BINARYDM_FULL_PRECISION:
+            assert pair == ("int8", "int8"), name
+        elif name.endswith(("conv_shortcut", ".to_q", ".to_k", ".to_v", "to_out.0")) or ".downsamplers." in name:
+            assert pair == ("fp32", "fp32"), name
+        else:
+            assert pair == ("int4", "int4"), name
+
+
+def test_user_rules_come_before_the_policy_and_first_match_wins():
+    result = estimate({
+        "weights": "int4", "activations": "int4", "policy": "binarydm",
+        "rules": [{"match": ["conv_in"], "weights": "int8", "activations": "int8"},
+                  {"match": "conv_*", "weights": "e4m3fn"},
+                  {"match": "*.conv1", "count_ops": False}],
+    })
+    schemes = {r.layer.name: r.scheme for r in result.layers}
+    assert (schemes["conv_in"].weight.name, schemes["conv_in"].decided_by) == ("int8", "rules[0]")
+    assert (schemes["conv_out"].weight.name, schemes["conv_out"].activation.name) == ("e4m3fn", "int4")
+    assert schemes["time_embedding.linear_1"].decided_by == "policy binarydm"
+    assert not schemes["down_blocks.0.resnets.0.conv1"].count_ops
+
+
+def test_full_convention_counts_every_gemm_twice_plus_non_gemm_arithmetic():
+    _, model, inputs, _ = traced("ldm4-lsun-bedrooms")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(**inputs)
+    result = estimate(convention="full")
+    vector = sum(r.layer.vector_flops for r in result.layers)
+    assert result.totals["ops"] == counter.get_total_flops() + vector
+    assert result.totals["flops"] == result.totals["ops"]  # all full precision
+    assert result.uncounted == {"attention_macs": 0, "excluded_layer_macs": 0, "non_gemm_flops": 0}
+
+
+def test_quantized_attention_counts_bops_under_full_only():
+    attention = {"quantize": True, "activations": "int8"}
+    full = estimate({"weights": "int8", "activations": "int8", "attention": attention}, convention="full")
+    paper = estimate({"weights": "int8", "activations": "int8", "attention": attention})
+    attention_macs = sum(r.layer.macs for r in full.layers if r.layer.kind == "attention_matmul")
+    weight_macs = sum(r.layer.macs for r in full.layers if r.layer.is_weight_layer)
+    assert full.totals["bops"] == 64 * (attention_macs + weight_macs)
+    assert paper.totals["bops"] == 64 * weight_macs
+
+
+def _layer(weight_params=4096, out_channels=64):
+    return Layer(name="x", module="x", module_type="Conv2d", kind="conv", weight_params=weight_params,
+                 out_channels=out_channels, in_channels=weight_params // out_channels)
+
+
+def _quant(**quant):
+    return parse_config({"model": BEDROOMS, "quant": quant}, "t").quant
+
+
+@pytest.mark.parametrize("granularity, scales", [
+    ({"weights": "per_tensor"}, 1), ({"weights": "per_channel"}, 64),
+    ({"weights": "per_group", "group_size": 48}, 64 * ceil(64 / 48)),
+])
+def test_stored_int4_weights_include_their_scales(granularity, scales):
+    quant = _quant(weights="int4", granularity=granularity)
+    assert weight_storage_bits(_layer(), quant_format("int4"), quant, 16) == 4096 * 4 + scales * 16
+
+
+def test_stored_weights_with_zero_points_and_block_formats():
+    quant = _quant(weights="uint4", weight_zero_point=True)
+    assert weight_storage_bits(_layer(), quant_format("uint4"), quant, 32) == 4096 * 4 + 64 * (32 + 4)
+    assert weight_storage_bits(_layer(), quant_format("mxfp4"), quant, 32) == 4096 * 4 + 4096 // 32 * 8
+    assert weight_storage_bits(_layer(), quant_format("nvfp4"), quant, 32) == 4096 * 4 + 4096 // 16 * 8 + 32
+    assert weight_storage_bits(_layer(), quant_format("fp16"), quant, 32) == 4096 * 16
+
+
+def test_per_image_totals_and_savings():
+    result = estimate({"weights": "int4", "activations": "int4"},
+                      input={"batch": 2, "steps": 10, "guidance": True})
+    factor = 10 * 2 / 2
+    for key in ("macs", "ops", "latency_s", "read_bytes"):
+        assert result.per_image[key] == pytest.approx(result.totals[key] * factor)
+    assert result.baseline["size_mib"] / result.totals["size_mib"] > 7.5
+    assert result.baseline["params"] == result.totals["params"]
+
+
+def test_rules_match_module_paths_with_globs():
+    result = estimate({"weights": "int4", "activations": "int8", "rules": [{"match": "up_blocks.*", "weights": "int8"}]})
+    for r in result.layers:
+        if r.layer.is_weight_layer:
+            expected = "int8" if fnmatchcase(r.layer.name, "up_blocks.*") else "int4"
+            assert r.scheme.weight.name == expected, r.layer.name

@@ -1,0 +1,175 @@
+"""`simdq estimate` and `simdq hw list` as a user runs them: outputs and every bad-input path."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from unet_fixtures import TINY_UNET
+
+from simdq.cli import main
+
+EXAMPLE = str(Path(__file__).parents[1] / "examples" / "ldm4-bedrooms-w1a4.yaml")
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_yaml(tmp_path, data, name="model.yaml"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def example_json(tmp_path_factory):
+    path = tmp_path_factory.mktemp("out") / "estimate.json"
+    assert main(["estimate", EXAMPLE, "--hw", "jetson", "--format", "json", "-o", str(path)]) == 0
+    return json.loads(path.read_text())
+
+
+def test_json_output_has_the_documented_shape(example_json):
+    data = example_json
+    assert {"model", "device", "convention", "totals", "per_image", "layers"} <= set(data)
+    assert (data["model"], data["device"], data["convention"]) == ("ldm4-lsun-bedrooms", "jetson-agx-orin-64gb",
+                                                                  "binarydm")
+    totals = data["totals"]
+    for key in ("params", "size_mib", "weight_bytes", "macs", "bops", "flops", "ops", "latency_s", "energy_j"):
+        assert key in totals
+    assert totals["energy_j"] is None  # the roofline model gives no energy
+    for key in ("params", "weight_bytes", "macs", "bops", "flops", "ops", "latency_s"):
+        assert totals[key] == pytest.approx(sum(layer[key] for layer in data["layers"]), rel=1e-9), key
+    steps = yaml.safe_load(open(EXAMPLE))["input"]["steps"]
+    assert data["per_image"]["ops"] == pytest.approx(steps * totals["ops"])
+    assert data["savings"]["size_mib"] == pytest.approx(data["full_precision"]["size_mib"] / totals["size_mib"])
+
+
+def test_terminal_table_shows_totals_savings_and_heaviest_layers(capsys, example_json):
+    code, out, err = run(capsys, "estimate", EXAMPLE, "--hw", "jetson")
+    assert code == 0 and not err
+    size = example_json["totals"]["size_mib"]
+    assert f"{size:.2f} MiB" in out
+    assert f"{example_json['savings']['size_mib']:.2f}x" in out
+    heaviest = max(example_json["layers"], key=lambda l: l["latency_s"] or 0)
+    assert heaviest["name"] in out
+    assert "not counted in OPs under binarydm: attention matmuls" in out
+
+
+def test_per_layer_csv_matches_json(capsys, example_json):
+    code, out, _ = run(capsys, "estimate", EXAMPLE, "--hw", "jetson", "--format", "csv", "--per-layer")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == len(example_json["layers"])
+    for row, layer in zip(rows, example_json["layers"]):
+        assert row["name"] == layer["name"] and float(row["ops"]) == pytest.approx(layer["ops"])
+        assert row["mapping"] == (layer["mapping"] or "")
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "latex"])
+def test_markdown_and_latex_tables_are_well_formed(capsys, fmt, example_json):
+    code, out, _ = run(capsys, "estimate", EXAMPLE, "--hw", "jetson", "--format", fmt, "--per-layer")
+    assert code == 0
+    if fmt == "markdown":
+        table_lines = [line for line in out.splitlines() if line.startswith("|")]
+        per_table = {line.count("|") for line in table_lines}
+        assert per_table == {4 + 1, 11 + 1}  # summary and per-layer tables, every row complete
+        assert len(table_lines) == (2 + 14) + (2 + len(example_json["layers"]))
+    else:
+        assert out.count(r"\begin{tabular}") == out.count(r"\end{tabular}") == 2
+        body = [line for line in out.splitlines() if line.endswith(r"\\")]
+        assert all(line.count(" & ") in (3, 10) for line in body)
+        assert "down\\_blocks" in out and "_blocks" not in out.replace("\\_blocks", "")
+
+
+def test_batch_and_steps_flags_override_the_yaml(capsys, example_json):
+    code, out, _ = run(capsys, "estimate", EXAMPLE, "--hw", "jetson", "--format", "json", "--batch", "4",
+                       "--steps", "7")
+    data = json.loads(out)
+    assert code == 0 and data["input"]["batch"] == 4 and data["input"]["steps"] == 7
+    assert data["totals"]["macs"] == 4 * example_json["totals"]["macs"]
+    assert data["per_image"]["macs"] == pytest.approx(7 * example_json["totals"]["macs"])
+
+
+def test_hw_list(capsys):
+    code, out, _ = run(capsys, "hw", "list")
+    assert code == 0 and "h100-sxm" in out and "jetson-agx-orin-64gb" in out and "204.8 GB/s" in out
+
+
+def test_inline_diffusers_config_and_config_file(capsys, tmp_path):
+    from diffusers import UNet2DModel
+
+    with torch.device("meta"):
+        expected = sum(p.numel() for p in UNet2DModel(**TINY_UNET).parameters())
+    inline = write_yaml(tmp_path, {"model": {"diffusers": {"class": "UNet2DModel", "config": TINY_UNET}}})
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({"_class_name": "UNet2DModel", **TINY_UNET}))
+    from_file = write_yaml(tmp_path, {"model": {"config_file": str(config_file)}}, "file.yaml")
+    for path in (inline, from_file):
+        code, out, err = run(capsys, "estimate", path, "--hw", "h100", "--format", "json")
+        assert code == 0, err
+        assert json.loads(out)["totals"]["params"] == expected
+
+
+BAD_YAML = [
+    ({"model": {"preset": "ldm4-bedroom"}}, "model.preset: unknown preset 'ldm4-bedroom' (did you mean"),
+    ({"model": {"preset": "sd15"}, "quant": {"weights": "int33"}}, "quant.weights: integer width must be 1..32"),
+    ({"model": {"preset": "sd15"}, "quant": {"weights": "fp5"}}, "quant.weights: unknown format 'fp5'"),
+    ({"model": {"preset": "sd15"}, "quant": {"policy": "bidm-coded"}}, "quant.policy: unknown layer policy"),
+    ({"model": {"preset": "sd15"}, "input": {"batch": 0}}, "input.batch: input should be greater than 0"),
+    ({"model": {"preset": "sd15"}, "input": {"steps": -5}}, "input.steps: input should be greater than 0"),
+    ({"model": {"preset": "sd15"}, "input": {"batch": "four"}}, "input.batch: input should be a valid integer"),
+    ({"model": {"preset": "sd15"}, "quant": {"rules": [{"match": "x", "weigths": "int4"}]}},
+     "quant.rules[0].weigths: unknown key (did you mean 'weights'?)"),
+    ({"model": {"preset": "sd15"}, "quant": {"rules": "conv_in"}}, "quant.rules: input should be a valid list"),
+    ({"model": {"preset": "sd15"}, "qaunt": {}}, "qaunt: unknown key (did you mean 'quant'?)"),
+    ({"model": {"preset": "sd15", "config_file": "x.json"}}, "model: give exactly one of preset, diffusers"),
+    ({"model": {"config_file": "/nonexistent/config.json"}}, "model.config_file: config file '/nonexistent/config.json' does not exist"),
+    ({"model": {"diffusers": {"class": "UNet2DModel", "config": {"block_out_channels": [32, 64]}}}},
+     "diffusers cannot build UNet2DModel from this config"),
+    (["model", "preset"], "expected a mapping with keys model, input, quant, convention; got list"),
+    ("model:\n  preset: sd15\n   steps: 3\n", "line 3: not valid YAML"),
+]
+
+
+@pytest.mark.parametrize("content, message", BAD_YAML)
+def test_bad_model_yaml_is_one_line_and_exit_2(capsys, tmp_path, content, message):
+    path = write_yaml(tmp_path, content)
+    code, out, err = run(capsys, "estimate", path, "--hw", "jetson")
+    assert code == 2 and not out
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert message in err, err
+
+
+def test_config_file_that_is_not_a_unet_config(capsys, tmp_path):
+    vae = tmp_path / "vae.json"
+    vae.write_text(json.dumps({"_class_name": "AutoencoderKL", "latent_channels": 4}))
+    code, _, err = run(capsys, "estimate", write_yaml(tmp_path, {"model": {"config_file": str(vae)}}), "--hw", "h100")
+    assert code == 2 and "is not a diffusers UNet config (its _class_name is 'AutoencoderKL'" in err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    code, _, err = run(capsys, "estimate", write_yaml(tmp_path, {"model": {"config_file": str(broken)}}), "--hw", "h100")
+    assert code == 2 and "is not JSON" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["estimate", "/nonexistent.yaml", "--hw", "jetson"], "/nonexistent.yaml: no such file"),
+    (["estimate", EXAMPLE, "--hw", "tpu9"], "unknown device 'tpu9'"),
+    (["estimate", EXAMPLE, "--hw", "/nonexistent/device.yaml"], "cannot read device file"),
+    (["estimate", EXAMPLE, "--hw", "jetson", "--batch", "0"], "--batch: expected a positive integer, got 0"),
+    (["estimate", EXAMPLE, "--hw", "jetson", "--steps", "many"], "--steps: expected a positive integer, got 'many'"),
+    (["estimate", EXAMPLE, "--hw", "jetson", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
+    (["estimate", EXAMPLE], "the following arguments are required: --hw"),
+])
+def test_bad_command_line_is_one_line_and_exit_2(capsys, argv, message):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert code == 2 and not out and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and message in err, err

@@ -1,0 +1,100 @@
+"""Workload extraction: parameters, MACs per op family, attribution of ops to modules."""
+
+from collections import defaultdict
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from unet_fixtures import layers_of, traced
+
+from simdq.layers import fuse_attention
+from simdq.unets import preset_names
+
+PRESETS = sorted(set(preset_names().values()))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_layer_parameters_add_up_to_the_model(preset):
+    _, model, _, _ = traced(preset)
+    assert sum(layer.params for layer in layers_of(preset)) == sum(p.numel() for p in model.parameters())
+
+
+def test_ldm4_bedrooms_has_the_published_parameter_count():
+    _, model, _, _ = traced("ldm4-lsun-bedrooms")
+    assert sum(p.numel() for p in model.parameters()) == 274_056_163
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_macs_match_flop_counter_per_op_family(preset):
+    _, model, inputs, records = traced(preset)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(**inputs)
+    theirs = {str(op).removeprefix("aten."): flops for op, flops in counter.get_flop_counts()["Global"].items()}
+    ours = defaultdict(int)
+    for record in records:
+        ours[record.op] += 2 * record.macs
+    assert theirs, "FlopCounterMode counted nothing"
+    for family, flops in theirs.items():
+        assert ours[family] == flops, family
+    assert {f for f, v in ours.items() if v} == set(theirs)
+
+
+@pytest.mark.parametrize("preset", ["ldm4-lsun-bedrooms", "sd15"])
+def test_every_conv_and_linear_is_one_layer_with_its_macs(preset):
+    _, model, _, _ = traced(preset)
+    layers = {layer.name: layer for layer in layers_of(preset) if layer.is_weight_layer}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            layer = layers.pop(name)
+            out_elements = layer.write
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            assert layer.kind == "conv" and layer.macs == out_elements * per_output, name
+            assert layer.weight_params == module.weight.numel()
+        elif isinstance(module, torch.nn.Linear):
+            layer = layers.pop(name)
+            assert layer.kind == "linear" and layer.macs == layer.write * module.in_features, name
+    assert not layers  # nothing else was taken for a weight layer
+
+
+def _attention_modules(model):
+    from diffusers.models.attention_processor import Attention
+
+    return {name: m for name, m in model.named_modules() if isinstance(m, Attention)}
+
+
+def test_attention_matmuls_are_found_with_their_shapes():
+    _, model, inputs, _ = traced("sd15")
+    layers = {layer.name: layer for layer in layers_of("sd15")}
+    context_tokens = inputs["encoder_hidden_states"].shape[1]
+    attention = _attention_modules(model)
+    assert attention
+    for name, module in attention.items():
+        qk, av = layers[f"{name}.qk"], layers[f"{name}.av"]
+        batch_heads, queries, head_dim = qk.input_shape
+        keys = context_tokens if module.is_cross_attention else queries
+        assert (batch_heads, head_dim) == (module.heads, module.inner_dim // module.heads), name
+        assert qk.write == module.heads * queries * keys  # the score matrix
+        assert qk.macs == av.macs == queries * keys * module.inner_dim, name
+        assert qk.kind == av.kind == "attention_matmul"
+
+
+def test_fused_attention_drops_exactly_the_score_traffic():
+    unfused = layers_of("ldm4-lsun-bedrooms")
+    fused = fuse_attention(layers_of("ldm4-lsun-bedrooms"))
+    _, model, _, _ = traced("ldm4-lsun-bedrooms")
+    scores = 0
+    for name, module in _attention_modules(model).items():
+        tokens = next(l for l in unfused if l.name == f"{name}.qk").input_shape[1]
+        scores += module.heads * tokens * tokens
+    traffic = lambda layers: sum(l.gemm_read + l.read + l.write for l in layers)  # noqa: E731
+    # QK^T writes the scores, softmax reads and writes them, AV reads them
+    assert traffic(unfused) - traffic(fused) == 4 * scores
+    assert sum(l.macs for l in unfused) == sum(l.macs for l in fused)
+
+
+def test_batch_scales_activations_not_parameters():
+    one, four = layers_of("ddpm-cifar10", 1), layers_of("ddpm-cifar10", 4)
+    assert sum(l.params for l in one) == sum(l.params for l in four)
+    assert sum(l.macs for l in four) == 4 * sum(l.macs for l in one)
+    convs = lambda layers: [(l.gemm_read, l.write) for l in layers if l.kind == "conv"]  # noqa: E731
+    assert convs(four) == [(4 * read, 4 * write) for read, write in convs(one)]
