@@ -1,17 +1,35 @@
 """simdq's bit-accurate number emulator: formats, rounding, encode/decode, quantization, packing.
 
-Depends on numpy and numba only.
+Depends on numpy and numba only. The formats load eagerly; the Numba kernels load on first use, so that
+code needing only format descriptions (the cost model) does not pay for importing numba.
 """
 
-from .affine import dequantize, fake_quantize, quantize
-from .block import BlockEncoded, block_decode, block_encode
-from .codec import decode, encode
+import importlib
+
 from .formats import PRESETS, BinaryFormat, BlockFormat, FloatFormat, IntFormat, get_format, list_formats
-from .packing import pack, pack_bits64, unpack, unpack_bits64
-from .rounding import ROUNDING_MODES
+
+_LAZY = {
+    "ROUNDING_MODES": "rounding",
+    "BlockEncoded": "block", "block_decode": "block", "block_encode": "block",
+    "decode": "codec", "encode": "codec",
+    "dequantize": "affine", "fake_quantize": "affine", "quantize": "affine",
+    "pack": "packing", "pack_bits64": "packing", "unpack": "packing", "unpack_bits64": "packing",
+}
 
 __all__ = [
     "PRESETS", "ROUNDING_MODES", "BinaryFormat", "BlockEncoded", "BlockFormat", "FloatFormat", "IntFormat",
     "block_decode", "block_encode", "decode", "dequantize", "encode", "fake_quantize", "get_format",
     "list_formats", "pack", "pack_bits64", "quantize", "unpack", "unpack_bits64",
 ]
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'emulator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -108,7 +108,8 @@ def uncounted_of(results: list, convention: str) -> dict:
         return {"attention_macs": 0, "excluded_layer_macs": 0, "non_gemm_flops": 0}
     return {
         "attention_macs": sum(r.layer.macs for r in results if r.layer.kind == "attention_matmul"),
-        "excluded_layer_macs": sum(r.layer.macs for r in results if r.layer.is_weight_layer and not r.cost.counted),
+        "excluded_layer_macs": sum(
+            r.layer.macs for r in results if r.layer.is_weight_layer and not r.cost.counted),
         "non_gemm_flops": sum(r.layer.vector_flops for r in results),
     }
 
@@ -116,7 +117,7 @@ def uncounted_of(results: list, convention: str) -> dict:
 def run_estimate(config: EstimateConfig, device_name: str, *, batch=None, steps=None, convention=None) -> Estimate:
     timings = {}
     started = time.perf_counter()
-    inputs_cfg = replace_input(config, batch, steps)
+    run_input = _overridden_input(config, batch, steps)
     convention = convention or config.convention
     device = load_device(device_name)
     spec = unet_spec(config)
@@ -124,7 +125,7 @@ def run_estimate(config: EstimateConfig, device_name: str, *, batch=None, steps=
     timings["model build"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    inputs = example_inputs(model, spec, inputs_cfg.batch, inputs_cfg.sample_size, inputs_cfg.context_length)
+    inputs = example_inputs(model, spec, run_input.batch, run_input.sample_size, run_input.context_length)
     layers = group_layers(model, trace(model, inputs))
     if config.runtime.fused_attention:
         layers = fuse_attention(layers)
@@ -133,15 +134,15 @@ def run_estimate(config: EstimateConfig, device_name: str, *, batch=None, steps=
     started = time.perf_counter()
     schemes = resolve(layers, config.quant, config.model.dtype)
     full = quant_format(config.model.dtype)
-    baseline = totals_of(cost_layers(layers, [LayerScheme(full if l.is_weight_layer else None, full) for l in layers],
-                                     config, convention, device))
+    unquantized = [LayerScheme(full if layer.is_weight_layer else None, full) for layer in layers]
+    baseline = totals_of(cost_layers(layers, unquantized, config, convention, device))
     layers, schemes = add_policy_layers(layers, schemes, config.quant, config.model.dtype)
     results = cost_layers(layers, schemes, config, convention, device)
     totals = totals_of(results)
     estimate = Estimate(
         model=spec.name, description=spec.description, device=device.name,
-        device_description=device.description, convention=convention, batch=inputs_cfg.batch,
-        steps=inputs_cfg.steps, guidance=inputs_cfg.guidance, layers=results, totals=totals, per_image={},
+        device_description=device.description, convention=convention, batch=run_input.batch,
+        steps=run_input.steps, guidance=run_input.guidance, layers=results, totals=totals, per_image={},
         baseline=baseline, uncounted=uncounted_of(results, convention), timings=timings,
     )
     factor = estimate.forwards_per_image
@@ -150,6 +151,6 @@ def run_estimate(config: EstimateConfig, device_name: str, *, batch=None, steps=
     return estimate
 
 
-def replace_input(config: EstimateConfig, batch, steps):
+def _overridden_input(config: EstimateConfig, batch, steps):
     updates = {k: v for k, v in (("batch", batch), ("steps", steps)) if v is not None}
     return config.input.model_copy(update=updates) if updates else config.input

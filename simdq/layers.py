@@ -54,7 +54,8 @@ class Layer:
 
     @property
     def is_weight_layer(self) -> bool:
-        return self.kind in ("conv", "linear")
+        """A conv or linear with a weight to quantize (not a functional conv with a constant kernel)."""
+        return self.kind in ("conv", "linear") and self.weight_params > 0
 
 
 def _weight_geometry(module) -> dict:
@@ -74,7 +75,8 @@ def group_layers(model, records: list) -> list:
     def row_for(record: OpRecord):
         module = modules.get(record.module, model)
         if is_weight_module(module):
-            key, kind, name = (record.module, "weight"), "conv" if "Conv" in type(module).__name__ else "linear", record.module
+            kind = "conv" if "Conv" in type(module).__name__ else "linear"
+            key, name = (record.module, "weight"), record.module
         elif record.kind == "gemm":
             key, kind, name = (record.module, record.role), "attention_matmul", f"{record.module}.{record.role}"
             if record.role == "weight":  # a functional convolution with a constant kernel (no module)
@@ -84,7 +86,7 @@ def group_layers(model, records: list) -> list:
             key, name = (record.module, kind), record.module or "(unet)"
         if key not in rows:
             rows[key] = Layer(name=name, module=record.module, module_type=type(module).__name__, kind=kind)
-            if kind in ("conv", "linear") and is_weight_module(module):
+            if is_weight_module(module):
                 for attr, value in _weight_geometry(module).items():
                     setattr(rows[key], attr, value)
         return rows[key]
@@ -100,7 +102,7 @@ def group_layers(model, records: list) -> list:
                 row.input_shape, row.output_shape = record.input_shapes[1 if record.op == "addmm" else 0], record.output_shape
         else:
             row.vector_flops += record.flops
-            if row.is_weight_layer:  # a bias add or activation inside a conv/linear: fused into the epilogue
+            if row.kind in ("conv", "linear"):  # a bias add inside a conv/linear: fused into the epilogue
                 continue
             row.read += record.read
         row.kernels += 1
@@ -131,9 +133,10 @@ def fuse_attention(layers: list) -> list:
     matrix between QK^T, softmax and AV stays on chip, and the three run as one kernel."""
     by_module = {}
     for layer in layers:
-        if layer.kind in ("attention_matmul", "softmax"):
-            by_module.setdefault(layer.module, {})[layer.name.rsplit(".", 1)[-1] if layer.kind != "softmax"
-                                                    else "softmax"] = layer
+        if layer.kind == "softmax":
+            by_module.setdefault(layer.module, {})["softmax"] = layer
+        elif layer.kind == "attention_matmul":
+            by_module.setdefault(layer.module, {})[layer.name.rsplit(".", 1)[-1]] = layer
     for rows in by_module.values():
         if not {"qk", "av"} <= rows.keys():
             continue

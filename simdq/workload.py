@@ -26,7 +26,8 @@ VIEWS = {
 NORMS = {"native_group_norm", "native_layer_norm", "native_batch_norm", "_native_batch_norm_legit_no_training",
          "_native_batch_norm_legit", "_fused_rms_norm", "rms_norm"}
 SOFTMAX = {"_softmax", "_safe_softmax", "_log_softmax"}
-RESAMPLE_PREFIXES = ("upsample_", "_upsample_", "avg_pool", "max_pool", "_adaptive_avg_pool", "adaptive_avg_pool")
+AVERAGING_PREFIXES = ("avg_pool", "_adaptive_avg_pool", "adaptive_avg_pool")
+RESAMPLE_PREFIXES = ("upsample_", "_upsample_", "max_pool") + AVERAGING_PREFIXES
 CONCAT = {"cat", "stack"}
 EMBEDDING = {"embedding"}
 CREATION = {"ones", "zeros", "full", "arange", "ones_like", "zeros_like", "full_like", "scalar_tensor", "randn"}
@@ -44,7 +45,8 @@ SOFTMAX_FLOPS_PER_ELEMENT = 5
 class OpRecord:
     """One aten op. kind: gemm, view, norm, softmax, resample, concat, embedding, creation, copy or
     elementwise; read/write: activation elements read and written (parameters excluded); role of a
-    GEMM: 'weight' (inside a conv/linear module) or 'qk'/'av' (activation x activation)."""
+    GEMM: 'weight' (inside a conv/linear module) or 'qk'/'av' (activation x activation); dtype: of the
+    (first) output."""
 
     module: str
     op: str
@@ -56,6 +58,7 @@ class OpRecord:
     role: str = ""
     input_shapes: tuple = ()
     output_shape: tuple = ()
+    dtype: str = ""
 
 
 def _shape(value):
@@ -76,16 +79,13 @@ def _numel(shape) -> int:
     return prod(shape) if shape is not None else 0
 
 
-def gemm_macs(op: str, args) -> int:
-    """MACs of a GEMM-like aten op from its argument shapes."""
+def gemm_macs(op: str, args, out_shape) -> int:
+    """MACs of a GEMM-like aten op from its argument and output shapes."""
     if op == "convolution":
         x, w = _shape(args[0]), _shape(args[1])
         transposed = bool(args[6]) if len(args) > 6 else False
-        if transposed:  # every input position scatters into Cout/groups x kernel outputs
-            return _numel(x) * _numel(w[1:])
-        out_channels, per_group_in = w[0], w[1]
-        out_positions = x[0] * _conv_out_positions(x, w, args)
-        return out_positions * out_channels * per_group_in * _numel(w[2:])
+        # each output (each input, when transposed) meets Cin/groups x kernel weights (Cout/groups x kernel)
+        return (_numel(x) if transposed else _numel(out_shape)) * _numel(w[1:])
     if op in ("mm", "_int_mm", "_scaled_mm"):
         (m, k), (_, n) = _shape(args[0]), _shape(args[1])
         return m * k * n
@@ -99,17 +99,6 @@ def gemm_macs(op: str, args) -> int:
         (b, m, k), (_, _, n) = _shape(args[1]), _shape(args[2])
         return b * m * k * n
     raise KeyError(op)
-
-
-def _conv_out_positions(x, w, args) -> int:
-    stride, padding, dilation = args[3], args[4], args[5]
-    spatial = x[2:]
-    positions = 1
-    for i, size in enumerate(spatial):
-        pick = lambda seq: seq[i] if len(seq) > 1 else seq[0]  # noqa: E731
-        kernel = w[2 + i]
-        positions *= (size + 2 * pick(padding) - pick(dilation) * (kernel - 1) - 1) // pick(stride) + 1
-    return positions
 
 
 class _Tracer:
@@ -129,59 +118,53 @@ class _Tracer:
     def record(self, func, args, kwargs, out):
         name = func.overloadpacket.__name__
         module = self.stack[-1]
-        outputs = [t for t in _tensors(out if isinstance(out, (list, tuple)) else [out])]
-        out_shape = tuple(outputs[0].shape) if outputs else ()
-        write = sum(t.numel() for t in outputs)
+        outputs = list(_tensors(out if isinstance(out, (list, tuple)) else [out]))
         inputs = list(_tensors(args))
+        out_shape = tuple(outputs[0].shape) if outputs else ()
+        dtype = str(outputs[0].dtype).removeprefix("torch.") if outputs else ""
         in_shapes = tuple(tuple(t.shape) for t in inputs)
         read = sum(t.numel() for t in inputs)
+        write = sum(t.numel() for t in outputs)
+
+        def add(kind, macs=0, flops=0, read=0, write=0, role=""):
+            self.records.append(OpRecord(module, name, kind, macs, flops, read, write, role, in_shapes, out_shape, dtype))
+
         in_weight_module = module in self.weight_modules
         if name in VIEWS:
-            self._add(module, name, "view", 0, 0, 0, 0, "", in_shapes, out_shape)
+            add("view")
         elif name in FUSED_ATTENTION:
             q, k, v = (_shape(a) for a in args[:3])
-            batch_heads = _numel(q[:-2])
-            scores = batch_heads * q[-2] * k[-2]
-            self._add(module, name, "gemm", scores * q[-1], 0, _numel(q) + _numel(k), scores, "qk", in_shapes, out_shape)
-            self._add(module, name, "softmax", 0, SOFTMAX_FLOPS_PER_ELEMENT * scores, scores, scores, "",
-                      in_shapes, out_shape)
-            self._add(module, name, "gemm", scores * v[-1], 0, scores + _numel(v), _numel(out_shape), "av",
-                      in_shapes, out_shape)
+            scores = _numel(q[:-2]) * q[-2] * k[-2]
+            add("gemm", scores * q[-1], 0, _numel(q) + _numel(k), scores, "qk")
+            add("softmax", 0, SOFTMAX_FLOPS_PER_ELEMENT * scores, scores, scores)
+            add("gemm", scores * v[-1], 0, scores + _numel(v), _numel(out_shape), "av")
         elif name == "convolution" or name in MATMULS or name in WEIGHT_GEMMS and in_weight_module:
-            macs = gemm_macs(name, args)
+            macs = gemm_macs(name, args, out_shape)
             # F.linear computes input @ W^T; a convolution's weight may be a constant kernel (FIR)
-            if name == "convolution" or in_weight_module and name != "bmm" and name != "baddbmm":
+            if name == "convolution" or in_weight_module and name not in ("bmm", "baddbmm"):
                 activation = args[1] if name == "addmm" else args[0]
-                role, read = "weight", _numel(_shape(activation))
+                add("gemm", macs, 0, _numel(_shape(activation)), write, "weight")
             else:
-                role = "av" if self._softmax_seen.get(module) else "qk"
+                add("gemm", macs, 0, read, write, "av" if self._softmax_seen.get(module) else "qk")
                 self._softmax_seen[module] = False
-            self._add(module, name, "gemm", macs, 0, read, write, role, in_shapes, out_shape)
         elif name in NORMS:
             elements = _numel(in_shapes[0])
-            self._add(module, name, "norm", 0, NORM_FLOPS_PER_ELEMENT * elements, elements, elements, "",
-                      in_shapes, out_shape)
+            add("norm", 0, NORM_FLOPS_PER_ELEMENT * elements, elements, elements)
         elif name in SOFTMAX:
             self._softmax_seen[module] = True
-            self._add(module, name, "softmax", 0, SOFTMAX_FLOPS_PER_ELEMENT * write, read, write, "",
-                      in_shapes, out_shape)
+            add("softmax", 0, SOFTMAX_FLOPS_PER_ELEMENT * write, read, write)
         elif name.startswith(RESAMPLE_PREFIXES):
-            flops = read if name.startswith(("avg_pool", "_adaptive_avg_pool", "adaptive_avg_pool")) else 0
-            self._add(module, name, "resample", 0, flops, read, write, "", in_shapes, out_shape)
+            add("resample", 0, read if name.startswith(AVERAGING_PREFIXES) else 0, read, write)
         elif name in CONCAT:
-            self._add(module, name, "concat", 0, 0, read, write, "", in_shapes, out_shape)
+            add("concat", 0, 0, read, write)
         elif name in EMBEDDING:
-            self._add(module, name, "embedding", 0, 0, write, write, "", in_shapes, out_shape)
+            add("embedding", 0, 0, write, write)
         elif name in CREATION:
-            self._add(module, name, "creation", 0, 0, 0, write, "", in_shapes, out_shape)
+            add("creation", 0, 0, 0, write)
         elif name in COPIES:
-            self._add(module, name, "copy", 0, 0, read, write, "", in_shapes, out_shape)
+            add("copy", 0, 0, read, write)
         else:
-            self._add(module, name, "elementwise", 0, FLOPS_PER_ELEMENT.get(name, 1) * write, read, write, "",
-                      in_shapes, out_shape)
-
-    def _add(self, module, op, kind, macs, flops, read, write, role, in_shapes, out_shape):
-        self.records.append(OpRecord(module, op, kind, macs, flops, read, write, role, in_shapes, out_shape))
+            add("elementwise", 0, FLOPS_PER_ELEMENT.get(name, 1) * write, read, write)
 
 
 def is_weight_module(module) -> bool:

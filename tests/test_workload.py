@@ -8,6 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from unet_fixtures import layers_of, traced
 
 from simdq.layers import fuse_attention
+from simdq.workload import trace
 from simdq.unets import preset_names
 
 PRESETS = sorted(set(preset_names().values()))
@@ -98,3 +99,24 @@ def test_batch_scales_activations_not_parameters():
     assert sum(l.macs for l in four) == 4 * sum(l.macs for l in one)
     convs = lambda layers: [(l.gemm_read, l.write) for l in layers if l.kind == "conv"]  # noqa: E731
     assert convs(four) == [(4 * read, 4 * write) for read, write in convs(one)]
+
+
+class _Attention(torch.nn.Module):
+    def __init__(self, fused: bool):
+        super().__init__()
+        self.fused = fused
+
+    def forward(self, q, k, v):
+        if self.fused:
+            return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default(q, k, v)[0]
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def test_fused_attention_kernel_counts_as_its_decomposition():
+    q, k, v = torch.randn(2, 3, 16, 8), torch.randn(2, 3, 24, 8), torch.randn(2, 3, 24, 8)
+    inputs = {"q": q, "k": k, "v": v}
+    fused = [r for r in trace(_Attention(True), inputs) if r.kind in ("gemm", "softmax")]
+    decomposed = [r for r in trace(_Attention(False), inputs) if r.kind in ("gemm", "softmax")]
+    assert [(r.kind, r.role, r.macs) for r in fused] == [(r.kind, r.role, r.macs) for r in decomposed]
+    assert [r.macs for r in fused] == [2 * 3 * 16 * 24 * 8, 0, 2 * 3 * 16 * 24 * 8]
+    assert fused[0].write == fused[1].read == 2 * 3 * 16 * 24  # the score matrix
