@@ -8,7 +8,7 @@ import numpy as np
 
 from . import kernels
 from .formats import BinaryFormat, BlockFormat, FloatFormat, IntFormat, get_format
-from .rounding import DEFAULT_SR_BITS, rounding_code
+from .rounding import DEFAULT_SR_BITS, RNE, rounding_code
 from .scalar import OVERFLOW_INF, OVERFLOW_NAN, OVERFLOW_SATURATE, decode_minifloat_bits
 
 _OVERFLOW_CODES = {"saturate": OVERFLOW_SATURATE, "nan": OVERFLOW_NAN, "inf": OVERFLOW_INF}
@@ -55,6 +55,23 @@ def _reject_nans(arr: np.ndarray, fmt) -> None:
         raise ValueError(f"{int(np.isnan(arr).sum())} NaN value(s) cannot be encoded as {fmt.name}, which has no NaN{hint}")
 
 
+def _fast_path_args(flat: np.ndarray, fmt: FloatFormat, mode: int):
+    """Arguments of the float32 RNE kernel (same results as the general kernel), or None where the
+    general kernel must run."""
+    if not (flat.dtype == np.float32 and mode == RNE and fmt.signed and fmt.has_zero and fmt.subnormals
+            and 1 <= fmt.mbits <= 22 and fmt.emin >= -126 and fmt.emin - fmt.mbits >= -149):
+        return None
+    mask = lambda keep: 0xFFFFFFFF if keep else 0  # noqa: E731
+    signed_nan = fmt.special in ("ieee", "fn")
+    overflow = {"saturate": fmt.max_code_magnitude, "inf": fmt.inf_code, "nan": fmt.nan_code}[fmt.overflow]
+    if fmt.nan_code >= 0:
+        nan, nan_mask = fmt.nan_code, mask(signed_nan)
+    else:  # NaN-less formats get here only with on_nan="zero": +NaN -> code 0x80.., -NaN -> 0
+        nan, nan_mask = fmt.sign_mask, mask(True)
+    return (fmt.mbits, fmt.emin, fmt.max_code_magnitude, 32 - fmt.bits, mask(fmt.has_negative_zero),
+            overflow, mask(fmt.overflow != "nan" or signed_nan), nan, nan_mask)
+
+
 def input_bits(flat: np.ndarray, fmt: FloatFormat) -> tuple:
     """(bit view, mantissa bits, bias) of a float array for the minifloat kernel."""
     if flat.dtype == np.float32 and fmt.emin >= -126:
@@ -88,7 +105,12 @@ def encode(x, fmt, *, rounding: str = "rne", seed=None, sr_bits: int = DEFAULT_S
     else:
         if not fmt.has_nan and fmt.on_nan == "raise":
             _reject_nans(flat, fmt)
-        kernels.encode_minifloat_array(*input_bits(flat, fmt), out, *minifloat_kernel_args(fmt), mode, key, sr_bits)
+        fast = _fast_path_args(flat, fmt, mode)
+        if fast is not None:
+            kernels.encode_minifloat_f32_rne(flat, flat.view(np.uint32), out, *fast)
+        else:
+            kernels.encode_minifloat_array(*input_bits(flat, fmt), out, *minifloat_kernel_args(fmt), mode, key,
+                                           sr_bits)
     return out.reshape(arr.shape)
 
 

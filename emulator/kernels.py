@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .scalar import encode_minifloat, round_float64
+from .scalar import encode_minifloat, float32_to_uint32, round_float64
 
 
 @njit(parallel=True, cache=True)
@@ -25,6 +25,44 @@ def encode_minifloat_array(bits, in_mbits, in_bias, out, mbits, emin, no_zero, m
             out[i] = encode_minifloat(np.int64(bits[i]), in_mbits, in_bias, mbits, emin, no_zero, max_mag,
                                       sign_mask, unsigned, flush_subnormals, nan_code, nan_signed, inf_code,
                                       overflow, nan_to_zero, negative_zero, mode, False, key, i, sr_bits)
+
+
+@njit(parallel=True, cache=True)
+def encode_minifloat_f32_rne(x, bits, out, mbits, emin, max_mag, code_sign_shift, zero_sign_mask,
+                             overflow_code, overflow_sign_mask, nan_code, nan_sign_mask):
+    """Fast path of encode_minifloat_array for float32 input, round-to-nearest-even, and a signed format
+    with zero, subnormals and mbits >= 1, in 32-bit lanes. Normal results: re-bias the exponent and round
+    the mantissa with the carry trick (add half - 1 + the kept lsb); subnormal results: add a float32
+    whose ulp is the format's smallest subnormal, so that the FPU rounds (RNE) at the right bit.
+
+    x and bits are float32 and uint32 views of the same array. Signs enter as masks on the code's sign
+    bit s: a zero result is code | (s & zero_sign_mask), an overflow overflow_code | (s &
+    overflow_sign_mask), a NaN nan_code ^ (s & nan_sign_mask); masks are 0 or 0xFFFFFFFF.
+    """
+    one = np.uint32(1)
+    shift = np.uint32(23 - mbits)
+    round_half = np.uint32((1 << (22 - mbits)) - 1)
+    rebias = np.uint32((emin + 126) << 23)
+    min_normal_bits = np.uint32((emin + 127) << 23)
+    magic = np.float32(2.0 ** (emin - mbits + 23))
+    magic_bits = float32_to_uint32(magic)
+    limit, inf_bits, sign_bit = np.uint32(max_mag), np.uint32(0x7F800000), np.uint32(0x80000000)
+    all_ones = np.uint32(0xFFFFFFFF)
+    # every operand 32-bit, so that the loop vectorizes in 32-bit lanes
+    sign_shift, zero_mask = np.uint32(code_sign_shift), np.uint32(zero_sign_mask)
+    overflow, overflow_mask = np.uint32(overflow_code), np.uint32(overflow_sign_mask)
+    nan, nan_mask = np.uint32(nan_code), np.uint32(nan_sign_mask)
+    for i in prange(bits.size):
+        b = bits[i]
+        sign = b & sign_bit
+        a = b ^ sign
+        normal = (a - rebias + round_half + ((a >> shift) & one)) >> shift
+        subnormal = float32_to_uint32(np.abs(x[i]) + magic) - magic_bits
+        mag = subnormal if a < min_normal_bits else normal
+        code_sign = sign >> sign_shift
+        code = mag | (code_sign & (zero_mask if mag == 0 else all_ones))
+        code = (overflow | (code_sign & overflow_mask)) if (mag > limit or a == inf_bits) else code
+        out[i] = (nan ^ (code_sign & nan_mask)) if a > inf_bits else code
 
 
 @njit(parallel=True, cache=True)

@@ -35,6 +35,16 @@ def float32_bits(typingctx, value):
     return types.int64(types.float32), codegen
 
 
+@intrinsic
+def float32_to_uint32(typingctx, value):
+    """The bits of a float32 as uint32, without widening (keeps 32-bit vector lanes)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(types.float32), codegen
+
+
 @njit(cache=True, inline="always")
 def rounded_shift(sig, shift, negative, code_lsb_base, mode, stochastic, key, index, sr_bits):
     """sig * 2^-shift rounded to an integer (shift > 0, sig < 2^60).
