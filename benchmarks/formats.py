@@ -16,8 +16,10 @@ CASES = [("e4m3fn", ml_dtypes.float8_e4m3fn, torch.float8_e4m3fn), ("e5m2", ml_d
          ("e2m1", ml_dtypes.float4_e2m1fn, None), ("int8", None, None), ("int4", None, None)]
 
 
-def best_of(fn, repeats=7):
-    fn()
+def best_of(fn, repeats=7, warmup=5):
+    # several warm-up calls: the first few large allocations of a process page-fault far more than later ones
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -5,8 +5,11 @@ rounds to the same integer as the exact quotient for every format of up to 24 bi
 scale_op="reciprocal": x and s as float32, inv = 1/s in float32, round(x * inv in float32) + z: torch's
 fake_quantize_per_tensor_affine / fake_quantize_per_channel_affine, bit for bit.
 scale_op="reciprocal_fma": round(float32(fma(x, inv, z))), one rounding of x * inv + z to float32:
-torch.quantize_per_tensor / quantize_per_channel (FBGEMM's AVX2 kernel adds the zero point with an
-FMA before rounding, so a product of exactly 61.5 with z = 5 gives 66, where "reciprocal" gives 67).
+torch.quantize_per_tensor / quantize_per_channel to qint8/quint8 (FBGEMM's AVX2 kernel adds the zero
+point with an FMA before rounding, so a product of exactly 61.5 with z = 5 gives 66, where "reciprocal"
+gives 67).
+scale_op="reciprocal_add": round(float32(float32(x * inv) + float32(z))), two float32 roundings with
+the zero point itself rounded to float32: torch.quantize_per_tensor / quantize_per_channel to qint32.
 NaN inputs raise ValueError (torch's NaN results differ between its kernels). Dequantization is
 (q - z) * s computed in float64 and rounded once to float32.
 """
@@ -21,7 +24,8 @@ from .formats import FloatFormat, IntFormat, get_format
 from .rounding import DEFAULT_SR_BITS, rounding_code
 from .scalar import round_float64
 
-SCALE_OPS = ("divide", "reciprocal", "reciprocal_fma")
+SCALE_OPS = ("divide", "reciprocal", "reciprocal_fma", "reciprocal_add")
+_FLOAT32_SCALE_OPS = SCALE_OPS[1:]
 
 
 def _per_axis(param, name, x_shape, axis, group_size, dtype):
@@ -82,7 +86,7 @@ def _checked_zero_point(zero_point, fmt, x_shape, axis, group_size):
 def _scaled(x, s, scale_op):
     if scale_op == "divide":
         return x.astype(np.float64) / s
-    if scale_op in ("reciprocal", "reciprocal_fma"):
+    if scale_op in _FLOAT32_SCALE_OPS:
         inv = np.float32(1.0) / s.astype(np.float32)
         return (x.astype(np.float32) * inv).astype(np.float32)
     raise ValueError(f"scale_op must be one of {', '.join(SCALE_OPS)}, got {scale_op!r}")
@@ -116,6 +120,9 @@ def quantize(x, fmt, scale, zero_point=0, *, axis=None, group_size=None, roundin
         inv = (np.float32(1.0) / s.astype(np.float32)).astype(np.float64)
         v = (x.astype(np.float32).astype(np.float64) * inv + z).astype(np.float32)  # product exact in float64
         z = np.zeros((), dtype=np.int64)
+    elif scale_op == "reciprocal_add":
+        v = (v + z.astype(np.float32)).astype(np.float32)  # float32 + float32, rounded once to float32
+        z = np.zeros((), dtype=np.int64)
     flat_v = np.ascontiguousarray(v, dtype=v.dtype).reshape(-1)
     flat_z = np.ascontiguousarray(np.broadcast_to(z, v.shape), dtype=np.int64).reshape(-1)
     out = np.empty(flat_v.size, dtype=code_dtype(fmt.bits))
@@ -131,7 +138,7 @@ def dequantize(codes, fmt, scale, zero_point=0, *, axis=None, group_size=None, s
         raw = check_codes(codes, fmt).astype(np.int64)
         values = np.where(fmt.signed & (raw >= (1 << (fmt.bits - 1))), raw - (1 << fmt.bits), raw).astype(np.float64)
     s = _checked_scale(scale, values.shape, axis, group_size)
-    if scale_op in ("reciprocal", "reciprocal_fma"):
+    if scale_op in _FLOAT32_SCALE_OPS:
         s = s.astype(np.float32).astype(np.float64)
     elif scale_op != "divide":
         raise ValueError(f"scale_op must be one of {', '.join(SCALE_OPS)}, got {scale_op!r}")

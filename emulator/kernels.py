@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .scalar import encode_minifloat, float32_to_uint32, round_float64
+from .scalar import encode_minifloat, float32_to_uint32, round_float64, uint32_to_float32
 
 
 @njit(parallel=True, cache=True)
@@ -28,41 +28,44 @@ def encode_minifloat_array(bits, in_mbits, in_bias, out, mbits, emin, no_zero, m
 
 
 @njit(parallel=True, cache=True)
-def encode_minifloat_f32_rne(x, bits, out, mbits, emin, max_mag, code_sign_shift, zero_sign_mask,
+def encode_minifloat_f32_rne(bits, out, mbits, emin, max_mag, code_sign_shift, zero_sign_mask,
                              overflow_code, overflow_sign_mask, nan_code, nan_sign_mask):
-    """Fast path of encode_minifloat_array for float32 input, round-to-nearest-even, and a signed format
-    with zero, subnormals and mbits >= 1, in 32-bit lanes. Normal results: re-bias the exponent and round
-    the mantissa with the carry trick (add half - 1 + the kept lsb); subnormal results: add a float32
-    whose ulp is the format's smallest subnormal, so that the FPU rounds (RNE) at the right bit.
+    """Fast path of encode_minifloat_array for float32 input (`bits`, its uint32 view), round to
+    nearest even, and a signed format with zero, subnormals and mbits >= 1. Normal results: re-bias the
+    exponent and round the mantissa with the carry trick (add half - 1 + the kept lsb); subnormal
+    results: add a float32 whose ulp is the format's smallest subnormal, so that the FPU rounds (RNE) at
+    the right bit. Signs enter as masks on the code's sign bit s: a zero result is s & zero_sign_mask,
+    an overflow overflow_code | (s & overflow_sign_mask), a NaN nan_code ^ (s & nan_sign_mask).
 
-    x and bits are float32 and uint32 views of the same array. Signs enter as masks on the code's sign
-    bit s: a zero result is code | (s & zero_sign_mask), an overflow overflow_code | (s &
-    overflow_sign_mask), a NaN nan_code ^ (s & nan_sign_mask); masks are 0 or 0xFFFFFFFF.
+    Every value is uint32 and no shift amount can reach 32 (numba would otherwise widen to 64-bit
+    lanes); this keeps the loop in 16-wide AVX-512 lanes, about 2x faster.
     """
-    one = np.uint32(1)
+    zero, one, all_ones = np.uint32(0), np.uint32(1), np.uint32(0xFFFFFFFF)
     shift = np.uint32(23 - mbits)
+    kept_lsb = np.uint32(1 << (23 - mbits))
     round_half = np.uint32((1 << (22 - mbits)) - 1)
     rebias = np.uint32((emin + 126) << 23)
     min_normal_bits = np.uint32((emin + 127) << 23)
     magic = np.float32(2.0 ** (emin - mbits + 23))
     magic_bits = float32_to_uint32(magic)
     limit, inf_bits, sign_bit = np.uint32(max_mag), np.uint32(0x7F800000), np.uint32(0x80000000)
-    all_ones = np.uint32(0xFFFFFFFF)
-    # every operand 32-bit, so that the loop vectorizes in 32-bit lanes
-    sign_shift, zero_mask = np.uint32(code_sign_shift), np.uint32(zero_sign_mask)
+    code_sign_bit = np.uint32(0x80000000 >> code_sign_shift)
+    zero_mask = np.uint32(zero_sign_mask)
     overflow, overflow_mask = np.uint32(overflow_code), np.uint32(overflow_sign_mask)
     nan, nan_mask = np.uint32(nan_code), np.uint32(nan_sign_mask)
     for i in prange(bits.size):
         b = bits[i]
-        sign = b & sign_bit
-        a = b ^ sign
-        normal = (a - rebias + round_half + ((a >> shift) & one)) >> shift
-        subnormal = float32_to_uint32(np.abs(x[i]) + magic) - magic_bits
+        sign = np.uint32(b & sign_bit)
+        a = np.uint32(b ^ sign)
+        odd = one if (a & kept_lsb) != zero else zero
+        # masking the shift here (not outside the loop) is what lets LLVM keep it in 32 bits
+        normal = np.uint32(np.uint32(np.uint32(np.uint32(a - rebias) + round_half) + odd) >> (shift & np.uint32(31)))
+        subnormal = np.uint32(float32_to_uint32(uint32_to_float32(a) + magic) - magic_bits)
         mag = subnormal if a < min_normal_bits else normal
-        code_sign = sign >> sign_shift
-        code = mag | (code_sign & (zero_mask if mag == 0 else all_ones))
-        code = (overflow | (code_sign & overflow_mask)) if (mag > limit or a == inf_bits) else code
-        out[i] = (nan ^ (code_sign & nan_mask)) if a > inf_bits else code
+        code_sign = code_sign_bit if sign != zero else zero
+        code = np.uint32(mag | np.uint32(code_sign & (zero_mask if mag == zero else all_ones)))
+        code = np.uint32(overflow | np.uint32(code_sign & overflow_mask)) if (mag > limit or a == inf_bits) else code
+        out[i] = np.uint32(nan ^ np.uint32(code_sign & nan_mask)) if a > inf_bits else code
 
 
 @njit(parallel=True, cache=True)

@@ -45,6 +45,14 @@ def float32_to_uint32(typingctx, value):
     return types.uint32(types.float32), codegen
 
 
+@intrinsic
+def uint32_to_float32(typingctx, value):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.uint32), codegen
+
+
 @njit(cache=True, inline="always")
 def rounded_shift(sig, shift, negative, code_lsb_base, mode, stochastic, key, index, sr_bits):
     """sig * 2^-shift rounded to an integer (shift > 0, sig < 2^60).

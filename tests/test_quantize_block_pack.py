@@ -33,6 +33,23 @@ def test_quantize_per_tensor_matches_torch_bit_for_bit(rng, dtype, fmt, zero_poi
     assert (em.quantize(x, fmt, 0.37, zero_point, scale_op="reciprocal") != got).any()
 
 
+def test_quantize_to_qint32_matches_torch_bit_for_bit(rng):
+    x = np.concatenate([ties_and_noise(rng, 0.37), (rng.standard_normal(20_000) * 1e6).astype(np.float32)])
+    for zero_point in (0, 5, -7, 2**24 + 1):  # the last is not a float32: torch rounds it first
+        expected = torch.quantize_per_tensor(torch.from_numpy(x), 0.37, zero_point, torch.qint32)
+        got = em.quantize(x, "int32", 0.37, zero_point, scale_op="reciprocal_add")
+        np.testing.assert_array_equal(got.view(np.int32), expected.int_repr().numpy())
+        if zero_point:  # with z = 0 both add nothing to the float32 product
+            assert (em.quantize(x, "int32", 0.37, zero_point, scale_op="reciprocal_fma") != got).any()
+    scales = np.array([0.37, 3.3, 1e-3])
+    zps = np.array([5, 100, -7])
+    rows = x[: 3 * 30_000].reshape(3, -1)
+    expected = torch.quantize_per_channel(torch.from_numpy(rows), torch.from_numpy(scales), torch.from_numpy(zps), 0,
+                                          torch.qint32)
+    got = em.quantize(rows, "int32", scales, zps, axis=0, scale_op="reciprocal_add")
+    np.testing.assert_array_equal(got.view(np.int32), expected.int_repr().numpy())
+
+
 def test_quantize_per_channel_matches_torch(rng):
     x = (rng.standard_normal((6, 4000)) * 20).astype(np.float32)
     scales = (rng.random(6) * 0.2 + 0.01).astype(np.float64)
