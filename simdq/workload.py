@@ -106,6 +106,7 @@ class _Tracer:
         self.weight_modules = weight_modules
         self.stack = [""]
         self.records: list = []
+        self.muted = False  # while an attention call recorded whole runs its decomposition
         self._softmax_seen = {}
 
     def push(self, path):
@@ -115,7 +116,22 @@ class _Tracer:
     def pop(self):
         self.stack.pop()
 
+    def attention(self, name, q, k, v, out):
+        """One attention computation as its QK^T matmul, softmax and AV matmul (the scale is folded)."""
+        module = self.stack[-1]
+        q, k, v, out_shape = _shape(q), _shape(k), _shape(v), _shape(out)
+        in_shapes, dtype = (q, k, v), str(out.dtype).removeprefix("torch.")
+        scores = _numel(q[:-2]) * q[-2] * k[-2]
+        for kind, macs, flops, read, write, role in (
+            ("gemm", scores * q[-1], 0, _numel(q) + _numel(k), scores, "qk"),
+            ("softmax", 0, SOFTMAX_FLOPS_PER_ELEMENT * scores, scores, scores, ""),
+            ("gemm", scores * v[-1], 0, scores + _numel(v), _numel(out_shape), "av"),
+        ):
+            self.records.append(OpRecord(module, name, kind, macs, flops, read, write, role, in_shapes, out_shape, dtype))
+
     def record(self, func, args, kwargs, out):
+        if self.muted:
+            return
         name = func.overloadpacket.__name__
         module = self.stack[-1]
         outputs = list(_tensors(out if isinstance(out, (list, tuple)) else [out]))
@@ -133,11 +149,7 @@ class _Tracer:
         if name in VIEWS:
             add("view")
         elif name in FUSED_ATTENTION:
-            q, k, v = (_shape(a) for a in args[:3])
-            scores = _numel(q[:-2]) * q[-2] * k[-2]
-            add("gemm", scores * q[-1], 0, _numel(q) + _numel(k), scores, "qk")
-            add("softmax", 0, SOFTMAX_FLOPS_PER_ELEMENT * scores, scores, scores)
-            add("gemm", scores * v[-1], 0, scores + _numel(v), _numel(out_shape), "av")
+            self.attention(name, *args[:3], outputs[0])
         elif name == "convolution" or name in MATMULS or name in WEIGHT_GEMMS and in_weight_module:
             macs = gemm_macs(name, args, out_shape)
             # F.linear computes input @ W^T; a convolution's weight may be a constant kernel (FIR)
@@ -176,6 +188,8 @@ def is_weight_module(module) -> bool:
 def trace(model, inputs: dict) -> list:
     """Run `model(**inputs)` on the meta device and return its OpRecords in execution order."""
     import torch
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
     from torch.utils._python_dispatch import TorchDispatchMode
 
     names = {module: name for name, module in model.named_modules()}
@@ -187,12 +201,29 @@ def trace(model, inputs: dict) -> list:
             tracer.record(func, args, kwargs or {}, out)
             return out
 
+    class AttentionCalls(TorchFunctionMode):
+        """Sees scaled_dot_product_attention before it decomposes (it does on meta), so that it is
+        recorded as the one fused kernel a GPU runs, without the decomposition's scaling ops."""
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is not F.scaled_dot_product_attention:
+                return func(*args, **kwargs)
+            tracer.muted = True
+            try:
+                out = func(*args, **kwargs)
+            finally:
+                tracer.muted = False
+            query, key, value = (list(args) + [kwargs.get(n) for n in ("query", "key", "value")])[:3]
+            tracer.attention("scaled_dot_product_attention", query, key, value, out)
+            return out
+
     handles = []
     for module, name in names.items():
         handles.append(module.register_forward_pre_hook(lambda m, a, name=name: tracer.push(name)))
         handles.append(module.register_forward_hook(lambda m, a, o: tracer.pop()))
     try:
-        with torch.no_grad(), Mode():
+        with torch.no_grad(), Mode(), AttentionCalls():
             model(**inputs)
     finally:
         for handle in handles:
