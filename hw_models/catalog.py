@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from .calibrated import GEMM_CLASS_PREFIX, VECTOR_CLASS, CalibratedDevice, ClassParams
 from .precision import COMPUTE_TYPES
 from .roofline import Engine, RooflineDevice
 
@@ -61,8 +62,48 @@ def _sourced(value, where: str, field: str, extra=()) -> float:
     return _number(value[field], f"{where}.{field}")
 
 
+CLASS_KEYS = {"kernel_s": True, "efficiency": True, "memory_efficiency": True, "tile_m": False, "tile_n": False,
+              "split_k_min": False, "median_error": False, "samples": False}
+
+
+def _class_names() -> list:
+    gemm = [f"{prefix}_{precision}" for prefix in sorted(set(GEMM_CLASS_PREFIX.values())) for precision in COMPUTE_TYPES]
+    return gemm + sorted(set(VECTOR_CLASS.values()))
+
+
+def _calibration(spec, where: str):
+    """(classes, sms, source) of an engine's `calibration:` block; its one source covers the fit."""
+    _mapping(spec, where, {"source": True, "sms": True, "classes": True})
+    _text(spec["source"], f"{where}.source")
+    sms = spec["sms"]
+    if isinstance(sms, bool) or not isinstance(sms, int) or sms < 1:
+        _fail(f"{where}.sms", f"expected a positive integer (streaming multiprocessors), got {sms!r}")
+    if not isinstance(spec["classes"], dict) or not spec["classes"]:
+        _fail(f"{where}.classes", "expected a mapping of op class -> {kernel_s, efficiency, memory_efficiency}")
+    allowed = _class_names()
+    classes = {}
+    for name, entry in spec["classes"].items():
+        at = f"{where}.classes.{name}"
+        if name not in allowed:
+            hint = difflib.get_close_matches(str(name), allowed, n=1)
+            _fail(at, "unknown op class" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                  + "; allowed: <conv|linear|attention>_<precision>, norm, softmax, elementwise, memory")
+        _mapping(entry, at, CLASS_KEYS)
+        values = {key: _number(entry[key], f"{at}.{key}") for key in ("kernel_s", "efficiency", "memory_efficiency")}
+        for key in ("efficiency", "memory_efficiency"):
+            if values[key] > 1:
+                _fail(f"{at}.{key}", f"an efficiency is at most 1, got {values[key]!r}")
+        tiles = {key: int(_number(entry.get(key, 128), f"{at}.{key}")) for key in ("tile_m", "tile_n")}
+        split = entry.get("split_k_min", 0)
+        if split != 0:
+            split = int(_number(split, f"{at}.split_k_min"))
+        classes[name] = ClassParams(**values, **tiles, split_k_min=split)
+    return classes, sms, spec["source"]
+
+
 def _engine(name: str, spec, where: str) -> Engine:
-    _mapping(spec, where, {"description": False, "compute": True, "vector": True, "kernel_overhead_s": True})
+    _mapping(spec, where, {"description": False, "compute": True, "vector": True, "kernel_overhead_s": True,
+                           "calibration": False})
     compute = spec["compute"]
     if not isinstance(compute, dict) or not compute:
         _fail(f"{where}.compute", "expected a mapping of compute precision -> {peak, accumulate, source}")
@@ -108,13 +149,27 @@ def parse_device(data, where: str) -> RooflineDevice:
         _sourced(memory["l2"], f"{where}.memory.l2", "capacity")
     if "power_w" in data:
         _sourced(data["power_w"], f"{where}.power_w", "value")
-    return RooflineDevice(
+    arguments = dict(
         name=name,
         description=_text(data["description"], f"{where}.description"),
         engine=parsed[data["default_engine"]],
         dram_bandwidth=_number(dram["bandwidth"], f"{where}.memory.dram.bandwidth"),
         aliases=aliases,
     )
+    calibration = engines[data["default_engine"]].get("calibration")
+    if calibration is None:
+        device = RooflineDevice(**arguments)
+    else:
+        where_cal = f"{where}.engines.{data['default_engine']}.calibration"
+        classes, sms, source = _calibration(calibration, where_cal)
+        device = CalibratedDevice(**arguments, classes=classes, sms=sms, calibration_source=source)
+    device.spec = data  # the file's contents, for `simdq hw show` and for writing calibrated copies
+    return device
+
+
+def without_calibration(device: RooflineDevice) -> RooflineDevice:
+    """The same device as a plain roofline (to compare a calibrated model with its roofline)."""
+    return RooflineDevice(device.name, device.description, device.engine, device.dram_bandwidth, device.aliases)
 
 
 def read_device_file(path: Path) -> RooflineDevice:

@@ -51,7 +51,7 @@ class LayerWork:
     kind: one of LAYER_KINDS. macs: multiply-accumulates of the GEMM (0 for other kinds).
     vector_flops: arithmetic outside GEMMs (norms, softmax, elementwise, GEMM epilogues).
     weight_bytes, read_bytes, write_bytes: DRAM traffic of the weights as stored and of the activations.
-    kernels: kernel launches the layer needs. weight_format is None for layers without weights; for an
+    kernels: kernel launches the layer needs (0: fused into another layer's kernel). weight_format is None for layers without weights; for an
     activation x activation matmul both operands take activation_format. vector_dtype: the dtype the
     non-GEMM arithmetic runs in.
     """
@@ -67,6 +67,7 @@ class LayerWork:
     activation_format: OperandFormat
     weight_format: Optional[OperandFormat] = None
     vector_dtype: str = "fp32"
+    gemm_dims: tuple = ()  # (batch, M, N, K): batch x (M x K) @ (K x N), when known
 
     def __post_init__(self):
         if self.kind not in LAYER_KINDS:

@@ -75,6 +75,37 @@ def _estimate(args) -> int:
     return 0
 
 
+def _show_device(name: str) -> str:
+    import yaml
+
+    from hw_models import load_device
+
+    return yaml.safe_dump(load_device(name).spec, sort_keys=False, width=120).rstrip()
+
+
+def _calibrate(args) -> int:
+    import yaml
+
+    from .gpu_calibration import calibrate
+
+    def progress(done, total):
+        print(f"\rmicrobenchmarks {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    name = args.name or f"{args.base}-calibrated"
+    spec = calibrate(args.device, args.base, name, quick=args.quick, progress=progress)
+    try:
+        with open(args.output, "w") as handle:
+            yaml.safe_dump(spec, handle, sort_keys=False, width=120)
+    except OSError as err:
+        raise SimdqError(f"{args.output}: cannot write ({err.strerror})") from None
+    classes = spec["engines"][spec["default_engine"]]["calibration"]["classes"]
+    rows = [[c, f"{p['kernel_s'] * 1e6:.2f} us", p["efficiency"], p["memory_efficiency"],
+             f"{p['tile_m']}x{p['tile_n']}", f"{p['median_error']:.1%}", p["samples"]] for c, p in classes.items()]
+    print(text_table(("class", "kernel", "efficiency", "memory eff.", "tile", "median error", "samples"), rows))
+    print(f"wrote {args.output}: use it with --hw {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="simdq", description=__doc__)
     parser.add_argument("--version", action="version", version=f"simdq {__version__}")
@@ -95,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     hw = commands.add_parser("hw", help="device models")
     hw_commands = hw.add_subparsers(dest="hw_command", parser_class=_Parser)
     hw_commands.add_parser("list", help="list the devices in the catalogue")
+    show = hw_commands.add_parser("show", help="print a device's file, every number with its source")
+    show.add_argument("device", metavar="DEVICE", help="device name or .yaml file")
+    calibrate = hw_commands.add_parser("calibrate", help="fit the calibrated GPU model on a real device")
+    calibrate.add_argument("--device", default="cuda", help="torch device to measure (default: cuda)")
+    calibrate.add_argument("-o", "--output", required=True, metavar="FILE", help="device .yaml to write")
+    calibrate.add_argument("--base", default="h100-sxm", metavar="DEVICE",
+                           help="catalogue device whose peaks and bandwidth the fit starts from")
+    calibrate.add_argument("--name", help="name of the new device (default: BASE-calibrated)")
+    calibrate.add_argument("--quick", action="store_true", help="a few small shapes (to test the pipeline)")
     return parser
 
 
@@ -110,6 +150,10 @@ def main(argv=None) -> int:
             return _estimate(args)
         elif args.command == "hw" and args.hw_command == "list":
             print(devices_table())
+        elif args.command == "hw" and args.hw_command == "show":
+            print(_show_device(args.device))
+        elif args.command == "hw" and args.hw_command == "calibrate":
+            return _calibrate(args)
         else:
             parser.print_help()
     except (SimdqError, DeviceFileError) as err:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from hw_models import LayerWork, load_device
+from hw_models import Device, LayerWork, load_device
 
 from .accounting import PAPER_CONVENTIONS, LayerCost, layer_cost
 from .layers import Layer, fuse_attention, group_layers
@@ -68,6 +68,7 @@ def layer_work(result: LayerResult, model_dtype: str):
         weight_bytes=cost.weight_bytes, read_bytes=cost.read_bytes, write_bytes=cost.write_bytes,
         kernels=layer.kernels, activation_format=scheme.activation.operand,
         weight_format=scheme.weight.operand if scheme.weight else None, vector_dtype=model_dtype,
+        gemm_dims=layer.gemm_dims,
     )
 
 
@@ -114,12 +115,13 @@ def uncounted_of(results: list, convention: str) -> dict:
     }
 
 
-def run_estimate(config: EstimateConfig, device_name: str, *, batch=None, steps=None, convention=None) -> Estimate:
+def run_estimate(config: EstimateConfig, device, *, batch=None, steps=None, convention=None) -> Estimate:
+    """device: a name or device file for hw_models.load_device, or a Device."""
     timings = {}
     started = time.perf_counter()
     run_input = _overridden_input(config, batch, steps)
     convention = convention or config.convention
-    device = load_device(device_name)
+    device = device if isinstance(device, Device) else load_device(device)
     spec = unet_spec(config)
     model = build_unet(spec)
     timings["model build"] = time.perf_counter() - started

@@ -1,7 +1,7 @@
 """Layers: the traced ops grouped into the rows that costs are reported for.
 
-A conv or linear module is one row (its GEMM; bias adds and other elementwise ops it runs count as a
-fused epilogue: arithmetic, but no extra kernel or traffic); an attention
+A conv or linear module is one row (its GEMM, plus the ops aten runs around it: the copy of a strided
+input, a bias add that addmm did not fuse; these are real kernels on a GPU too); an attention
 module contributes a `qk` and an `av` row for its two activation x activation matmuls; every other module
 contributes one row per op class (norm, softmax, elementwise, resample, concat, embedding). Each module's
 own parameters sit on its first row, so the rows' parameters add up to the model's.
@@ -46,6 +46,7 @@ class Layer:
     kernel_size: tuple = ()
     input_shape: tuple = ()
     output_shape: tuple = ()
+    gemm_dims: tuple = ()  # (batch, M, N, K) of the layer's (first) GEMM
     extra: bool = False  # added by a layer policy, not part of the traced model
 
     @property
@@ -98,12 +99,11 @@ def group_layers(model, records: list) -> list:
         if record.kind == "gemm":
             row.macs += record.macs
             row.gemm_read += record.read
-            if not row.input_shape:
-                row.input_shape, row.output_shape = record.input_shapes[1 if record.op == "addmm" else 0], record.output_shape
-        else:
+            if not row.gemm_dims:
+                row.input_shape = record.input_shapes[1 if record.op == "addmm" else 0]
+                row.output_shape, row.gemm_dims = record.output_shape, record.gemm_dims
+        else:  # also inside a conv/linear: a copy of a strided input, a bias add the GEMM did not fuse
             row.vector_flops += record.flops
-            if row.kind in ("conv", "linear"):  # a bias add inside a conv/linear: fused into the epilogue
-                continue
             row.read += record.read
         row.kernels += 1
         row.write += record.write

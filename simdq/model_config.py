@@ -103,8 +103,8 @@ class Rule(_Strict):
 
 
 class QuantSection(_Strict):
-    weights: str = "fp32"
-    activations: str = "fp32"
+    weights: Optional[str] = None  # default: model.dtype, i.e. unquantized
+    activations: Optional[str] = None
     granularity: Granularity = Granularity()
     attention: AttentionSection = AttentionSection()
     policy: Optional[str] = None

@@ -35,14 +35,16 @@ def _pick(value, default: QuantFormat, model_dtype: str) -> QuantFormat:
 def resolve(layers: list, quant, model_dtype: str) -> list:
     """One LayerScheme per layer, in order. `quant` is the QuantSection of model.yaml."""
     full = quant_format(model_dtype)
-    weights, activations = quant_format(quant.weights), quant_format(quant.activations)
+    # formats not given default to the model's own precision (unquantized)
+    weights = quant_format(quant.weights or model_dtype)
+    activations = quant_format(quant.activations or model_dtype)
     policy = get_policy(quant.policy) if quant.policy else None
     rules = [(f"rules[{i}]", PolicyRule(tuple(r.match), r.weights, r.activations, r.count_ops))
              for i, r in enumerate(quant.rules)]
     if policy:
         rules += [(f"policy {policy.name}", rule) for rule in policy.rules]
     attention_format = (
-        quant_format(quant.attention.activations or quant.activations) if quant.attention.quantize else full
+        quant_format(quant.attention.activations or activations.name) if quant.attention.quantize else full
     )
     schemes = []
     for layer in layers:
@@ -83,6 +85,7 @@ def add_policy_layers(layers: list, schemes: list, quant, model_dtype: str) -> t
                 write=layer.write, kernels=1, weight_params=layer.in_channels * layer.out_channels,
                 in_channels=layer.in_channels, out_channels=layer.out_channels, kernel_size=(1, 1),
                 input_shape=layer.input_shape, output_shape=layer.output_shape, extra=True,
+                gemm_dims=(1, positions, layer.out_channels, layer.in_channels),
             ))
     full = quant_format(model_dtype)
     extra_schemes = [LayerScheme(full, full, decided_by=f"policy {policy.name} (extra layer)")] * len(extra)

@@ -59,6 +59,7 @@ class OpRecord:
     input_shapes: tuple = ()
     output_shape: tuple = ()
     dtype: str = ""
+    gemm_dims: tuple = ()  # (batch, M, N, K) of a GEMM: batch x (M x K) @ (K x N)
 
 
 def _shape(value):
@@ -79,25 +80,27 @@ def _numel(shape) -> int:
     return prod(shape) if shape is not None else 0
 
 
-def gemm_macs(op: str, args, out_shape) -> int:
-    """MACs of a GEMM-like aten op from its argument and output shapes."""
+def gemm_dims(op: str, args, out_shape) -> tuple:
+    """(batch, M, N, K) of a GEMM-like aten op: batch x (M x K) @ (K x N); MACs = their product.
+    A convolution is the implicit GEMM of its output positions x Cout x (Cin/groups x kernel)."""
     if op == "convolution":
         x, w = _shape(args[0]), _shape(args[1])
         transposed = bool(args[6]) if len(args) > 6 else False
-        # each output (each input, when transposed) meets Cin/groups x kernel weights (Cout/groups x kernel)
-        return (_numel(x) if transposed else _numel(out_shape)) * _numel(w[1:])
+        if transposed:  # each input position scatters into Cout/groups x kernel outputs
+            return 1, _numel(x) // x[1], _numel(w[1:]), w[0]
+        return 1, _numel(out_shape) // out_shape[1], out_shape[1], _numel(w[1:])
     if op in ("mm", "_int_mm", "_scaled_mm"):
         (m, k), (_, n) = _shape(args[0]), _shape(args[1])
-        return m * k * n
+        return 1, m, n, k
     if op == "addmm":
         (m, k), (_, n) = _shape(args[1]), _shape(args[2])
-        return m * k * n
+        return 1, m, n, k
     if op == "bmm":
         (b, m, k), (_, _, n) = _shape(args[0]), _shape(args[1])
-        return b * m * k * n
+        return b, m, n, k
     if op == "baddbmm":
         (b, m, k), (_, _, n) = _shape(args[1]), _shape(args[2])
-        return b * m * k * n
+        return b, m, n, k
     raise KeyError(op)
 
 
@@ -122,12 +125,14 @@ class _Tracer:
         q, k, v, out_shape = _shape(q), _shape(k), _shape(v), _shape(out)
         in_shapes, dtype = (q, k, v), str(out.dtype).removeprefix("torch.")
         scores = _numel(q[:-2]) * q[-2] * k[-2]
-        for kind, macs, flops, read, write, role in (
-            ("gemm", scores * q[-1], 0, _numel(q) + _numel(k), scores, "qk"),
-            ("softmax", 0, SOFTMAX_FLOPS_PER_ELEMENT * scores, scores, scores, ""),
-            ("gemm", scores * v[-1], 0, scores + _numel(v), _numel(out_shape), "av"),
+        batch, queries, keys = _numel(q[:-2]), q[-2], k[-2]
+        for kind, macs, flops, read, write, role, dims in (
+            ("gemm", scores * q[-1], 0, _numel(q) + _numel(k), scores, "qk", (batch, queries, keys, q[-1])),
+            ("softmax", 0, SOFTMAX_FLOPS_PER_ELEMENT * scores, scores, scores, "", ()),
+            ("gemm", scores * v[-1], 0, scores + _numel(v), _numel(out_shape), "av", (batch, queries, v[-1], keys)),
         ):
-            self.records.append(OpRecord(module, name, kind, macs, flops, read, write, role, in_shapes, out_shape, dtype))
+            self.records.append(
+                OpRecord(module, name, kind, macs, flops, read, write, role, in_shapes, out_shape, dtype, dims))
 
     def record(self, func, args, kwargs, out):
         if self.muted:
@@ -142,8 +147,9 @@ class _Tracer:
         read = sum(t.numel() for t in inputs)
         write = sum(t.numel() for t in outputs)
 
-        def add(kind, macs=0, flops=0, read=0, write=0, role=""):
-            self.records.append(OpRecord(module, name, kind, macs, flops, read, write, role, in_shapes, out_shape, dtype))
+        def add(kind, macs=0, flops=0, read=0, write=0, role="", dims=()):
+            self.records.append(
+                OpRecord(module, name, kind, macs, flops, read, write, role, in_shapes, out_shape, dtype, dims))
 
         in_weight_module = module in self.weight_modules
         if name in VIEWS:
@@ -151,13 +157,14 @@ class _Tracer:
         elif name in FUSED_ATTENTION:
             self.attention(name, *args[:3], outputs[0])
         elif name == "convolution" or name in MATMULS or name in WEIGHT_GEMMS and in_weight_module:
-            macs = gemm_macs(name, args, out_shape)
+            dims = gemm_dims(name, args, out_shape)
+            macs = _numel(dims)
             # F.linear computes input @ W^T; a convolution's weight may be a constant kernel (FIR)
             if name == "convolution" or in_weight_module and name not in ("bmm", "baddbmm"):
                 activation = args[1] if name == "addmm" else args[0]
-                add("gemm", macs, 0, _numel(_shape(activation)), write, "weight")
+                add("gemm", macs, 0, _numel(_shape(activation)), write, "weight", dims)
             else:
-                add("gemm", macs, 0, read, write, "av" if self._softmax_seen.get(module) else "qk")
+                add("gemm", macs, 0, read, write, "av" if self._softmax_seen.get(module) else "qk", dims)
                 self._softmax_seen[module] = False
         elif name in NORMS:
             elements = _numel(in_shapes[0])

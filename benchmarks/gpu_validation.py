@@ -1,0 +1,180 @@
+"""Validate the calibrated GPU model on a real GPU: ldm4-lsun-bedrooms in fp16 at batch 1 and 8.
+
+    python benchmarks/gpu_validation.py measure -o OUT_DIR     # on the GPU: microbenchmarks + UNet timings
+    python benchmarks/gpu_validation.py report OUT_DIR/measurements.json -o reports/gpu-validation.md
+
+`measure` times the default calibration suite (shapes of no preset, batch sizes 2 and 4), then every
+conv and linear module of the UNet alone on the inputs it sees in a real forward, and the whole forward,
+all under CUDA graphs, and writes measurements.json. `report` fits the calibrated model from the suite
+alone, predicts the UNet's layers and forward with `simdq estimate`'s pipeline (calibrated and plain
+roofline), and writes the comparison; it needs no GPU, so the fit can be revisited from the same data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+PRESET = "ldm4-lsun-bedrooms"
+BATCHES = (1, 8)
+
+
+def measure(out_dir: Path, device_name: str, quick: bool) -> None:
+    import torch
+
+    from hw_models import load_device
+    from simdq.gpu_calibration import default_suite, measure as measure_suite, time_op
+    from simdq.unets import build_unet, preset_spec
+
+    device = torch.device(device_name)
+    base = load_device("h100-sxm")
+    cuda = device.type == "cuda"
+    dtype = torch.float16 if cuda else torch.float32  # a CPU run only tests this script
+    gpu = torch.cuda.get_device_properties(device) if cuda else None
+    batches = BATCHES if not quick else BATCHES[:1]
+    with torch.no_grad():
+        suite = default_suite(device, quick)
+        samples = measure_suite(suite, device, base, lambda d, t: print(f"\rsuite {d}/{t}", end="", flush=True))
+        print()
+        spec = preset_spec(PRESET)
+        meta_model = build_unet(spec)
+        model = type(meta_model).from_config(meta_model.config).to(device, dtype).eval()
+        layers, forwards = [], {}
+        for batch in batches:
+            sample = torch.randn(batch, 3, 64, 64, device=device, dtype=dtype)
+            timestep = torch.full((batch,), 500, device=device, dtype=torch.long)
+            captured = {}
+
+            def keep_inputs(module, args, name):
+                captured.setdefault(name, (module, args))  # returns None: the inputs pass unchanged
+
+            hooks = [
+                module.register_forward_pre_hook(lambda m, args, name=name: keep_inputs(m, args, name))
+                for name, module in model.named_modules() if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
+            ]
+            model(sample, timestep)
+            for hook in hooks:
+                hook.remove()
+            for name, (module, args) in captured.items():
+                layers.append({"batch": batch, "name": name, "seconds": time_op(lambda: module(*args), device)})
+            forwards[batch] = time_op(lambda: model(sample, timestep), device)
+            print(f"batch {batch}: {len(captured)} layers, forward {forwards[batch] * 1e3:.3f} ms")
+    measurements = {
+        "gpu": gpu.name if cuda else "cpu", "sms": gpu.multi_processor_count if cuda else 1,
+        "torch": torch.__version__, "cuda": torch.version.cuda, "preset": PRESET, "dtype": "fp16" if cuda else "fp32",
+        "samples": [s.__dict__ for s in samples], "layers": layers, "forwards": forwards,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "measurements.json").write_text(json.dumps(measurements, indent=1))
+
+
+def _predict(device, batch: int, dtype: str):
+    from simdq.estimate import run_estimate
+    from simdq.model_config import parse_config
+
+    config = parse_config({"model": {"preset": PRESET, "dtype": dtype}, "input": {"batch": batch}}, "validation")
+    estimate = run_estimate(config, device)
+    return {r.layer.name: r.device.latency_s for r in estimate.layers if r.device}, estimate.totals["latency_s"]
+
+
+def report(measurements_path: Path, output: Path, device_file: Path) -> None:
+    import yaml
+
+    from hw_models import load_device
+    from hw_models.catalog import without_calibration
+    from hw_models.fit import Sample
+    from simdq.gpu_calibration import calibrated_spec
+
+    data = json.loads(measurements_path.read_text())
+    samples = [Sample(**{**s, "gemm_dims": tuple(tuple(d) for d in s["gemm_dims"])}) for s in data["samples"]]
+    base = load_device("h100-sxm")
+    spec = calibrated_spec(base, samples, data["sms"], data["gpu"], "h100-sxm-calibrated")
+    device_file.write_text(yaml.safe_dump(spec, sort_keys=False, width=120))
+    calibrated = load_device(str(device_file))
+    roofline = without_calibration(calibrated)
+
+    lines = [
+        "# GPU validation: calibrated model vs a real GPU",
+        "",
+        f"Measured on {data['gpu']} ({data['sms']} SMs), torch {data['torch']}, CUDA {data['cuda']}: "
+        f"{data['preset']} in {data['dtype']}, random weights, every op timed under CUDA graphs "
+        "(median of 7 replays of 20 captured calls).",
+        "Commands: `python benchmarks/gpu_validation.py measure -o OUT` on the GPU, then "
+        f"`python benchmarks/gpu_validation.py report OUT/measurements.json -o {output}`; this report was made "
+        f"from `{measurements_path}`.",
+        f"The calibrated model is fitted from {len(samples)} microbenchmarks of other shapes "
+        "(the default suite: batch sizes 2 and 4, channel counts and token counts of no preset), so every "
+        f"number below is a prediction for shapes and batch sizes the fit never saw. The fitted device is "
+        f"`{device_file.name}`.",
+        "",
+        "Goal: whole forward within 20%, median per-layer error within 25%. The whole forward is predicted as "
+        "the sum of every traced layer (conv, linear, attention, norms, elementwise, copies); the roofline "
+        "columns are the same device without its calibration (dense peaks, DRAM bandwidth, 4.5 us per kernel).",
+        "",
+        "| batch | whole forward measured | calibrated | error | roofline | error | conv/linear median error: calibrated | roofline |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    details = []
+    for batch in sorted({l["batch"] for l in data["layers"]}):
+        measured_layers = {l["name"]: l["seconds"] for l in data["layers"] if l["batch"] == batch}
+        forward = data["forwards"][str(batch)]
+        cal_layers, cal_total = _predict(str(device_file), batch, data["dtype"])
+        roof_layers, roof_total = _predict(roofline, batch, data["dtype"])
+        errors = {n: cal_layers[n] / t - 1 for n, t in measured_layers.items()}
+        roof_errors = {n: roof_layers[n] / t - 1 for n, t in measured_layers.items()}
+        median = statistics.median(abs(e) for e in errors.values())
+        roof_median = statistics.median(abs(e) for e in roof_errors.values())
+        lines.append(
+            f"| {batch} | {forward * 1e3:.3f} ms | {cal_total * 1e3:.3f} ms | {cal_total / forward - 1:+.1%} | "
+            f"{roof_total * 1e3:.3f} ms | {roof_total / forward - 1:+.1%} | {median:.1%} | {roof_median:.1%} |")
+        details += ["", f"## Batch {batch}: every conv and linear layer", "",
+                    "| layer | measured us | calibrated us | error | roofline us | error |", "|---|---|---|---|---|---|"]
+        for name, seconds in measured_layers.items():
+            details.append(f"| {name} | {seconds * 1e6:.1f} | {cal_layers[name] * 1e6:.1f} | {errors[name]:+.1%} | "
+                           f"{roof_layers[name] * 1e6:.1f} | {roof_errors[name]:+.1%} |")
+    fit_rows = ["", "## Fitted classes", "",
+                "| class | kernel us | efficiency | memory efficiency | tile | split-K min | fit median error | samples |",
+                "|---|---|---|---|---|---|---|---|"]
+    for name, p in spec["engines"]["gpu"]["calibration"]["classes"].items():
+        fit_rows.append(f"| {name} | {p['kernel_s'] * 1e6:.2f} | {p['efficiency']} | {p['memory_efficiency']} | "
+                        f"{p['tile_m']}x{p['tile_n']} | {p['split_k_min'] or '-'} | {p['median_error']:.1%} | "
+                        f"{p['samples']} |")
+    notes = [
+        "", "## Notes", "",
+        "- Per layer, the model is kernels x kernel time + max(compute, memory), with GEMM compute from waves of "
+        "output tiles over the SMs (split-K allowed, its granularity fitted; the fit chose none here).",
+        "- A layer's kernels are the aten ops the trace records: a linear on a strided input also runs a copy and "
+        "a separate bias add (the attention q/k/v projections here). The first run of this validation counted "
+        "those as fused and put those layers 5x under; they are real kernels and are counted now.",
+        "- Each layer was timed alone, repeated inside one graph, so its weights stay in L2 between calls; in the "
+        "whole forward they do not. The largest remaining per-layer errors are small-M convolutions "
+        "(1x1 skip convs and stride-2 downsamplers at 8x8 and 16x16), which the model prices too high.",
+    ]
+    output.write_text("\n".join(lines + fit_rows + notes + details) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    m = commands.add_parser("measure")
+    m.add_argument("-o", "--out", type=Path, required=True)
+    m.add_argument("--device", default="cuda")
+    m.add_argument("--quick", action="store_true", help="small suite, batch 1 only (a dry run of this script)")
+    r = commands.add_parser("report")
+    r.add_argument("measurements", type=Path)
+    r.add_argument("-o", "--output", type=Path, default=Path("reports/gpu-validation.md"))
+    r.add_argument("--device-file", type=Path, default=Path("hw_models/devices/h100-sxm-calibrated.yaml"))
+    args = parser.parse_args()
+    if args.command == "measure":
+        measure(args.out, args.device, args.quick)
+    else:
+        report(args.measurements, args.output, args.device_file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""A GPU model calibrated on the real device: per-class efficiency, per-kernel time and tile waves.
+
+Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
+- compute_s for a GEMM (conv, linear, attention): the tiles of a tile_m x tile_n output tiling spread over
+  the SMs in waves; each wave costs tile_m x tile_n x K MACs per SM at efficiency x the SM's share of
+  the dense peak (this is what makes small and odd GEMM shapes slower than their MACs suggest);
+- compute_s otherwise: non-GEMM arithmetic at efficiency x the vector peak;
+- memory_s: DRAM traffic at memory_efficiency x peak bandwidth.
+The parameters of each op class (`conv_fp16`, `linear_int8`, `attention_bf16`, `norm`, `softmax`,
+`elementwise`, `memory`) are fitted by `simdq hw calibrate` from microbenchmarks; a class without
+parameters falls back to the plain roofline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+
+from .device import LayerEstimate
+from .roofline import RooflineDevice
+from .workload import LayerWork
+
+GEMM_CLASS_PREFIX = {"conv": "conv", "linear": "linear", "attention_matmul": "attention"}
+VECTOR_CLASS = {"norm": "norm", "softmax": "softmax", "elementwise": "elementwise", "resample": "memory",
+                "concat": "memory", "embedding": "memory"}
+
+
+@dataclass(frozen=True)
+class ClassParams:
+    kernel_s: float
+    efficiency: float
+    memory_efficiency: float
+    tile_m: int = 128
+    tile_n: int = 128
+    split_k_min: int = 0  # split K across SMs in chunks of at least this many (0: no split-K)
+
+
+def op_class(kind: str, precision) -> str:
+    """The calibration class of a layer kind at a compute precision."""
+    if kind in GEMM_CLASS_PREFIX:
+        return f"{GEMM_CLASS_PREFIX[kind]}_{precision}"
+    return VECTOR_CLASS[kind]
+
+
+def gemm_compute_s(dims: tuple, params: ClassParams, peak: float, sms: int) -> float:
+    """Time of the waves of output tiles: each SM computes tile_m x tile_n x K MACs per tile. When there
+    are fewer tiles than SMs, libraries split K (cuBLAS split-K, cuDNN's equivalents) into chunks of at
+    least split_k_min to occupy more SMs."""
+    batch, m, n, k = dims
+    tiles = batch * ceil(m / params.tile_m) * ceil(n / params.tile_n)
+    splits = 1
+    if params.split_k_min and tiles < sms:
+        splits = max(1, min(ceil(sms / tiles), k // params.split_k_min))
+    waves = ceil(tiles * splits / sms)
+    return waves * 2 * params.tile_m * params.tile_n * ceil(k / splits) / (peak / sms * params.efficiency)
+
+
+def calibrated_time(params: ClassParams, kernels: int, compute_s: float, memory_s: float) -> float:
+    return kernels * params.kernel_s + max(compute_s, memory_s)
+
+
+class CalibratedDevice(RooflineDevice):
+    def __init__(self, *args, classes: dict, sms: int, calibration_source: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.classes = classes
+        self.sms = sms
+        self.calibration_source = calibration_source
+
+    def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
+        roofline = super().estimate_layer(layer)
+        params = self.classes.get(op_class(layer.kind, roofline.compute_precision))
+        if params is None:
+            return roofline
+        engine = self.engine
+        if layer.is_gemm and roofline.compute_precision and layer.gemm_dims:
+            peak = engine.peaks[roofline.compute_precision]
+            compute_s = gemm_compute_s(layer.gemm_dims, params, peak, self.sms)
+            compute_s += layer.vector_flops / engine.vector_peak
+        else:
+            compute_s = roofline.compute_s / params.efficiency
+        memory_s = roofline.memory_s / params.memory_efficiency
+        overhead_s = layer.kernels * params.kernel_s
+        busy = max(compute_s, memory_s)
+        bottleneck = "overhead" if overhead_s > busy else ("compute" if compute_s >= memory_s else "memory")
+        return LayerEstimate(
+            engine=roofline.engine, compute_precision=roofline.compute_precision,
+            mapping=roofline.mapping + " [calibrated]", compute_s=compute_s, memory_s=memory_s,
+            overhead_s=overhead_s, latency_s=overhead_s + busy, bottleneck=bottleneck,
+        )
