@@ -1,6 +1,7 @@
 """Workload extraction: parameters, MACs per op family, attribution of ops to modules."""
 
 from collections import defaultdict
+from math import prod
 
 import pytest
 import torch
@@ -50,13 +51,18 @@ def test_every_conv_and_linear_is_one_layer_with_its_macs(preset):
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Conv2d):
             layer = layers.pop(name)
-            out_elements = layer.write
             per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-            assert layer.kind == "conv" and layer.macs == out_elements * per_output, name
+            batch, positions, out_channels, reduction = layer.gemm_dims
+            assert (batch, out_channels, reduction) == (1, module.out_channels, per_output), name
+            assert positions * out_channels == prod(layer.output_shape)  # one GEMM row per output position
+            assert layer.kind == "conv" and layer.macs == prod(layer.gemm_dims), name
             assert layer.weight_params == module.weight.numel()
         elif isinstance(module, torch.nn.Linear):
             layer = layers.pop(name)
-            assert layer.kind == "linear" and layer.macs == layer.write * module.in_features, name
+            batch, tokens, out_features, in_features = layer.gemm_dims
+            assert (batch, out_features, in_features) == (1, module.out_features, module.in_features), name
+            assert tokens * out_features == prod(layer.output_shape)
+            assert layer.kind == "linear" and layer.macs == prod(layer.gemm_dims), name
     assert not layers  # nothing else was taken for a weight layer
 
 

@@ -1,0 +1,103 @@
+"""The calibrated GPU model: wave arithmetic, the fit, the device file, and `simdq hw calibrate` end to end."""
+
+from math import ceil
+
+import numpy as np
+import pytest
+import yaml
+
+from hw_models import DeviceFileError, LayerWork, load_device
+from hw_models.calibrated import ClassParams, calibrated_time, gemm_compute_s, op_class
+from hw_models.catalog import DEVICE_DIR
+from hw_models.fit import Sample, fit_class
+from hw_models.workload import FP16
+from simdq.cli import main
+
+
+def test_waves_of_tiles_by_hand():
+    params = ClassParams(kernel_s=3e-6, efficiency=0.5, memory_efficiency=1.0, tile_m=128, tile_n=128)
+    peak, sms = 132e12, 132  # 1e12 per SM
+    # 1000 x 1000 output: 8 x 8 = 64 tiles, one wave; each SM does 128 x 128 x 512 MACs at 0.5e12 MAC/s x 2
+    assert gemm_compute_s((1, 1000, 1000, 512), params, peak, sms) == pytest.approx(2 * 128 * 128 * 512 / 0.5e12)
+    # 133 tiles need two waves: one more tile than SMs doubles the time
+    assert gemm_compute_s((1, 133 * 128, 128, 512), params, peak, sms) == pytest.approx(
+        2 * gemm_compute_s((1, 132 * 128, 128, 512), params, peak, sms))
+    # split-K: 4 tiles, K = 4096 in chunks of >= 1024 -> 4 splits, 16 units, one wave of K/4
+    split = ClassParams(3e-6, 0.5, 1.0, 128, 128, split_k_min=1024)
+    assert gemm_compute_s((1, 256, 256, 4096), split, peak, sms) == pytest.approx(
+        2 * 128 * 128 * 1024 / 0.5e12)
+
+
+def test_calibrated_device_prices_a_layer_as_documented():
+    device = load_device("h100-calibrated")
+    params = device.classes["linear_fp16"]
+    dims = (1, 4096, 1280, 1280)
+    traffic = 2.0 * (4096 * 1280 * 2 + 1280 * 1280)
+    layer = LayerWork("l", "linear", 4096 * 1280 * 1280, 0, 2.0 * 1280 * 1280, 2.0 * 4096 * 1280, 2.0 * 4096 * 1280,
+                      1, FP16, FP16, "fp16", dims)
+    compute = gemm_compute_s(dims, params, device.engine.peaks["fp16"], device.sms)
+    memory = traffic / device.dram_bandwidth / params.memory_efficiency
+    estimate = device.estimate_layer(layer)
+    assert estimate.latency_s == pytest.approx(calibrated_time(params, 1, compute, memory))
+    assert estimate.mapping.endswith("[calibrated]")
+    assert op_class("attention_matmul", "fp8") == "attention_fp8" and op_class("concat", None) == "memory"
+
+
+def test_fit_recovers_the_parameters_that_made_the_data():
+    rng = np.random.default_rng(7)
+    truth = ClassParams(kernel_s=5.2e-6, efficiency=0.6, memory_efficiency=0.8, tile_m=128, tile_n=256)
+    peak, bandwidth, sms = 989e12, 3.35e12, 132
+    samples = []
+    for _ in range(40):
+        dims = (1, int(rng.choice([64, 256, 1024, 4096, 16384])), int(rng.choice([320, 640, 2560])),
+                int(rng.choice([320, 1280, 2560])))
+        _, m, n, k = dims
+        traffic = 2.0 * (m * k + k * n + m * n)
+        time = calibrated_time(truth, 1, gemm_compute_s(dims, truth, peak, sms), traffic / bandwidth / 0.8)
+        samples.append(Sample("linear_fp16", 1, (dims,), 0, traffic, peak, time))
+    fit = fit_class(samples, bandwidth, sms)
+    assert (fit.params.tile_m, fit.params.tile_n) == (128, 256)
+    assert fit.params.efficiency == pytest.approx(0.6, abs=0.02)
+    assert fit.params.kernel_s == pytest.approx(5.2e-6, rel=0.1)
+    assert fit.median_error < 0.02
+
+
+def _calibrated_file(tmp_path, mutate):
+    data = yaml.safe_load((DEVICE_DIR / "h100-sxm-calibrated.yaml").read_text())
+    mutate(data["engines"]["gpu"]["calibration"])
+    path = tmp_path / "cal.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["classes"].update(conv_fp61={"kernel_s": 1e-6, "efficiency": 0.5, "memory_efficiency": 0.5}),
+     r"classes\.conv_fp61: unknown op class \(did you mean 'conv_fp16'\?\)"),
+    (lambda c: c["classes"]["norm"].update(efficiency=1.5), r"norm\.efficiency: an efficiency is at most 1"),
+    (lambda c: c.pop("source"), r"calibration: missing key 'source'"),
+    (lambda c: c.update(sms=0), r"calibration\.sms: expected a positive integer"),
+])
+def test_calibration_block_errors(tmp_path, mutate, message):
+    with pytest.raises(DeviceFileError, match=message):
+        load_device(_calibrated_file(tmp_path, mutate))
+
+
+def test_hw_calibrate_end_to_end_on_cpu(tmp_path, capsys):
+    out = tmp_path / "cpu.yaml"
+    assert main(["hw", "calibrate", "--device", "cpu", "--quick", "-o", str(out), "--name", "cpu-test"]) == 0
+    device = load_device(str(out))
+    expected = {"linear_fp32", "conv_fp32", "attention_fp32", "norm", "elementwise", "softmax", "memory"}
+    assert device.name == "cpu-test" and set(device.classes) == expected
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and all(name in printed for name in expected)
+    example = str(DEVICE_DIR.parents[1] / "examples" / "ldm4-bedrooms-w1a4.yaml")
+    assert main(["estimate", example, "--hw", str(out), "--per-layer", "--format", "csv"]) == 0
+    assert "[calibrated]" in capsys.readouterr().out
+
+
+def test_hw_show_prints_the_file_with_its_sources(capsys):
+    assert main(["hw", "show", "jetson"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown == yaml.safe_load((DEVICE_DIR / "jetson-agx-orin-64gb.yaml").read_text())
+    assert shown["engines"]["gpu"]["compute"]["int4"]["source"].startswith("derived")
+    assert ceil(shown["memory"]["dram"]["bandwidth"] / 1e9) == 205
