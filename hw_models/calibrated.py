@@ -86,4 +86,6 @@ class CalibratedDevice(RooflineDevice):
             engine=roofline.engine, compute_precision=roofline.compute_precision,
             mapping=roofline.mapping + " [calibrated]", compute_s=compute_s, memory_s=memory_s,
             overhead_s=overhead_s, latency_s=overhead_s + busy, bottleneck=bottleneck,
+            energy_j=self.energy.layer_energy_j(layer, roofline.compute_precision, (params.tile_m, params.tile_n))
+            if self.energy else None,
         )

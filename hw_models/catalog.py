@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from .calibrated import GEMM_CLASS_PREFIX, VECTOR_CLASS, CalibratedDevice, ClassParams
+from .energy import EnergyModel, load_table
 from .precision import COMPUTE_TYPES
 from .roofline import Engine, RooflineDevice
 
@@ -122,10 +123,27 @@ def _engine(name: str, spec, where: str) -> Engine:
     )
 
 
+def _energy(spec, where: str) -> EnergyModel:
+    _mapping(spec, where, {"table": True, "node_nm": True, "sram": False, "dram_pj_per_byte": False})
+    try:
+        table = load_table(spec["table"])
+    except ValueError as err:
+        _fail(f"{where}.table", str(err))
+    sram = spec.get("sram", "sram_1mb")
+    if sram not in table.memory_pj_per_byte or not sram.startswith("sram"):
+        allowed = [k for k in table.memory_pj_per_byte if k.startswith("sram")]
+        _fail(f"{where}.sram", f"{sram!r} is not an SRAM of table {table.name}; allowed: {', '.join(allowed)}")
+    dram = table.memory_pj_per_byte["dram"]
+    if "dram_pj_per_byte" in spec:
+        dram = _sourced(spec["dram_pj_per_byte"], f"{where}.dram_pj_per_byte", "value")
+    return EnergyModel(table, _sourced(spec["node_nm"], f"{where}.node_nm", "value"), dram,
+                       table.memory_pj_per_byte[sram])
+
+
 def parse_device(data, where: str) -> RooflineDevice:
     _mapping(data, where, {
         "name": True, "aliases": False, "description": True, "model": True, "default_engine": True,
-        "engines": True, "memory": True, "power_w": False,
+        "engines": True, "memory": True, "power_w": False, "energy": False,
     })
     name = _text(data["name"], f"{where}.name")
     if data["model"] not in DEVICE_MODELS:
@@ -163,13 +181,16 @@ def parse_device(data, where: str) -> RooflineDevice:
         where_cal = f"{where}.engines.{data['default_engine']}.calibration"
         classes, sms, source = _calibration(calibration, where_cal)
         device = CalibratedDevice(**arguments, classes=classes, sms=sms, calibration_source=source)
+    device.energy = _energy(data["energy"], f"{where}.energy") if "energy" in data else None
     device.spec = data  # the file's contents, for `simdq hw show` and for writing calibrated copies
     return device
 
 
 def without_calibration(device: RooflineDevice) -> RooflineDevice:
     """The same device as a plain roofline (to compare a calibrated model with its roofline)."""
-    return RooflineDevice(device.name, device.description, device.engine, device.dram_bandwidth, device.aliases)
+    plain = RooflineDevice(device.name, device.description, device.engine, device.dram_bandwidth, device.aliases)
+    plain.energy, plain.spec = device.energy, device.spec
+    return plain
 
 
 def read_device_file(path: Path) -> RooflineDevice:

@@ -25,12 +25,13 @@ class Engine:
 
 
 class RooflineDevice(Device):
-    def __init__(self, name: str, description: str, engine: Engine, dram_bandwidth: float, aliases=()):
+    def __init__(self, name: str, description: str, engine: Engine, dram_bandwidth: float, aliases=(), energy=None):
         self.name = name
         self.description = description
         self.aliases = tuple(aliases)
         self.engine = engine
         self.dram_bandwidth = dram_bandwidth
+        self.energy = energy  # hw_models.energy.EnergyModel, or None: no energy estimate
 
     def choose_precision(self, weight: OperandFormat, activation: OperandFormat):
         """The fastest compute precision of the engine that holds both operands exactly, or None."""
@@ -88,5 +89,6 @@ class RooflineDevice(Device):
             overhead_s=overhead_s,
             latency_s=times[bottleneck],
             bottleneck=bottleneck,
+            energy_j=self.energy.layer_energy_j(layer, precision) if self.energy else None,
         )
 
