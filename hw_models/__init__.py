@@ -5,11 +5,11 @@ this package never sees torch or the emulator.
 """
 
 from .catalog import DeviceFileError, list_devices, load_device
-from .device import Device, LayerEstimate
+from .device import Device, EngineModel, LayerEstimate
 from .precision import COMPUTE_TYPES, fits
 from .workload import LayerWork, OperandFormat
 
 __all__ = [
-    "COMPUTE_TYPES", "Device", "DeviceFileError", "LayerEstimate", "LayerWork", "OperandFormat", "fits",
+    "COMPUTE_TYPES", "Device", "DeviceFileError", "EngineModel", "LayerEstimate", "LayerWork", "OperandFormat", "fits",
     "list_devices", "load_device",
 ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from math import ceil
 
 from .device import LayerEstimate
-from .roofline import RooflineDevice
+from .roofline import RooflineEngine
 from .workload import LayerWork
 
 GEMM_CLASS_PREFIX = {"conv": "conv", "linear": "linear", "attention_matmul": "attention"}
@@ -59,7 +59,7 @@ def calibrated_time(params: ClassParams, kernels: int, compute_s: float, memory_
     return kernels * params.kernel_s + max(compute_s, memory_s)
 
 
-class CalibratedDevice(RooflineDevice):
+class CalibratedEngine(RooflineEngine):
     def __init__(self, *args, classes: dict, sms: int, calibration_source: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.classes = classes
@@ -71,7 +71,7 @@ class CalibratedDevice(RooflineDevice):
         params = self.classes.get(op_class(layer.kind, roofline.compute_precision))
         if params is None:
             return roofline
-        engine = self.engine
+        engine = self.rates
         if layer.is_gemm and roofline.compute_precision and layer.gemm_dims:
             peak = engine.peaks[roofline.compute_precision]
             compute_s = gemm_compute_s(layer.gemm_dims, params, peak, self.sms)

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import yaml
 
-from .calibrated import GEMM_CLASS_PREFIX, VECTOR_CLASS, CalibratedDevice, ClassParams
+from .calibrated import GEMM_CLASS_PREFIX, VECTOR_CLASS, CalibratedEngine, ClassParams
+from .device import Device
 from .energy import EnergyModel, load_table
 from .precision import COMPUTE_TYPES
-from .roofline import Engine, RooflineDevice
+from .roofline import EngineRates, RooflineEngine
+from .workload import LAYER_KINDS
 
 DEVICE_DIR = Path(__file__).with_name("devices")
-DEVICE_MODELS = ("roofline",)
+ENGINE_MODELS = ("roofline",)
 
 
 class DeviceFileError(ValueError):
@@ -102,25 +104,70 @@ def _calibration(spec, where: str):
     return classes, sms, spec["source"]
 
 
-def _engine(name: str, spec, where: str) -> Engine:
-    _mapping(spec, where, {"description": False, "compute": True, "vector": True, "kernel_overhead_s": True,
-                           "calibration": False})
+def _rates(spec, where: str) -> EngineRates:
     compute = spec["compute"]
     if not isinstance(compute, dict) or not compute:
         _fail(f"{where}.compute", "expected a mapping of compute precision -> {peak, accumulate, source}")
-    peaks = {}
+    peaks, sparse = {}, {}
     for precision, entry in compute.items():
         if precision not in COMPUTE_TYPES:
             hint = difflib.get_close_matches(str(precision), list(COMPUTE_TYPES), n=1)
             _fail(f"{where}.compute.{precision}", "unknown compute precision"
                   + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; allowed: {', '.join(COMPUTE_TYPES)}")
-        peaks[precision] = _sourced(entry, f"{where}.compute.{precision}", "peak", extra=("accumulate",))
-    return Engine(
-        name=name,
+        at = f"{where}.compute.{precision}"
+        peaks[precision] = _sourced(entry, at, "peak", extra=("accumulate", "sparse_peak"))
+        if "sparse_peak" in entry:
+            sparse[precision] = _number(entry["sparse_peak"], f"{at}.sparse_peak")
+    return EngineRates(
         peaks=peaks,
         vector_peak=_sourced(spec["vector"], f"{where}.vector", "peak"),
         kernel_overhead_s=_sourced(spec["kernel_overhead_s"], f"{where}.kernel_overhead_s", "value"),
+        sparse_peaks=sparse,
     )
+
+
+def _kinds(spec, where: str):
+    kinds = spec.get("kinds")
+    if kinds is None:
+        return None
+    if not isinstance(kinds, list) or not all(k in LAYER_KINDS for k in kinds):
+        _fail(f"{where}.kinds", f"expected a list of layer kinds among {', '.join(LAYER_KINDS)}, got {kinds!r}")
+    return frozenset(kinds)
+
+
+def _engine(name: str, spec, where: str, dram_bandwidth: float, energy, scale: float):
+    model = spec.get("model", "roofline") if isinstance(spec, dict) else None
+    if model not in ENGINE_MODELS:
+        _fail(f"{where}.model", f"unknown engine model {model!r}; allowed: {', '.join(ENGINE_MODELS)}")
+    _mapping(spec, where, {"model": False, "description": False, "kinds": False, "compute": True, "vector": True,
+                           "kernel_overhead_s": True, "calibration": False})
+    rates = _rates(spec, where).scaled(scale)
+    kinds = _kinds(spec, where)
+    if "calibration" not in spec:
+        return RooflineEngine(name, rates, dram_bandwidth, energy, kinds)
+    classes, sms, source = _calibration(spec["calibration"], f"{where}.calibration")
+    return CalibratedEngine(name, rates, dram_bandwidth, energy, kinds, classes=classes, sms=sms,
+                            calibration_source=source)
+
+
+def _power_scales(data, where: str, engines: dict, mode):
+    """(mode name, engine -> clock scale) of the chosen power mode (the first listed by default)."""
+    modes = data.get("power_modes")
+    if modes is None:
+        if mode is not None:
+            _fail(where, f"has no power modes, so @{mode} cannot be chosen")
+        return None, {}
+    if not isinstance(modes, dict) or not modes:
+        _fail(f"{where}.power_modes", "expected a mapping of mode name -> {engine: {scale, source}}")
+    for name, entry in modes.items():
+        _mapping(entry, f"{where}.power_modes.{name}", {engine: False for engine in engines})
+        for engine, scale in entry.items():
+            _sourced(scale, f"{where}.power_modes.{name}.{engine}", "scale")
+    chosen = mode if mode is not None else next(iter(modes))
+    matches = [m for m in modes if str(m).lower() == str(chosen).lower()]
+    if not matches:
+        _fail(where, f"unknown power mode {chosen!r}; allowed: {', '.join(map(str, modes))}")
+    return matches[0], {engine: float(s["scale"]) for engine, s in modes[matches[0]].items()}
 
 
 def _energy(spec, where: str) -> EnergyModel:
@@ -140,69 +187,73 @@ def _energy(spec, where: str) -> EnergyModel:
                        table.memory_pj_per_byte[sram])
 
 
-def parse_device(data, where: str) -> RooflineDevice:
+def parse_device(data, where: str, engine=None, mode=None) -> Device:
+    """The device of a file's contents; `engine` and `mode` pick an engine to run layers on first and a
+    power mode (defaults: the file's default_engine and its first power mode)."""
     _mapping(data, where, {
-        "name": True, "aliases": False, "description": True, "model": True, "default_engine": True,
-        "engines": True, "memory": True, "power_w": False, "energy": False,
+        "name": True, "aliases": False, "description": True, "default_engine": True, "fallback_engine": False,
+        "engines": True, "memory": True, "power_w": False, "power_modes": False, "energy": False,
     })
     name = _text(data["name"], f"{where}.name")
-    if data["model"] not in DEVICE_MODELS:
-        _fail(f"{where}.model", f"unknown device model {data['model']!r}; allowed: {', '.join(DEVICE_MODELS)}")
     aliases = data.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         _fail(f"{where}.aliases", "expected a list of names")
     engines = data["engines"]
     if not isinstance(engines, dict) or not engines:
         _fail(f"{where}.engines", "expected a mapping of engine name -> engine")
-    if data["default_engine"] not in engines:
-        _fail(f"{where}.default_engine", f"{data['default_engine']!r} is not an engine; allowed: {', '.join(engines)}")
-    parsed = {key: _engine(key, spec, f"{where}.engines.{key}") for key, spec in engines.items()}
-    memory = _mapping(data["memory"], f"{where}.memory", {"dram": True, "l2": False})
+    for key in ("default_engine", "fallback_engine"):
+        if key in data and data[key] not in engines:
+            _fail(f"{where}.{key}", f"{data[key]!r} is not an engine; allowed: {', '.join(engines)}")
+    if engine is not None and engine not in engines:
+        _fail(where, f"has no engine {engine!r}; allowed: {', '.join(engines)}")
+    memory = _mapping(data["memory"], f"{where}.memory", {"dram": True, "l2": False, "sram": False})
     dram = memory["dram"]
     _mapping(dram, f"{where}.memory.dram", {"bandwidth": True, "capacity": False, "source": True})
     _text(dram["source"], f"{where}.memory.dram.source")
     if "capacity" in dram:
         _number(dram["capacity"], f"{where}.memory.dram.capacity")
-    if "l2" in memory:
-        _sourced(memory["l2"], f"{where}.memory.l2", "capacity")
+    for level in ("l2", "sram"):
+        if level in memory:
+            _mapping(memory[level], f"{where}.memory.{level}", {"capacity": True, "bandwidth": False, "source": True})
+            _sourced({k: v for k, v in memory[level].items() if k != "bandwidth"}, f"{where}.memory.{level}",
+                     "capacity")
     if "power_w" in data:
         _sourced(data["power_w"], f"{where}.power_w", "value")
-    arguments = dict(
-        name=name,
-        description=_text(data["description"], f"{where}.description"),
-        engine=parsed[data["default_engine"]],
-        dram_bandwidth=_number(dram["bandwidth"], f"{where}.memory.dram.bandwidth"),
-        aliases=aliases,
-    )
-    calibration = engines[data["default_engine"]].get("calibration")
-    if calibration is None:
-        device = RooflineDevice(**arguments)
-    else:
-        where_cal = f"{where}.engines.{data['default_engine']}.calibration"
-        classes, sms, source = _calibration(calibration, where_cal)
-        device = CalibratedDevice(**arguments, classes=classes, sms=sms, calibration_source=source)
-    device.energy = _energy(data["energy"], f"{where}.energy") if "energy" in data else None
-    device.spec = data  # the file's contents, for `simdq hw show` and for writing calibrated copies
-    return device
+    bandwidth = _number(dram["bandwidth"], f"{where}.memory.dram.bandwidth")
+    energy = _energy(data["energy"], f"{where}.energy") if "energy" in data else None
+    mode_name, scales = _power_scales(data, where, engines, mode)
+    models = {
+        key: _engine(key, spec, f"{where}.engines.{key}", bandwidth, energy, scales.get(key, 1.0))
+        for key, spec in engines.items()
+    }
+    first = engine or data["default_engine"]
+    order = [first] + [e for e in (data.get("fallback_engine"),) if e and e != first]
+    return Device(name, _text(data["description"], f"{where}.description"), models, order, aliases, data, mode_name)
 
 
-def without_calibration(device: RooflineDevice) -> RooflineDevice:
-    """The same device as a plain roofline (to compare a calibrated model with its roofline)."""
-    plain = RooflineDevice(device.name, device.description, device.engine, device.dram_bandwidth, device.aliases)
-    plain.energy, plain.spec = device.energy, device.spec
-    return plain
+def without_calibration(device: Device) -> Device:
+    """The same device with plain roofline engines (to compare a calibrated model with its roofline)."""
+    plain = {
+        name: RooflineEngine(e.name, e.rates, e.dram_bandwidth, e.energy, e.kinds)
+        if isinstance(e, CalibratedEngine) else e
+        for name, e in device.engines.items()
+    }
+    return Device(device.name, device.description, plain, device.order, device.aliases, device.spec, device.mode)
 
 
-def read_device_file(path: Path) -> RooflineDevice:
+def _read_yaml(path: Path):
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except OSError as err:
         raise DeviceFileError(f"{path}: cannot read device file ({err.strerror})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         raise DeviceFileError(f"{path}:{line} is not valid YAML ({getattr(err, 'problem', err)})") from None
-    return parse_device(data, path.name)
+
+
+def read_device_file(path: Path, engine=None, mode=None) -> Device:
+    return parse_device(_read_yaml(path), path.name, engine, mode)
 
 
 @lru_cache(maxsize=None)
@@ -214,10 +265,19 @@ def list_devices() -> list:
     return list(_catalogue().values())
 
 
-def load_device(name_or_path: str) -> RooflineDevice:
-    """A catalogue device by name or alias, or a device file given by path (anything ending in .yaml/.yml)."""
+def _selection(text: str):
+    """NAME[:ENGINE][@MODE] -> (NAME, ENGINE or None, MODE or None)."""
+    name, _, mode = text.partition("@")
+    name, _, engine = name.partition(":") if not name.endswith((".yaml", ".yml")) else (name, "", "")
+    return name, engine or None, mode or None
+
+
+def load_device(selection: str) -> Device:
+    """A device by catalogue name or alias, or a device file by path (ending in .yaml/.yml), optionally
+    with :ENGINE (run layers on that engine first, e.g. jetson:dla) and @MODE (a power mode, e.g. @30W)."""
+    name_or_path, engine, mode = _selection(selection)
     if name_or_path.endswith((".yaml", ".yml")):
-        return read_device_file(Path(name_or_path))
+        return read_device_file(Path(name_or_path), engine, mode)
     names = {}
     for device in list_devices():
         for name in (device.name, *device.aliases):
@@ -229,4 +289,6 @@ def load_device(name_or_path: str) -> RooflineDevice:
             f"unknown device {name_or_path!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
             + f"; allowed: {', '.join(sorted(names))}, or a path to a device .yaml file"
         )
-    return device
+    if engine is None and mode is None:
+        return device
+    return parse_device(device.spec, device.name, engine, mode)

@@ -31,15 +31,46 @@ class LayerEstimate:
     energy_j: Optional[float] = None
 
 
-class Device:
-    """A device model. Subclasses implement `estimate_layer`."""
+class EngineModel:
+    """One engine of a device (a GPU's tensor cores, a DLA, an NPU array, an XNOR array).
+
+    kinds: the layer kinds it runs (None: all). Subclasses implement `can_run` beyond kinds (e.g. a
+    precision the engine lacks) and `estimate_layer`."""
 
     name: str
-    description: str
-    aliases: tuple = ()
+    kinds = None
+
+    def can_run(self, layer: LayerWork) -> bool:
+        return self.kinds is None or layer.kind in self.kinds
 
     def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
         raise NotImplementedError
+
+
+class Device:
+    """A device: engines tried in order (the default engine, then the fallback) for each layer."""
+
+    def __init__(self, name: str, description: str, engines: dict, order: Sequence, aliases=(), spec=None,
+                 mode: Optional[str] = None):
+        self.name = name
+        self.description = description
+        self.engines = engines
+        self.order = tuple(order)
+        self.aliases = tuple(aliases)
+        self.spec = spec or {}  # the device file's contents, as read
+        self.mode = mode
+
+    @property
+    def primary(self) -> EngineModel:
+        return self.engines[self.order[0]]
+
+    def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
+        for name in self.order:
+            engine = self.engines[name]
+            if engine.can_run(layer):
+                return engine.estimate_layer(layer)
+        raise ValueError(f"no engine of {self.name} runs {layer.kind} layer {layer.name}; "
+                         f"engines tried: {', '.join(self.order)}")
 
     def estimate(self, layers: Sequence[LayerWork]) -> list:
         return [self.estimate_layer(layer) for layer in layers]

@@ -1,4 +1,4 @@
-"""A roofline device: per layer, the largest of compute time, DRAM time and a per-kernel floor.
+"""A roofline engine: per layer, the largest of compute time, DRAM time and a per-kernel floor.
 
 Compute time is 2 x MACs at the dense peak of the compute precision the layer maps to, plus the
 non-GEMM arithmetic at the engine's vector rate. Memory time is the layer's DRAM traffic (weights as
@@ -11,31 +11,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .device import Device, LayerEstimate
+from .device import EngineModel, LayerEstimate
 from .precision import COMPUTE_TYPES, fits
 from .workload import LayerWork, OperandFormat
 
 
 @dataclass(frozen=True)
-class Engine:
-    name: str
+class EngineRates:
     peaks: dict  # compute precision -> dense operations per second (one MAC = two operations)
     vector_peak: float
     kernel_overhead_s: float
+    sparse_peaks: dict = None  # 2:4-sparse rates where the engine has them (not used for dense layers)
+
+    def scaled(self, factor: float) -> "EngineRates":
+        """The rates at a power mode that scales the engine's clock by `factor`."""
+        sparse = {p: v * factor for p, v in (self.sparse_peaks or {}).items()}
+        return EngineRates({p: v * factor for p, v in self.peaks.items()}, self.vector_peak * factor,
+                           self.kernel_overhead_s, sparse)
 
 
-class RooflineDevice(Device):
-    def __init__(self, name: str, description: str, engine: Engine, dram_bandwidth: float, aliases=(), energy=None):
+class RooflineEngine(EngineModel):
+    def __init__(self, name: str, rates: EngineRates, dram_bandwidth: float, energy=None, kinds=None):
         self.name = name
-        self.description = description
-        self.aliases = tuple(aliases)
-        self.engine = engine
+        self.rates = rates
         self.dram_bandwidth = dram_bandwidth
         self.energy = energy  # hw_models.energy.EnergyModel, or None: no energy estimate
+        self.kinds = kinds
+
+    def can_run(self, layer: LayerWork) -> bool:
+        if not super().can_run(layer):
+            return False
+        if layer.is_gemm:  # an engine without a precision that holds the operands cannot take the layer
+            weight = layer.weight_format or layer.activation_format
+            return self.choose_precision(weight, layer.activation_format) is not None or self.kinds is None
+        return True
 
     def choose_precision(self, weight: OperandFormat, activation: OperandFormat):
         """The fastest compute precision of the engine that holds both operands exactly, or None."""
-        candidates = [p for p in self.engine.peaks if fits(weight, p) and fits(activation, p)]
+        candidates = [p for p in self.rates.peaks if fits(weight, p) and fits(activation, p)]
         if not candidates:
             return None
         integer_operands = all(f.family in ("int", "binary") for f in (weight, activation))
@@ -43,7 +56,7 @@ class RooflineDevice(Device):
         def preference(precision):
             # at equal peak, integers stay on integer units (exact int32 accumulation), floats on float
             same_family = (COMPUTE_TYPES[precision].family != "float") == integer_operands
-            return self.engine.peaks[precision], same_family
+            return self.rates.peaks[precision], same_family
 
         return max(candidates, key=preference)
 
@@ -62,7 +75,7 @@ class RooflineDevice(Device):
         return f"{operands} -> {precision} ({note})"
 
     def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
-        engine = self.engine
+        engine = self.rates
         precision = None
         compute_s = layer.vector_flops / engine.vector_peak
         if layer.is_gemm:
@@ -81,7 +94,7 @@ class RooflineDevice(Device):
         times = {"compute": compute_s, "memory": memory_s, "overhead": overhead_s}
         bottleneck = max(times, key=times.get)
         return LayerEstimate(
-            engine=engine.name,
+            engine=self.name,
             compute_precision=precision,
             mapping=mapping,
             compute_s=compute_s,

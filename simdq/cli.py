@@ -51,9 +51,12 @@ def devices_table() -> str:
 
     rows = []
     for device in list_devices():
-        peaks = ", ".join(f"{p} {v / 1e12:g}" for p, v in device.engine.peaks.items())
-        rows.append([device.name, ", ".join(device.aliases), f"{device.dram_bandwidth / 1e9:g} GB/s", peaks])
-    return text_table(("name", "aliases", "DRAM", "dense peak T(FL)OP/s"), rows)
+        for index, (name, engine) in enumerate(device.engines.items()):
+            peaks = ", ".join(f"{p} {v / 1e12:g}" for p, v in getattr(engine, "rates", None).peaks.items())
+            first = index == 0
+            rows.append([device.name if first else "", ", ".join(device.aliases) if first else "", name,
+                         f"{engine.dram_bandwidth / 1e9:g} GB/s", peaks])
+    return text_table(("name", "aliases", "engine", "DRAM", "dense peak T(FL)OP/s"), rows)
 
 
 def _estimate(args) -> int:

@@ -192,8 +192,8 @@ def default_suite(device, quick: bool = False) -> list:
 def measure(suite: list, device, base, progress=None) -> list:
     samples = []
     for index, bench in enumerate(suite):
-        peak = base.engine.peaks.get(bench.precision, base.engine.vector_peak) if bench.precision else \
-            base.engine.vector_peak
+        rates = base.primary.rates
+        peak = rates.peaks.get(bench.precision, rates.vector_peak) if bench.precision else rates.vector_peak
         samples.append(Sample(bench.op_class, 1, bench.gemm_dims, bench.vector_flops, bench.traffic_bytes, peak,
                               time_op(bench.run, device)))
         if progress:
@@ -207,7 +207,7 @@ def calibrated_spec(base, samples: list, sms: int, device_name: str, name: str) 
 
     import torch
 
-    fits = fit_classes(samples, base.dram_bandwidth, sms)
+    fits = fit_classes(samples, base.primary.dram_bandwidth, sms)
     spec = copy.deepcopy(base.spec)
     spec["name"] = name
     spec["aliases"] = [f"{alias}-calibrated" for alias in base.aliases if name == f"{base.name}-calibrated"]

@@ -30,13 +30,13 @@ def test_waves_of_tiles_by_hand():
 
 def test_calibrated_device_prices_a_layer_as_documented():
     device = load_device("h100-calibrated")
-    params = device.classes["linear_fp16"]
+    params = device.primary.classes["linear_fp16"]
     dims = (1, 4096, 1280, 1280)
     traffic = 2.0 * (4096 * 1280 * 2 + 1280 * 1280)
     layer = LayerWork("l", "linear", 4096 * 1280 * 1280, 0, 2.0 * 1280 * 1280, 2.0 * 4096 * 1280, 2.0 * 4096 * 1280,
                       1, FP16, FP16, "fp16", dims)
-    compute = gemm_compute_s(dims, params, device.engine.peaks["fp16"], device.sms)
-    memory = traffic / device.dram_bandwidth / params.memory_efficiency
+    compute = gemm_compute_s(dims, params, device.primary.rates.peaks["fp16"], device.primary.sms)
+    memory = traffic / device.primary.dram_bandwidth / params.memory_efficiency
     estimate = device.estimate_layer(layer)
     assert estimate.latency_s == pytest.approx(calibrated_time(params, 1, compute, memory))
     assert estimate.mapping.endswith("[calibrated]")
@@ -87,7 +87,7 @@ def test_hw_calibrate_end_to_end_on_cpu(tmp_path, capsys):
     assert main(["hw", "calibrate", "--device", "cpu", "--quick", "-o", str(out), "--name", "cpu-test"]) == 0
     device = load_device(str(out))
     expected = {"linear_fp32", "conv_fp32", "attention_fp32", "norm", "elementwise", "softmax", "memory"}
-    assert device.name == "cpu-test" and set(device.classes) == expected
+    assert device.name == "cpu-test" and set(device.primary.classes) == expected
     printed = capsys.readouterr().out
     assert "wrote" in printed and all(name in printed for name in expected)
     example = str(DEVICE_DIR.parents[1] / "examples" / "ldm4-bedrooms-w1a4.yaml")

@@ -75,7 +75,7 @@ def test_mapping_descriptions():
 
 def test_gemm_exactly_at_the_ridge_point():
     device = load_device("h100")
-    peak, bandwidth = device.engine.peaks["fp16"], device.dram_bandwidth
+    peak, bandwidth = device.primary.rates.peaks["fp16"], device.primary.dram_bandwidth
     macs = 2**34  # large enough that the per-kernel floor does not decide
     traffic = 2 * macs / peak * bandwidth  # arithmetic intensity = peak / bandwidth
     estimate = device.estimate_layer(gemm(macs, traffic=traffic))
@@ -123,7 +123,7 @@ def test_custom_device_file_is_used(tmp_path):
         data["memory"]["dram"]["bandwidth"] /= 2
 
     device = load_device(_device_file(tmp_path, halve_bandwidth))
-    assert device.name == "my-gpu" and device.dram_bandwidth == pytest.approx(3.35e12 / 2)
+    assert device.name == "my-gpu" and device.primary.dram_bandwidth == pytest.approx(3.35e12 / 2)
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -131,7 +131,7 @@ def test_custom_device_file_is_used(tmp_path):
     (lambda d: d["engines"]["gpu"]["compute"].update(fp9={"peak": 1, "source": "x"}),
      r"compute\.fp9: unknown compute precision \(did you mean 'fp8'\?\)"),
     (lambda d: d["engines"]["gpu"]["vector"].update(peak=-1), r"vector\.peak: expected a positive number"),
-    (lambda d: d.update(model="cycle-accurate"), r"model: unknown device model"),
+    (lambda d: d["engines"]["gpu"].update(model="cycle-accurate"), r"engines\.gpu\.model: unknown engine model"),
     (lambda d: d.update(default_engine="dla"), r"default_engine: 'dla' is not an engine"),
     (lambda d: d["memory"].update(dramm={}), r"memory\.dramm: unknown key \(did you mean 'dram'\?\)"),
 ])
