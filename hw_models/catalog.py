@@ -5,6 +5,7 @@ Every number in a device file is a mapping with a `source:` that says where it c
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from functools import lru_cache
 from pathlib import Path
@@ -140,9 +141,11 @@ def _engine(name: str, spec, where: str, dram_bandwidth: float, energy, scale: f
     if model not in ENGINE_MODELS:
         _fail(f"{where}.model", f"unknown engine model {model!r}; allowed: {', '.join(ENGINE_MODELS)}")
     _mapping(spec, where, {"model": False, "description": False, "kinds": False, "compute": True, "vector": True,
-                           "kernel_overhead_s": True, "calibration": False})
+                           "kernel_overhead_s": True, "calibration": False, "energy_scale": False})
     rates = _rates(spec, where).scaled(scale)
     kinds = _kinds(spec, where)
+    if energy is not None and "energy_scale" in spec:
+        energy = dataclasses.replace(energy, op_scale=_sourced(spec["energy_scale"], f"{where}.energy_scale", "value"))
     if "calibration" not in spec:
         return RooflineEngine(name, rates, dram_bandwidth, energy, kinds)
     classes, sms, source = _calibration(spec["calibration"], f"{where}.calibration")

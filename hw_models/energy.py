@@ -101,10 +101,11 @@ class EnergyModel:
     node_nm: float
     dram_pj_per_byte: float
     sram_pj_per_byte: float  # unscaled (at the table's node)
+    op_scale: float = 1.0  # an engine's own efficiency against the table (e.g. a DLA against its GPU)
 
     @property
     def scale(self) -> float:
-        return node_scale(self.table.node_nm, self.node_nm)
+        return node_scale(self.table.node_nm, self.node_nm) * self.op_scale
 
     def onchip_bytes(self, layer: LayerWork, tile=(128, 128)) -> float:
         if not (layer.is_gemm and layer.gemm_dims):
