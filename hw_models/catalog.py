@@ -18,9 +18,10 @@ from .energy import EnergyModel, load_table
 from .precision import COMPUTE_TYPES
 from .roofline import EngineRates, RooflineEngine
 from .workload import LAYER_KINDS
+from .xnor import XnorEngine
 
 DEVICE_DIR = Path(__file__).with_name("devices")
-ENGINE_MODELS = ("roofline",)
+ENGINE_MODELS = ("roofline", "xnor")
 
 
 class DeviceFileError(ValueError):
@@ -140,6 +141,8 @@ def _engine(name: str, spec, where: str, dram_bandwidth: float, energy, scale: f
     model = spec.get("model", "roofline") if isinstance(spec, dict) else None
     if model not in ENGINE_MODELS:
         _fail(f"{where}.model", f"unknown engine model {model!r}; allowed: {', '.join(ENGINE_MODELS)}")
+    if model == "xnor":
+        return _xnor_engine(name, spec, where, dram_bandwidth, energy, scale)
     _mapping(spec, where, {"model": False, "description": False, "kinds": False, "compute": True, "vector": True,
                            "kernel_overhead_s": True, "calibration": False, "energy_scale": False})
     rates = _rates(spec, where).scaled(scale)
@@ -151,6 +154,23 @@ def _engine(name: str, spec, where: str, dram_bandwidth: float, energy, scale: f
     classes, sms, source = _calibration(spec["calibration"], f"{where}.calibration")
     return CalibratedEngine(name, rates, dram_bandwidth, energy, kinds, classes=classes, sms=sms,
                             calibration_source=source)
+
+
+def _xnor_engine(name, spec, where, dram_bandwidth, energy, scale) -> XnorEngine:
+    _mapping(spec, where, {"model": True, "description": False, "binary_macs_per_s": True, "fj_per_binary_op": True,
+                           "max_activation_bits": True, "kernel_overhead_s": True})
+    bits = _sourced(spec["max_activation_bits"], f"{where}.max_activation_bits", "value")
+    if bits != int(bits) or not 1 <= bits <= 16:
+        _fail(f"{where}.max_activation_bits.value", f"expected an integer 1..16, got {bits!r}")
+    return XnorEngine(
+        name,
+        binary_macs_per_s=_sourced(spec["binary_macs_per_s"], f"{where}.binary_macs_per_s", "value") * scale,
+        fj_per_binary_op=_sourced(spec["fj_per_binary_op"], f"{where}.fj_per_binary_op", "value"),
+        max_activation_bits=int(bits),
+        kernel_overhead_s=_sourced(spec["kernel_overhead_s"], f"{where}.kernel_overhead_s", "value"),
+        dram_bandwidth=dram_bandwidth,
+        energy=energy,
+    )
 
 
 def _power_scales(data, where: str, engines: dict, mode):

@@ -52,7 +52,10 @@ def devices_table() -> str:
     rows = []
     for device in list_devices():
         for index, (name, engine) in enumerate(device.engines.items()):
-            peaks = ", ".join(f"{p} {v / 1e12:g}" for p, v in getattr(engine, "rates", None).peaks.items())
+            if hasattr(engine, "rates"):
+                peaks = ", ".join(f"{p} {v / 1e12:g}" for p, v in engine.rates.peaks.items())
+            else:
+                peaks = f"binary {2 * engine.binary_macs_per_s / 1e12:g} (XNOR array)"
             first = index == 0
             rows.append([device.name if first else "", ", ".join(device.aliases) if first else "", name,
                          f"{engine.dram_bandwidth / 1e9:g} GB/s", peaks])

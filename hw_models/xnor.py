@@ -1,0 +1,74 @@
+"""An XNOR accelerator engine: an array of XNOR-and-popcount units for binary-weight layers.
+
+A layer with binary weights runs on the array when its activations are binary (one pass) or integers of
+up to max_activation_bits (bit-serially: one pass per activation bit-plane, the partial popcounts
+shifted and added). Per layer: compute = MACs x planes / binary MAC rate; memory = DRAM traffic /
+bandwidth; the latency is the largest of those and the per-layer overhead. Energy = MACs x planes x the
+energy of one binary MAC (XNOR plus one popcount-adder step, i.e. two binary ops), plus, per output and
+plane, one int8 MAC of the device's energy table (the shift-and-add of the planes, then the per-channel
+scale), plus data movement. Everything else (full-precision layers, norms, attention) goes to the
+device's fallback engine.
+"""
+
+from __future__ import annotations
+
+from .device import EngineModel, LayerEstimate
+from .workload import LayerWork
+
+
+class XnorEngine(EngineModel):
+    def __init__(self, name: str, binary_macs_per_s: float, fj_per_binary_op: float, max_activation_bits: int,
+                 kernel_overhead_s: float, dram_bandwidth: float, energy=None):
+        self.name = name
+        self.binary_macs_per_s = binary_macs_per_s
+        self.fj_per_binary_op = fj_per_binary_op
+        self.max_activation_bits = max_activation_bits
+        self.kernel_overhead_s = kernel_overhead_s
+        self.dram_bandwidth = dram_bandwidth
+        self.energy = energy
+
+    def planes(self, layer: LayerWork) -> int:
+        """Activation bit-planes the array needs, 0 if it cannot run the layer."""
+        weight, activation = layer.weight_format or layer.activation_format, layer.activation_format
+        if not layer.is_gemm or weight.family != "binary":
+            return 0
+        if activation.family == "binary":
+            return 1
+        if activation.family == "int" and activation.bits <= self.max_activation_bits:
+            return activation.bits
+        return 0
+
+    def can_run(self, layer: LayerWork) -> bool:
+        return self.planes(layer) > 0
+
+    def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
+        planes = self.planes(layer)
+        if planes == 0:
+            raise ValueError(f"{self.name} cannot run {layer.name}: it needs binary weights and binary or "
+                             f"integer activations of at most {self.max_activation_bits} bits")
+        compute_s = layer.macs * planes / self.binary_macs_per_s
+        memory_s = layer.traffic_bytes / self.dram_bandwidth
+        overhead_s = layer.kernels * self.kernel_overhead_s
+        times = {"compute": compute_s, "memory": memory_s, "overhead": overhead_s}
+        bottleneck = max(times, key=times.get)
+        activation = layer.activation_format.name
+        how = "1 pass" if planes == 1 else f"{planes} bit-planes"
+        return LayerEstimate(
+            engine=self.name, compute_precision="b1", mapping=f"binary x {activation} -> XNOR array, {how}",
+            compute_s=compute_s, memory_s=memory_s, overhead_s=overhead_s, latency_s=times[bottleneck],
+            bottleneck=bottleneck, energy_j=self._energy_j(layer, planes),
+        )
+
+    def outputs(self, layer: LayerWork) -> int:
+        batch, m, n, _ = layer.gemm_dims if layer.gemm_dims else (1, 1, 0, 0)
+        return batch * m * n
+
+    def _energy_j(self, layer: LayerWork, planes: int):
+        array_pj = layer.macs * planes * 2 * self.fj_per_binary_op * 1e-3
+        if self.energy is None:
+            return None
+        # partial popcounts of the planes shifted and added, then one scale per output
+        post_pj = self.outputs(layer) * planes * self.energy.table.mac_pj("int8") * self.energy.scale
+        movement_pj = (layer.traffic_bytes * self.energy.dram_pj_per_byte
+                       + layer.traffic_bytes * self.energy.sram_pj_per_byte * self.energy.scale)
+        return (array_pj + post_pj + movement_pj) * 1e-12
