@@ -18,10 +18,11 @@ from .energy import EnergyModel, load_table
 from .precision import COMPUTE_TYPES
 from .roofline import EngineRates, RooflineEngine
 from .workload import LAYER_KINDS
+from .systolic import DATAFLOWS, SystolicEngine
 from .xnor import XnorEngine
 
 DEVICE_DIR = Path(__file__).with_name("devices")
-ENGINE_MODELS = ("roofline", "xnor")
+ENGINE_MODELS = ("roofline", "xnor", "systolic")
 
 
 class DeviceFileError(ValueError):
@@ -143,6 +144,8 @@ def _engine(name: str, spec, where: str, dram_bandwidth: float, energy, scale: f
         _fail(f"{where}.model", f"unknown engine model {model!r}; allowed: {', '.join(ENGINE_MODELS)}")
     if model == "xnor":
         return _xnor_engine(name, spec, where, dram_bandwidth, energy, scale)
+    if model == "systolic":
+        return _systolic_engine(name, spec, where, dram_bandwidth, energy, scale)
     _mapping(spec, where, {"model": False, "description": False, "kinds": False, "compute": True, "vector": True,
                            "kernel_overhead_s": True, "calibration": False, "energy_scale": False})
     rates = _rates(spec, where).scaled(scale)
@@ -170,6 +173,36 @@ def _xnor_engine(name, spec, where, dram_bandwidth, energy, scale) -> XnorEngine
         kernel_overhead_s=_sourced(spec["kernel_overhead_s"], f"{where}.kernel_overhead_s", "value"),
         dram_bandwidth=dram_bandwidth,
         energy=energy,
+    )
+
+
+def _integer(spec, where: str) -> int:
+    value = _sourced(spec, where, "value")
+    if value != int(value):
+        _fail(f"{where}.value", f"expected an integer, got {value!r}")
+    return int(value)
+
+
+def _systolic_engine(name, spec, where, dram_bandwidth, energy, scale) -> SystolicEngine:
+    _mapping(spec, where, {"model": True, "description": False, "kinds": False, "rows": True, "cols": True,
+                           "clock_hz": True, "dataflow": True, "precisions": True, "buffer_bytes": True,
+                           "kernel_overhead_s": True})
+    if spec["dataflow"] not in DATAFLOWS:
+        _fail(f"{where}.dataflow", f"unknown dataflow {spec['dataflow']!r}; allowed: {', '.join(DATAFLOWS)}")
+    precisions = spec["precisions"]
+    if not isinstance(precisions, dict) or not precisions:
+        _fail(f"{where}.precisions", "expected a mapping of precision -> {macs_per_pe, source}")
+    macs_per_pe = {}
+    for precision, entry in precisions.items():
+        if precision not in COMPUTE_TYPES:
+            _fail(f"{where}.precisions.{precision}", f"unknown compute precision; allowed: {', '.join(COMPUTE_TYPES)}")
+        macs_per_pe[precision] = _sourced(entry, f"{where}.precisions.{precision}", "macs_per_pe")
+    return SystolicEngine(
+        name, rows=_integer(spec["rows"], f"{where}.rows"), cols=_integer(spec["cols"], f"{where}.cols"),
+        clock_hz=_sourced(spec["clock_hz"], f"{where}.clock_hz", "value") * scale, dataflow=spec["dataflow"],
+        macs_per_pe=macs_per_pe, buffer_bytes=_sourced(spec["buffer_bytes"], f"{where}.buffer_bytes", "value"),
+        kernel_overhead_s=_sourced(spec["kernel_overhead_s"], f"{where}.kernel_overhead_s", "value"),
+        dram_bandwidth=dram_bandwidth, energy=energy, kinds=_kinds(spec, where),
     )
 
 

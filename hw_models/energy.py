@@ -30,7 +30,7 @@ from .workload import LayerWork
 
 TABLE_DIR = Path(__file__).with_name("energy")
 SIGNIFICAND_BITS = {"fp32": 24, "tf32": 11, "fp16": 11, "bf16": 8, "fp8": 4}
-INTEGER_BITS = {"int8": 8, "int4": 4}
+INTEGER_BITS = {"int16": 16, "int8": 8, "int4": 4}
 
 
 @dataclass(frozen=True)

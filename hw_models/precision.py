@@ -38,6 +38,7 @@ COMPUTE_TYPES = {
         _float("fp16", 16, 11, 15, -24),
         _float("bf16", 16, 8, 127, -133),
         ComputeType("fp8", "float", 8),
+        ComputeType("int16", "int", 16),
         ComputeType("int8", "int", 8),
         ComputeType("int4", "int", 4),
         ComputeType("b1", "binary", 1),

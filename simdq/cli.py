@@ -54,6 +54,10 @@ def devices_table() -> str:
         for index, (name, engine) in enumerate(device.engines.items()):
             if hasattr(engine, "rates"):
                 peaks = ", ".join(f"{p} {v / 1e12:g}" for p, v in engine.rates.peaks.items())
+            elif hasattr(engine, "macs_per_pe"):
+                array = engine.rows * engine.cols * engine.clock_hz * 2 / 1e12
+                peaks = ", ".join(f"{p} {array * r:g}" for p, r in engine.macs_per_pe.items()) + \
+                    f" ({engine.rows}x{engine.cols} {engine.dataflow.replace('_', '-')})"
             else:
                 peaks = f"binary {2 * engine.binary_macs_per_s / 1e12:g} (XNOR array)"
             first = index == 0
