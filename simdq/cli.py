@@ -67,12 +67,24 @@ def devices_table() -> str:
 
 
 def _estimate(args) -> int:
+    from hw_models import load_device
+
     from .estimate import run_estimate
     from .model_config import load_config
     from .render import render
 
     config = load_config(args.model)
-    estimate = run_estimate(config, args.hw, batch=args.batch, steps=args.steps, convention=args.convention)
+    if args.plot:
+        from .plots import chart_kind
+
+        for path in args.plot:
+            chart_kind(path)  # a bad name fails before the work
+    device = load_device(args.hw)
+    estimate = run_estimate(config, device, batch=args.batch, steps=args.steps, convention=args.convention)
+    if args.plot:
+        from .plots import write_plots
+
+        write_plots(estimate, device, args.plot)
     text = render(estimate, args.format, per_layer=args.per_layer)
     if args.output:
         try:
@@ -132,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--batch", type=_positive, help="override input.batch")
     estimate.add_argument("--steps", type=_positive, help="override input.steps")
     estimate.add_argument("--convention", choices=CONVENTIONS, help="override the counting convention")
+    estimate.add_argument("--plot", action="append", default=[], metavar="FILE",
+                          help="write a chart: roofline.png (the device roofline, a point per layer) or "
+                               "breakdown.png (per-layer time); repeatable; needs matplotlib")
 
     hw = commands.add_parser("hw", help="device models")
     hw_commands = hw.add_subparsers(dest="hw_command", parser_class=_Parser)

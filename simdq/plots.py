@@ -1,0 +1,110 @@
+"""Charts of an estimate: the device's roofline with every layer as a point, and a per-layer time breakdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import SimdqError
+
+CHARTS = ("roofline", "breakdown")
+KIND_COLOURS = {"conv": "tab:blue", "linear": "tab:orange", "attention_matmul": "tab:red", "norm": "tab:green",
+                "softmax": "tab:purple", "elementwise": "tab:gray", "resample": "tab:brown", "concat": "tab:pink",
+                "embedding": "tab:olive"}
+BOTTLENECK_COLOURS = {"compute": "tab:blue", "memory": "tab:orange", "overhead": "tab:gray"}
+
+
+def chart_kind(path: str) -> str:
+    name = Path(path).name.lower()
+    kinds = [kind for kind in CHARTS if kind in name]
+    if len(kinds) != 1:
+        raise SimdqError(f"--plot {path}: the file name must say which chart it is: one of {', '.join(CHARTS)} "
+                         "(e.g. roofline.png, breakdown.pdf)")
+    return kinds[0]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise SimdqError("--plot needs matplotlib: pip install 'simdq[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def roofline_points(estimate):
+    """(arithmetic intensity in ops/byte, achieved ops/s, kind) of every layer that moves data."""
+    points = []
+    for result in estimate.layers:
+        if result.device is None or not result.device.latency_s:
+            continue
+        layer, cost = result.layer, result.cost
+        ops = 2 * layer.macs + layer.vector_flops
+        traffic = cost.weight_bytes + cost.read_bytes + cost.write_bytes  # the DRAM traffic the device priced
+        if ops and traffic:
+            points.append((ops / traffic, ops / result.device.latency_s, layer.kind))
+    return points
+
+
+def plot_roofline(estimate, device, path: str) -> None:
+    plt = _pyplot()
+    engine = device.primary
+    figure, axes = plt.subplots(figsize=(8, 5.5))
+    points = roofline_points(estimate)
+    intensities = [p[0] for p in points] or [1.0]
+    low, high = min(intensities) / 2, max(intensities) * 2
+    bandwidth = engine.dram_bandwidth
+    peaks = getattr(getattr(engine, "rates", None), "peaks", {}) or {}
+    for precision, peak in sorted(peaks.items(), key=lambda item: item[1]):
+        ridge = peak / bandwidth
+        xs = [low, max(min(ridge, high), low), high]
+        axes.plot(xs, [min(peak, x * bandwidth) for x in xs], linewidth=1, label=f"{precision} {peak / 1e12:g} T/s")
+    for kind, colour in KIND_COLOURS.items():
+        chosen = [p for p in points if p[2] == kind]
+        if chosen:
+            axes.scatter([p[0] for p in chosen], [p[1] for p in chosen], s=12, color=colour, label=kind, alpha=0.8)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("arithmetic intensity (ops / DRAM byte)")
+    axes.set_ylabel("achieved ops / s")
+    axes.set_title(f"{estimate.model} on {estimate.device} ({device.order[0]} engine roofline)")
+    axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)
+    plt.close(figure)
+
+
+def plot_breakdown(estimate, path: str, count: int = 40) -> None:
+    plt = _pyplot()
+    timed = [r for r in estimate.layers if r.device is not None and r.device.latency_s]
+    heaviest = sorted(timed, key=lambda r: -r.device.latency_s)[:count]
+    figure, axes = plt.subplots(figsize=(8, 0.22 * len(heaviest) + 1.5))
+    names = [f"{r.layer.name} [{r.layer.kind}]" for r in heaviest][::-1]
+    times = [r.device.latency_s * 1e6 for r in heaviest][::-1]
+    colours = [BOTTLENECK_COLOURS[r.device.bottleneck] for r in heaviest][::-1]
+    axes.barh(names, times, color=colours)
+    axes.set_xlabel("latency per forward (us)")
+    total = sum(r.device.latency_s for r in timed)
+    axes.set_title(f"{estimate.model} on {estimate.device}: {len(heaviest)} slowest of {len(timed)} layers, "
+                   f"{total * 1e3:.2f} ms in all", fontsize=9)
+    from matplotlib.patches import Patch
+
+    axes.legend(handles=[Patch(color=c, label=f"{b}-bound") for b, c in BOTTLENECK_COLOURS.items()], fontsize=7,
+                loc="lower right")
+    axes.tick_params(axis="y", labelsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)
+    plt.close(figure)
+
+
+def write_plots(estimate, device, paths) -> None:
+    for path in paths:
+        kind = chart_kind(path)
+        try:
+            if kind == "roofline":
+                plot_roofline(estimate, device, path)
+            else:
+                plot_breakdown(estimate, path)
+        except OSError as err:
+            raise SimdqError(f"--plot {path}: cannot write ({err.strerror})") from None
