@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from math import ceil
 
 from .device import LayerEstimate
-from .roofline import RooflineEngine
+from .roofline import RooflineEngine, conversion_ops
 from .workload import LayerWork
 
 GEMM_CLASS_PREFIX = {"conv": "conv", "linear": "linear", "attention_matmul": "attention"}
@@ -72,10 +72,13 @@ class CalibratedEngine(RooflineEngine):
         if params is None:
             return roofline
         engine = self.rates
+        extra = 0
         if layer.is_gemm and roofline.compute_precision and layer.gemm_dims:
             peak = engine.peaks[roofline.compute_precision]
             compute_s = gemm_compute_s(layer.gemm_dims, params, peak, self.sms)
-            compute_s += layer.vector_flops / engine.vector_peak
+            weight = layer.weight_format or layer.activation_format
+            extra, _ = conversion_ops(layer, weight, layer.activation_format, roofline.compute_precision)
+            compute_s += (layer.vector_flops + extra) / engine.vector_peak
         else:
             compute_s = roofline.compute_s / params.efficiency
         memory_s = roofline.memory_s / params.memory_efficiency
@@ -86,6 +89,6 @@ class CalibratedEngine(RooflineEngine):
             engine=roofline.engine, compute_precision=roofline.compute_precision,
             mapping=roofline.mapping + " [calibrated]", compute_s=compute_s, memory_s=memory_s,
             overhead_s=overhead_s, latency_s=overhead_s + busy, bottleneck=bottleneck,
-            energy_j=self.energy.layer_energy_j(layer, roofline.compute_precision, (params.tile_m, params.tile_n))
-            if self.energy else None,
+            energy_j=self.energy.layer_energy_j(layer, roofline.compute_precision, (params.tile_m, params.tile_n),
+                                                extra) if self.energy else None,
         )

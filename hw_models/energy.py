@@ -117,9 +117,9 @@ class EnergyModel:
         c_bytes = layer.write_bytes
         return a_bytes * ceil(n / tile[1]) + b_bytes * ceil(m / tile[0]) + c_bytes
 
-    def layer_energy_j(self, layer: LayerWork, precision, tile=(128, 128)) -> float:
+    def layer_energy_j(self, layer: LayerWork, precision, tile=(128, 128), extra_ops: int = 0) -> float:
         compute_pj = layer.macs * self.table.mac_pj(precision or "fp32") if layer.is_gemm else 0.0
-        compute_pj += layer.vector_flops * self.table.vector_op_pj(layer.vector_dtype)
+        compute_pj += (layer.vector_flops + extra_ops) * self.table.vector_op_pj(layer.vector_dtype)
         onchip_pj = self.onchip_bytes(layer, tile) * self.sram_pj_per_byte
         dram_pj = layer.traffic_bytes * self.dram_pj_per_byte
         return ((compute_pj + onchip_pj) * self.scale + dram_pj) * 1e-12

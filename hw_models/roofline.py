@@ -10,6 +10,7 @@ on speed: real GPUs reach 1.5-4x less on diffusion layers (see the hardware-cali
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import ceil
 
 from .device import EngineModel, LayerEstimate
 from .precision import COMPUTE_TYPES, fits
@@ -28,6 +29,29 @@ class EngineRates:
         sparse = {p: v * factor for p, v in (self.sparse_peaks or {}).items()}
         return EngineRates({p: v * factor for p, v in self.peaks.items()}, self.vector_peak * factor,
                            self.kernel_overhead_s, sparse)
+
+
+def conversion_ops(layer: LayerWork, weight: OperandFormat, activation: OperandFormat, precision: str) -> tuple:
+    """(operations, notes) a quantized GEMM costs beyond its MACs on a unit of `precision`: unpacking
+    operands stored narrower than the unit (one op per element), dequantizing and requantizing outputs
+    (one op each per output), and applying per-block scales along K (one op per output and block)."""
+    batch, m, n, k = layer.gemm_dims if layer.gemm_dims else (1, 0, 0, 0)
+    outputs, target = batch * m * n, COMPUTE_TYPES[precision].bits
+    ops, notes = 0, []
+    if not weight.full_precision and weight.bits < target:
+        ops += batch * k * n if layer.kind == "attention_matmul" else k * n
+        notes.append("unpack weights")
+    if not activation.full_precision and activation.bits < target:
+        ops += batch * m * k
+        notes.append("unpack activations")
+    if not (weight.full_precision and activation.full_precision):
+        ops += outputs * (2 if not activation.full_precision else 1)
+        notes.append("rescale outputs")
+    block = max(weight.block_size, activation.block_size)
+    if block:
+        ops += outputs * ceil(k / block)
+        notes.append("per-block scales")
+    return ops, notes
 
 
 class RooflineEngine(EngineModel):
@@ -70,13 +94,11 @@ class RooflineEngine(EngineModel):
             note = "native"
         else:
             note = "upcast"
-        if weight.block_size or activation.block_size:
-            note += ", block scales applied per block"
         return f"{operands} -> {precision} ({note})"
 
     def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
         engine = self.rates
-        precision = None
+        precision, extra = None, 0
         compute_s = layer.vector_flops / engine.vector_peak
         if layer.is_gemm:
             weight = layer.weight_format or layer.activation_format
@@ -87,6 +109,11 @@ class RooflineEngine(EngineModel):
             else:
                 mapping = self._mapping(weight, layer.activation_format, precision)
                 compute_s += 2 * layer.macs / engine.peaks[precision]
+                extra, notes = conversion_ops(layer, weight, layer.activation_format, precision)
+                compute_s += extra / engine.vector_peak
+                if notes:
+                    mapping += f" + {extra:,} vector ops: " if extra else " + "
+                    mapping += ", ".join(notes)
         else:
             mapping = f"vector {layer.vector_dtype}"
         memory_s = layer.traffic_bytes / self.dram_bandwidth
@@ -102,6 +129,6 @@ class RooflineEngine(EngineModel):
             overhead_s=overhead_s,
             latency_s=times[bottleneck],
             bottleneck=bottleneck,
-            energy_j=self.energy.layer_energy_j(layer, precision) if self.energy else None,
+            energy_j=self.energy.layer_energy_j(layer, precision, extra_ops=extra) if self.energy else None,
         )
 

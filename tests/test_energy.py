@@ -47,7 +47,8 @@ def test_layer_energy_by_hand():
                      (1, 256, 256, 256))
     tiles = 2  # 256 / 128 along each side: A and B are each read twice from on-chip memory
     onchip = 65536 * tiles + 65536 * tiles + 4 * 65536
-    expected = (256**3 * (0.2 + 0.1) + onchip * 12.5) * scale + (65536 + 65536 + 4 * 65536) * 64
+    rescale = 2 * 256 * 256 * 0.9  # dequantize and requantize each output: an fp32 op each
+    expected = (256**3 * (0.2 + 0.1) + rescale + onchip * 12.5) * scale + (65536 + 65536 + 4 * 65536) * 64
     estimate = device.estimate_layer(gemm)
     assert estimate.compute_precision == "int8"
     assert estimate.energy_j == pytest.approx(expected * 1e-12)

@@ -123,3 +123,18 @@ def test_every_device_maps_every_format_family(device):
                 from hw_models import fits
 
                 assert fits(operand(weights), estimate.compute_precision) or "vector" in estimate.mapping
+
+
+def test_quantized_gemms_pay_for_unpacking_and_rescaling():
+    batch, m, n, k = 1, 1024, 64, 576
+    layer = conv("int4", "int4", (batch, m, n, k))
+    h100 = load_device("h100").estimate_layer(layer)  # int4 runs on int8 units: both operands unpacked
+    extra = k * n + batch * m * k + 2 * batch * m * n
+    assert h100.compute_precision == "int8"
+    assert h100.compute_s == pytest.approx(2 * layer.macs / 1978.9e12 + extra / 67e12)
+    assert f"+ {extra:,} vector ops: unpack weights, unpack activations, rescale outputs" in h100.mapping
+    orin = load_device("jetson").estimate_layer(layer)  # native int4: only the output rescale
+    assert orin.compute_precision == "int4" and orin.compute_s == pytest.approx(
+        2 * layer.macs / 171e12 + 2 * batch * m * n / 5.3e12)
+    block = load_device("h100").estimate_layer(conv("mxfp4", "mxfp8_e4m3", (batch, m, n, k)))
+    assert "per-block scales" in block.mapping and f"{k * n + 2 * m * n + m * n * (k // 32):,}" in block.mapping

@@ -67,7 +67,8 @@ def test_precision_mapping_table(pair):
 def test_mapping_descriptions():
     h100 = load_device("h100")
     assert "weights dequantized to fp16" in h100.estimate_layer(gemm(weight="int4", activation="fp16")).mapping
-    assert h100.estimate_layer(gemm(weight="int4", activation="int4")).mapping.endswith("(upcast)")
+    assert "-> int8 (upcast) + unpack weights, unpack activations" in h100.estimate_layer(
+        gemm(weight="int4", activation="int4")).mapping
     assert "block scales" in h100.estimate_layer(gemm(weight="mxfp4", activation="mxfp4")).mapping
     jetson = load_device("jetson")
     assert jetson.estimate_layer(gemm(weight="binary", activation="binary")).mapping.endswith("-> b1 (native)")
