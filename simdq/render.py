@@ -116,7 +116,8 @@ def summary_table(estimate: Estimate):
     return ["quantity", "this scheme", "full precision", "saving"], rows
 
 
-LAYER_COLUMNS = ("name", "kind", "W", "A", "params", "MACs", "BOPs", "OPs", "precision", "latency", "bound")
+LAYER_COLUMNS = ("name", "kind", "W", "A", "params", "MACs", "BOPs", "OPs", "engine", "precision", "latency", "bound",
+                 "mapping")
 
 
 def layer_table(results):
@@ -126,9 +127,9 @@ def layer_table(results):
         rows.append([
             record["name"], record["kind"], record["weight_format"] or "-", record["activation_format"],
             human(record["params"], "count"), human(record["layer_macs"], "count"), human(record["bops"], "count"),
-            human(record["ops"], "count"), record["compute_precision"] or "-",
+            human(record["ops"], "count"), record["engine"] or "-", record["compute_precision"] or "-",
             "-" if record["latency_s"] is None else f"{record['latency_s'] * 1e6:.1f} us",
-            record["bottleneck"] or "-",
+            record["bottleneck"] or "-", record["mapping"] or "-",
         ])
     return list(LAYER_COLUMNS), rows
 

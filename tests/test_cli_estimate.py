@@ -77,12 +77,12 @@ def test_markdown_and_latex_tables_are_well_formed(capsys, fmt, example_json):
     if fmt == "markdown":
         table_lines = [line for line in out.splitlines() if line.startswith("|")]
         per_table = {line.count("|") for line in table_lines}
-        assert per_table == {4 + 1, 11 + 1}  # summary and per-layer tables, every row complete
+        assert per_table == {4 + 1, 13 + 1}  # summary and per-layer tables, every row complete
         assert len(table_lines) == (2 + 14) + (2 + len(example_json["layers"]))
     else:
         assert out.count(r"\begin{tabular}") == out.count(r"\end{tabular}") == 2
         body = [line for line in out.splitlines() if line.endswith(r"\\")]
-        assert all(line.count(" & ") in (3, 10) for line in body)
+        assert all(line.count(" & ") in (3, 12) for line in body)
         assert "down\\_blocks" in out and "_blocks" not in out.replace("\\_blocks", "")
 
 
