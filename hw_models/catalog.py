@@ -48,6 +48,15 @@ def _mapping(value, where: str, keys: dict) -> dict:
     return value
 
 
+def _known(name, allowed, where: str, what: str):
+    """Fail with a did-you-mean unless `name` is among `allowed`."""
+    if name not in allowed:
+        hint = difflib.get_close_matches(str(name), [str(a) for a in allowed], n=1)
+        _fail(where, f"unknown {what}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+              + f"; allowed: {', '.join(map(str, allowed))}")
+    return name
+
+
 def _number(value, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         _fail(where, f"expected a positive number, got {value!r}")
@@ -90,10 +99,7 @@ def _calibration(spec, where: str):
     classes = {}
     for name, entry in spec["classes"].items():
         at = f"{where}.classes.{name}"
-        if name not in allowed:
-            hint = difflib.get_close_matches(str(name), allowed, n=1)
-            _fail(at, "unknown op class" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                  + "; allowed: <conv|linear|attention>_<precision>, norm, softmax, elementwise, memory")
+        _known(name, allowed, at, "op class")
         _mapping(entry, at, CLASS_KEYS)
         values = {key: _number(entry[key], f"{at}.{key}") for key in ("kernel_s", "efficiency", "memory_efficiency")}
         for key in ("efficiency", "memory_efficiency"):
@@ -113,11 +119,8 @@ def _rates(spec, where: str) -> EngineRates:
         _fail(f"{where}.compute", "expected a mapping of compute precision -> {peak, accumulate, source}")
     peaks, sparse = {}, {}
     for precision, entry in compute.items():
-        if precision not in COMPUTE_TYPES:
-            hint = difflib.get_close_matches(str(precision), list(COMPUTE_TYPES), n=1)
-            _fail(f"{where}.compute.{precision}", "unknown compute precision"
-                  + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; allowed: {', '.join(COMPUTE_TYPES)}")
         at = f"{where}.compute.{precision}"
+        _known(precision, list(COMPUTE_TYPES), at, "compute precision")
         peaks[precision] = _sourced(entry, at, "peak", extra=("accumulate", "sparse_peak"))
         if "sparse_peak" in entry:
             sparse[precision] = _number(entry["sparse_peak"], f"{at}.sparse_peak")
@@ -140,8 +143,7 @@ def _kinds(spec, where: str):
 
 def _engine(name: str, spec, where: str, dram_bandwidth: float, energy, scale: float):
     model = spec.get("model", "roofline") if isinstance(spec, dict) else None
-    if model not in ENGINE_MODELS:
-        _fail(f"{where}.model", f"unknown engine model {model!r}; allowed: {', '.join(ENGINE_MODELS)}")
+    _known(model, ENGINE_MODELS, f"{where}.model", f"engine model {model!r}")
     if model == "xnor":
         return _xnor_engine(name, spec, where, dram_bandwidth, energy, scale)
     if model == "systolic":
@@ -187,15 +189,13 @@ def _systolic_engine(name, spec, where, dram_bandwidth, energy, scale) -> Systol
     _mapping(spec, where, {"model": True, "description": False, "kinds": False, "rows": True, "cols": True,
                            "clock_hz": True, "dataflow": True, "precisions": True, "buffer_bytes": True,
                            "kernel_overhead_s": True})
-    if spec["dataflow"] not in DATAFLOWS:
-        _fail(f"{where}.dataflow", f"unknown dataflow {spec['dataflow']!r}; allowed: {', '.join(DATAFLOWS)}")
+    _known(spec["dataflow"], DATAFLOWS, f"{where}.dataflow", f"dataflow {spec['dataflow']!r}")
     precisions = spec["precisions"]
     if not isinstance(precisions, dict) or not precisions:
         _fail(f"{where}.precisions", "expected a mapping of precision -> {macs_per_pe, source}")
     macs_per_pe = {}
     for precision, entry in precisions.items():
-        if precision not in COMPUTE_TYPES:
-            _fail(f"{where}.precisions.{precision}", f"unknown compute precision; allowed: {', '.join(COMPUTE_TYPES)}")
+        _known(precision, list(COMPUTE_TYPES), f"{where}.precisions.{precision}", "compute precision")
         macs_per_pe[precision] = _sourced(entry, f"{where}.precisions.{precision}", "macs_per_pe")
     return SystolicEngine(
         name, rows=_integer(spec["rows"], f"{where}.rows"), cols=_integer(spec["cols"], f"{where}.cols"),
@@ -270,9 +270,7 @@ def parse_device(data, where: str, engine=None, mode=None) -> Device:
         _number(dram["capacity"], f"{where}.memory.dram.capacity")
     for level in ("l2", "sram"):
         if level in memory:
-            _mapping(memory[level], f"{where}.memory.{level}", {"capacity": True, "bandwidth": False, "source": True})
-            _sourced({k: v for k, v in memory[level].items() if k != "bandwidth"}, f"{where}.memory.{level}",
-                     "capacity")
+            _sourced(memory[level], f"{where}.memory.{level}", "capacity", extra=("bandwidth",))
     if "power_w" in data:
         _sourced(data["power_w"], f"{where}.power_w", "value")
     bandwidth = _number(dram["bandwidth"], f"{where}.memory.dram.bandwidth")

@@ -61,6 +61,12 @@ class Device:
         self.mode = mode
 
     @property
+    def label(self) -> str:
+        """name, with :engine where the device has several and @mode where it has power modes."""
+        engine = f":{self.order[0]}" if len(self.engines) > 1 else ""
+        return f"{self.name}{engine}{'@' + self.mode if self.mode else ''}"
+
+    @property
     def primary(self) -> EngineModel:
         return self.engines[self.order[0]]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from hw_models import Device, LayerWork, load_device
 
@@ -142,7 +142,7 @@ def run_estimate(config: EstimateConfig, device, *, batch=None, steps=None, conv
     results = cost_layers(layers, schemes, config, convention, device)
     totals = totals_of(results)
     estimate = Estimate(
-        model=spec.name, description=spec.description, device=device.name,
+        model=spec.name, description=spec.description, device=device.label,
         device_description=device.description, convention=convention, batch=run_input.batch,
         steps=run_input.steps, guidance=run_input.guidance, layers=results, totals=totals, per_image={},
         baseline=baseline, uncounted=uncounted_of(results, convention), timings=timings,

@@ -37,8 +37,8 @@ def example_json(tmp_path_factory):
 def test_json_output_has_the_documented_shape(example_json):
     data = example_json
     assert {"model", "device", "convention", "totals", "per_image", "layers"} <= set(data)
-    assert (data["model"], data["device"], data["convention"]) == ("ldm4-lsun-bedrooms", "jetson-agx-orin-64gb",
-                                                                  "binarydm")
+    assert (data["model"], data["device"], data["convention"]) == ("ldm4-lsun-bedrooms",
+                                                                  "jetson-agx-orin-64gb:gpu@MAXN", "binarydm")
     totals = data["totals"]
     for key in ("params", "size_mib", "weight_bytes", "macs", "bops", "flops", "ops", "latency_s", "energy_j"):
         assert key in totals

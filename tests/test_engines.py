@@ -92,6 +92,8 @@ def test_systolic_output_stationary_and_a_buffer_that_holds_everything():
 def test_engine_selection_and_power_modes():
     gpu, dla = load_device("jetson"), load_device("jetson:dla")
     assert dla.order == ("dla", "gpu") and gpu.order == ("gpu",)
+    assert (gpu.label, load_device("jetson:dla@30W").label) == ("jetson-agx-orin-64gb:gpu@MAXN",
+                                                               "jetson-agx-orin-64gb:dla@30W")
     assert dla.estimate_layer(conv()).engine == "dla"
     assert dla.estimate_layer(conv("fp32", "fp32")).engine == "gpu"  # the DLA has no fp32
     slow = load_device("jetson@15W")
