@@ -114,7 +114,13 @@ def _calibrate(args) -> int:
         print(f"\rmicrobenchmarks {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     name = args.name or f"{args.base}-calibrated"
-    spec = calibrate(args.device, args.base, name, quick=args.quick, progress=progress)
+    layers = None
+    if args.model:
+        from .estimate import traced_layers
+        from .model_config import load_config
+
+        layers = traced_layers(load_config(args.model))
+    spec = calibrate(args.device, args.base, name, quick=args.quick, progress=progress, model_layers=layers)
     try:
         with open(args.output, "w") as handle:
             yaml.safe_dump(spec, handle, sort_keys=False, width=120)
@@ -160,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="catalogue device whose peaks and bandwidth the fit starts from")
     calibrate.add_argument("--name", help="name of the new device (default: BASE-calibrated)")
     calibrate.add_argument("--quick", action="store_true", help="a few small shapes (to test the pipeline)")
+    calibrate.add_argument("--model", metavar="MODEL.yaml",
+                           help="time the conv, linear and attention shapes of this model instead of the default grid")
     return parser
 
 

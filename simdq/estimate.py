@@ -115,6 +115,18 @@ def uncounted_of(results: list, convention: str) -> dict:
     }
 
 
+def _layers_of(model, spec, run_input, config: EstimateConfig) -> list:
+    inputs = example_inputs(model, spec, run_input.batch, run_input.sample_size, run_input.context_length)
+    layers = group_layers(model, trace(model, inputs))
+    return fuse_attention(layers) if config.runtime.fused_attention else layers
+
+
+def traced_layers(config: EstimateConfig, batch=None) -> list:
+    """The layers of the model of model.yaml, traced at its input (or `batch`)."""
+    spec = unet_spec(config)
+    return _layers_of(build_unet(spec), spec, _overridden_input(config, batch, None), config)
+
+
 def run_estimate(config: EstimateConfig, device, *, batch=None, steps=None, convention=None) -> Estimate:
     """device: a name or device file for hw_models.load_device, or a Device."""
     timings = {}
@@ -127,10 +139,7 @@ def run_estimate(config: EstimateConfig, device, *, batch=None, steps=None, conv
     timings["model build"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    inputs = example_inputs(model, spec, run_input.batch, run_input.sample_size, run_input.context_length)
-    layers = group_layers(model, trace(model, inputs))
-    if config.runtime.fused_attention:
-        layers = fuse_attention(layers)
+    layers = _layers_of(model, spec, run_input, config)
     timings["tracing"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -93,17 +93,18 @@ def _linear(m, n, k, precision, device):
                      lambda: F.linear(x, w, bias))
 
 
-def _conv(batch, c_in, c_out, size, kernel, dtype, precision, device):
+def _conv(batch, c_in, c_out, size, kernel, dtype, precision, device, stride=1):
     import torch
     import torch.nn.functional as F
 
     x = torch.randn(batch, c_in, size, size, device=device, dtype=dtype)
     w = torch.randn(c_out, c_in, kernel, kernel, device=device, dtype=dtype)
     bias = torch.randn(c_out, device=device, dtype=dtype)
-    elements = batch * c_in * size * size + w.numel() + batch * c_out * size * size
-    dims = ((1, batch * size * size, c_out, c_in * kernel * kernel),)
+    out_size = (size + 2 * (kernel // 2) - kernel) // stride + 1
+    elements = batch * c_in * size * size + w.numel() + batch * c_out * out_size * out_size
+    dims = ((1, batch * out_size * out_size, c_out, c_in * kernel * kernel),)
     return Benchmark(f"conv_{precision}", precision, dims, 0, elements * x.element_size(),
-                     lambda: F.conv2d(x, w, bias, padding=kernel // 2))
+                     lambda: F.conv2d(x, w, bias, stride=stride, padding=kernel // 2))
 
 
 def _attention(batch_heads, queries, keys, head_dim, dtype, precision, device):
@@ -189,6 +190,36 @@ def default_suite(device, quick: bool = False) -> list:
     return suite
 
 
+def model_suite(layers: list, device) -> list:
+    """Benchmarks at the conv, linear and attention shapes of a traced model (each distinct shape once)."""
+    import torch
+
+    cuda = device.type == "cuda"
+    precision, dtype = ("fp16", torch.float16) if cuda else ("fp32", torch.float32)
+    seen, suite = set(), []
+    for layer in layers:
+        if not layer.gemm_dims:
+            continue
+        if layer.kind == "conv" and len(layer.input_shape) == 4 and len(layer.kernel_size) == 2:
+            batch, c_in, size, _ = layer.input_shape
+            key = ("conv", batch, c_in, layer.out_channels, size, layer.kernel_size[0],
+                   size // layer.output_shape[-1])
+            make = lambda k=key: _conv(*k[1:6], dtype, precision, device, stride=k[6])  # noqa: E731
+        elif layer.kind == "linear":
+            _, m, n, k = layer.gemm_dims
+            key = ("linear", m, n, k)
+            make = lambda k=key: _linear(*k[1:], precision, device)  # noqa: E731
+        elif layer.kind == "attention_matmul" and layer.name.endswith(".qk"):
+            key = ("attention", *layer.gemm_dims)
+            make = lambda k=key: _attention(*k[1:], dtype, precision, device)  # noqa: E731
+        else:
+            continue
+        if key not in seen:
+            seen.add(key)
+            suite.append(make())
+    return suite
+
+
 def measure(suite: list, device, base, progress=None) -> list:
     samples = []
     for index, bench in enumerate(suite):
@@ -230,7 +261,9 @@ def calibrated_spec(base, samples: list, sms: int, device_name: str, name: str) 
     return spec
 
 
-def calibrate(torch_device: str, base_name: str, name: str, quick: bool = False, progress=None) -> dict:
+def calibrate(torch_device: str, base_name: str, name: str, quick: bool = False, progress=None,
+              model_layers=None) -> dict:
+    """model_layers: the traced layers of a model, to time its GEMM shapes instead of the default grid."""
     import torch
 
     from hw_models import load_device
@@ -248,5 +281,8 @@ def calibrate(torch_device: str, base_name: str, name: str, quick: bool = False,
     else:
         sms, device_name = 1, f"{device.type} (pipeline test, not a GPU)"
     with torch.no_grad():
-        samples = measure(default_suite(device, quick), device, base, progress)
+        suite = default_suite(device, quick)
+        if model_layers is not None:
+            suite = [b for b in suite if not b.gemm_dims] + model_suite(model_layers, device)
+        samples = measure(suite, device, base, progress)
     return calibrated_spec(base, samples, sms, device_name, name)

@@ -101,3 +101,19 @@ def test_hw_show_prints_the_file_with_its_sources(capsys):
     assert shown == yaml.safe_load((DEVICE_DIR / "jetson-agx-orin-64gb.yaml").read_text())
     assert shown["engines"]["gpu"]["compute"]["int4"]["source"].startswith("derived")
     assert ceil(shown["memory"]["dram"]["bandwidth"] / 1e9) == 205
+
+
+def test_hw_calibrate_at_a_models_shapes(tmp_path):
+    from unet_fixtures import TINY_UNET
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"model": {"diffusers": {"class": "UNet2DModel", "config": TINY_UNET}}}))
+    out = tmp_path / "tiny-cal.yaml"
+    assert main(["hw", "calibrate", "--device", "cpu", "--quick", "--model", str(config), "-o", str(out)]) == 0
+    from simdq.estimate import traced_layers
+    from simdq.model_config import load_config
+
+    layers = traced_layers(load_config(str(config)))
+    calibration = yaml.safe_load(out.read_text())["engines"]["gpu"]["calibration"]["classes"]
+    convs = {(l.input_shape, l.out_channels, l.kernel_size, l.output_shape[-1]) for l in layers if l.kind == "conv"}
+    assert calibration["conv_fp32"]["samples"] == len(convs)  # every distinct conv shape of the model, once
