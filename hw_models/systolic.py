@@ -64,8 +64,9 @@ class SystolicEngine(EngineModel):
     def tiling(self, layer: LayerWork, precision: str) -> Tiling:
         batch, m, n, k = layer.gemm_dims
         m *= batch
-        bits = COMPUTE_TYPES[precision].bits
-        input_bytes, weight_bytes = m * k * bits / 8, layer.weight_bytes or k * n * bits / 8
+        # operands as stored in DRAM: a conv's input is its feature map (the im2col expansion is on chip)
+        input_bytes = layer.read_bytes
+        weight_bytes = layer.weight_bytes or k * n * layer.activation_format.bits / 8
         output_bytes = layer.write_bytes
         part = self.buffer_bytes / 3
         if self.dataflow == "weight_stationary":
