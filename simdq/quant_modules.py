@@ -1,0 +1,163 @@
+"""Fake-quantized conv and linear modules, swapped into a UNet by the scheme of model.yaml.
+
+Weights are quantized once, per tensor, per output channel or per group of input features, with the
+emulator's rounding (simdq.torch_quant); binary weights are sign(W) (zero -> +1) times the mean |W| of
+their output channel, as BinaryDM and BiDM. Activations are quantized per tensor with a range fitted by a
+calibrator from the inputs the module sees while `calibrating` is on. Timestep-aware ranges, the
+attention matmuls, calibration data and the saved artifact come with the rest of the calibration work.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from emulator import BinaryFormat, BlockFormat, get_format
+
+from . import torch_quant
+from .calibrators import calibrate_amax, scale_for
+from .errors import SimdqError
+from .layers import Layer
+from .scheme import resolve
+
+MAX_CALIBRATION_VALUES = 1 << 22  # a uniform subsample per module keeps percentile/MSE memory bounded
+
+
+def binarize(x: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    flat = x.reshape(x.shape[0], -1) if per_channel else x.reshape(1, -1)
+    alpha = flat.abs().mean(dim=1, keepdim=True)
+    signs = torch.where(flat < 0, -1.0, 1.0).to(x.dtype)
+    return (signs * alpha).reshape(x.shape)
+
+
+class WeightQuantizer:
+    def __init__(self, fmt_name: str, granularity: str = "per_channel", group_size: int = 128,
+                 calibrator: str = "minmax"):
+        self.fmt = get_format(fmt_name)
+        self.granularity, self.group_size, self.calibrator = granularity, group_size, calibrator
+
+    def fake_quantize(self, weight: torch.Tensor) -> torch.Tensor:
+        per_channel = self.granularity != "per_tensor"
+        if isinstance(self.fmt, BinaryFormat):
+            return binarize(weight, per_channel)
+        if isinstance(self.fmt, BlockFormat):
+            raise SimdqError(f"{self.fmt.name}: block-scaled weights are not in the torch quantizer yet")
+        rows = weight.reshape(weight.shape[0], -1)
+        if self.granularity == "per_group":
+            if rows.shape[1] % self.group_size:
+                raise SimdqError(f"group size {self.group_size} does not divide {rows.shape[1]} input features")
+            groups = rows.reshape(rows.shape[0] * (rows.shape[1] // self.group_size), self.group_size)
+            scale = scale_for(calibrate_amax(groups, self.fmt, self.calibrator, per_channel=True), self.fmt)
+            scale = scale.reshape(rows.shape[0], -1)
+            fake = torch_quant.fake_quantize(rows, self.fmt, scale, axis=1, group_size=self.group_size)
+        elif per_channel:
+            scale = scale_for(calibrate_amax(rows, self.fmt, self.calibrator, per_channel=True), self.fmt)
+            fake = torch_quant.fake_quantize(rows, self.fmt, scale, axis=0)
+        else:
+            scale = scale_for(calibrate_amax(rows, self.fmt, self.calibrator), self.fmt).reshape(())
+            fake = torch_quant.fake_quantize(rows, self.fmt, scale)
+        return fake.reshape(weight.shape).to(weight.dtype)
+
+
+class ActivationQuantizer(nn.Module):
+    """Per-tensor activation quantizer; while `calibrating`, it records inputs and passes them through."""
+
+    def __init__(self, fmt_name: str, calibrator: str = "minmax"):
+        super().__init__()
+        self.fmt = get_format(fmt_name)
+        self.calibrator = calibrator
+        self.calibrating = False
+        self.samples: list = []
+        self.register_buffer("scale", torch.tensor(float("nan"), dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.calibrating:
+            flat = x.detach().reshape(-1).float()
+            if flat.numel() > MAX_CALIBRATION_VALUES:
+                flat = flat[torch.randperm(flat.numel(), device=flat.device)[:MAX_CALIBRATION_VALUES]]
+            self.samples.append(flat.cpu())
+            return x
+        if isinstance(self.fmt, BinaryFormat):
+            return torch.where(x < 0, -1.0, 1.0).to(x.dtype) * self.scale.to(x.dtype)
+        if torch.isnan(self.scale):
+            raise SimdqError("activation quantizer used before calibration: run calibration inputs first")
+        return torch_quant.fake_quantize(x, self.fmt, self.scale).to(x.dtype)
+
+    def finish_calibration(self) -> None:
+        if not self.samples:
+            raise SimdqError("no calibration inputs reached this layer")
+        values = torch.cat(self.samples)
+        self.samples, self.calibrating = [], False
+        if isinstance(self.fmt, BinaryFormat):
+            self.scale = values.abs().mean().double()
+        else:
+            self.scale = scale_for(calibrate_amax(values, self.fmt, self.calibrator), self.fmt).reshape(())
+
+
+class QuantLinear(nn.Module):
+    def __init__(self, linear: nn.Linear, weights: WeightQuantizer | None, activations: ActivationQuantizer | None):
+        super().__init__()
+        self.bias = linear.bias
+        weight = linear.weight.detach()
+        self.register_buffer("weight", weights.fake_quantize(weight) if weights else weight)
+        self.input_quantizer = activations
+
+    def forward(self, x):
+        return F.linear(self.input_quantizer(x) if self.input_quantizer else x, self.weight, self.bias)
+
+
+class QuantConv2d(nn.Module):
+    def __init__(self, conv: nn.Conv2d, weights: WeightQuantizer | None, activations: ActivationQuantizer | None):
+        super().__init__()
+        self.bias = conv.bias
+        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
+        weight = conv.weight.detach()
+        self.register_buffer("weight", weights.fake_quantize(weight) if weights else weight)
+        self.input_quantizer = activations
+
+    def forward(self, x):
+        x = self.input_quantizer(x) if self.input_quantizer else x
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def quantize_model(model: nn.Module, quant, model_dtype: str = "fp32", calibrator: str = "minmax") -> dict:
+    """Swap every conv and linear of `model` that the scheme quantizes for a fake-quantized module;
+    returns name -> (weight format, activation format) of the swapped modules."""
+    modules = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    stubs = [Layer(name=name, module=name, module_type=type(m).__name__,
+                   kind="conv" if isinstance(m, nn.Conv2d) else "linear", weight_params=m.weight.numel())
+             for name, m in modules.items()]
+    swapped = {}
+    for stub, scheme in zip(stubs, resolve(stubs, quant, model_dtype)):
+        weight, activation = scheme.weight, scheme.activation
+        if weight.full_precision and activation.full_precision:
+            continue
+        w_quant = None if weight.full_precision else WeightQuantizer(
+            weight.name, quant.granularity.weights, quant.granularity.group_size, calibrator)
+        a_quant = None if activation.full_precision else ActivationQuantizer(activation.name, calibrator)
+        module = modules[stub.name]
+        wrapper = QuantConv2d if isinstance(module, nn.Conv2d) else QuantLinear
+        parent_name, _, child = stub.name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, wrapper(module, w_quant, a_quant))
+        swapped[stub.name] = (weight.name, activation.name)
+    return swapped
+
+
+def activation_quantizers(model: nn.Module) -> list:
+    return [m for m in model.modules() if isinstance(m, ActivationQuantizer)]
+
+
+def calibrate_activations(model: nn.Module, batches) -> None:
+    """Run `batches` (keyword-argument dicts for the model) with every activation quantizer recording,
+    then fit each one's range."""
+    quantizers = activation_quantizers(model)
+    for q in quantizers:
+        q.calibrating = True
+    with torch.no_grad():
+        for inputs in batches:
+            model(**inputs)
+    for q in quantizers:
+        q.finish_calibration()
+

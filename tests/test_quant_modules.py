@@ -1,0 +1,105 @@
+"""Fake-quantized modules: weights code for code with the emulator, scheme-driven swapping, calibration."""
+
+import numpy as np
+import pytest
+import torch
+from unet_fixtures import TINY_UNET
+
+import emulator as em
+from simdq.calibrators import format_max
+from simdq.errors import SimdqError
+from simdq.model_config import parse_config
+from simdq.quant_modules import (ActivationQuantizer, QuantConv2d, QuantLinear, WeightQuantizer,
+                                 calibrate_activations, quantize_model)
+
+
+@pytest.mark.parametrize("fmt", ["int8", "int4", "e4m3fn", "e2m1"])
+def test_per_channel_weights_equal_the_emulator(fmt, rng):
+    weight = torch.from_numpy((rng.standard_normal((16, 8, 3, 3)) * 0.1).astype(np.float32))
+    fake = WeightQuantizer(fmt).fake_quantize(weight)
+    rows = weight.reshape(16, -1).numpy()
+    scale = np.abs(rows).max(axis=1).astype(np.float64) / format_max(em.get_format(fmt))
+    expected = em.fake_quantize(rows, fmt, scale, axis=0).reshape(weight.shape)
+    np.testing.assert_array_equal(fake.numpy().view(np.uint32), expected.view(np.uint32))
+
+
+def test_per_group_weights_equal_the_emulator(rng):
+    weight = torch.from_numpy(rng.standard_normal((4, 64)).astype(np.float32))
+    fake = WeightQuantizer("int4", "per_group", group_size=16).fake_quantize(weight)
+    groups = weight.numpy().reshape(4, 4, 16)
+    scale = np.abs(groups).max(axis=2).astype(np.float64) / 7
+    expected = em.fake_quantize(weight.numpy(), "int4", scale, axis=1, group_size=16)
+    np.testing.assert_array_equal(fake.numpy(), expected)
+
+
+def test_binary_weights_are_sign_times_channel_mean():
+    weight = torch.tensor([[0.5, -1.5, 0.0, 1.0], [-2.0, -2.0, 2.0, 2.0]])
+    fake = WeightQuantizer("binary").fake_quantize(weight)
+    assert fake.tolist() == [[0.75, -0.75, 0.75, 0.75], [-2.0, -2.0, 2.0, 2.0]]
+
+
+def test_quant_linear_and_conv_compute_with_quantized_operands(rng):
+    linear = torch.nn.Linear(32, 8)
+    quantizer = ActivationQuantizer("int8")
+    module = QuantLinear(linear, WeightQuantizer("int8"), quantizer)
+    x = torch.from_numpy(rng.standard_normal((5, 32)).astype(np.float32))
+    quantizer.calibrating = True
+    module(x)
+    quantizer.finish_calibration()
+    scale = x.abs().max().double() / 127
+    xq = em.fake_quantize(x.numpy(), "int8", scale.item())
+    expected = torch.nn.functional.linear(torch.from_numpy(xq), module.weight, linear.bias)
+    assert torch.equal(module(x), expected)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    qconv = QuantConv2d(conv, WeightQuantizer("e4m3fn"), None)
+    image = torch.randn(1, 3, 8, 8)
+    assert torch.equal(qconv(image), torch.nn.functional.conv2d(image, qconv.weight, conv.bias, padding=1))
+    assert not torch.equal(qconv.weight, conv.weight)
+
+
+def _tiny_unet():
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    return UNet2DModel(**TINY_UNET).eval()
+
+
+def _batches(count=2):
+    generator = torch.Generator().manual_seed(1)
+    return [{"sample": torch.randn(2, 3, 16, 16, generator=generator), "timestep": torch.tensor([10, 500])}
+            for _ in range(count)]
+
+
+def test_quantize_model_follows_the_scheme_and_calibrates():
+    model = _tiny_unet()
+    reference = model(**_batches(1)[0]).sample
+    quant = parse_config({"model": {"preset": "sd15"}, "quant": {"weights": "int8", "activations": "int8",
+                                                                 "policy": "binarydm"}}, "t").quant
+    names = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    swapped = quantize_model(model, quant)
+    assert set(swapped) == names - {"conv_in", "conv_out", "time_embedding.linear_1", "time_embedding.linear_2"}
+    calibrate_activations(model, _batches())
+    with torch.no_grad():
+        out8 = model(**_batches(1)[0]).sample
+    cosine = torch.nn.functional.cosine_similarity(out8.flatten(), reference.flatten(), dim=0)
+    assert cosine > 0.99 and not torch.equal(out8, reference)
+
+
+def test_fewer_bits_cost_more_error():
+    errors = {}
+    for bits in ("int8", "int4"):
+        model = _tiny_unet()
+        reference = model(**_batches(1)[0]).sample
+        quant = parse_config({"model": {"preset": "sd15"}, "quant": {"weights": bits, "activations": bits}}, "t").quant
+        quantize_model(model, quant)
+        calibrate_activations(model, _batches())
+        with torch.no_grad():
+            errors[bits] = (model(**_batches(1)[0]).sample - reference).pow(2).mean().item()
+    assert errors["int4"] > 4 * errors["int8"] > 0
+
+
+def test_uncalibrated_activation_quantizer_refuses():
+    with pytest.raises(SimdqError, match="before calibration"):
+        ActivationQuantizer("int8")(torch.ones(3))
+    with pytest.raises(SimdqError, match="no calibration inputs reached this layer"):
+        ActivationQuantizer("int8").finish_calibration()
