@@ -60,39 +60,85 @@ class WeightQuantizer:
         return fake.reshape(weight.shape).to(weight.dtype)
 
 
-class ActivationQuantizer(nn.Module):
-    """Per-tensor activation quantizer; while `calibrating`, it records inputs and passes them through."""
+class TimestepContext:
+    """The timestep of the forward pass in progress, read from the UNet's own `timestep` argument (never a
+    call counter, which classifier-free guidance and batching would break)."""
 
-    def __init__(self, fmt_name: str, calibrator: str = "minmax"):
+    def __init__(self):
+        self.timestep = None
+
+    def attach(self, model: nn.Module):
+        def remember(module, args, kwargs):
+            value = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+            values = torch.as_tensor(value).reshape(-1)
+            if values.numel() == 0 or not torch.all(values == values[0]):
+                raise SimdqError("timestep-aware quantization needs one timestep per UNet call "
+                                 f"(got {values.tolist()})")
+            self.timestep = int(values[0])
+
+        return model.register_forward_pre_hook(remember, with_kwargs=True)
+
+
+class ActivationQuantizer(nn.Module):
+    """Per-tensor activation quantizer; while `calibrating`, it records inputs and passes them through.
+
+    With a TimestepContext and `timestep_groups`, it keeps one range per group of timesteps: "per_step"
+    (every timestep value its own range) or an int n (n equal bins of [0, num_train_timesteps)).
+    """
+
+    def __init__(self, fmt_name: str, calibrator: str = "minmax", context: TimestepContext | None = None,
+                 timestep_groups=None, num_train_timesteps: int = 1000):
         super().__init__()
         self.fmt = get_format(fmt_name)
         self.calibrator = calibrator
+        self.context, self.timestep_groups, self.num_train_timesteps = context, timestep_groups, num_train_timesteps
         self.calibrating = False
-        self.samples: list = []
-        self.register_buffer("scale", torch.tensor(float("nan"), dtype=torch.float64))
+        self.samples: dict = {}
+        self.scales: dict = {}  # timestep group -> scale (float64 0-d tensor); group None: all timesteps
+
+    def group(self):
+        if self.context is None or self.timestep_groups is None:
+            return None
+        if self.context.timestep is None:
+            raise SimdqError("timestep-aware quantizer called outside a UNet forward")
+        if self.timestep_groups == "per_step":
+            return self.context.timestep
+        width = self.num_train_timesteps / self.timestep_groups
+        return min(int(self.context.timestep // width), self.timestep_groups - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        key = self.group()
         if self.calibrating:
             flat = x.detach().reshape(-1).float()
             if flat.numel() > MAX_CALIBRATION_VALUES:
                 flat = flat[torch.randperm(flat.numel(), device=flat.device)[:MAX_CALIBRATION_VALUES]]
-            self.samples.append(flat.cpu())
+            self.samples.setdefault(key, []).append(flat.cpu())
             return x
+        if key not in self.scales:
+            known = sorted(k for k in self.scales if k is not None)
+            raise SimdqError("activation quantizer used before calibration" if not self.scales else
+                             f"no calibrated range for timestep group {key!r}; calibrated: {known}")
+        scale = self.scales[key]
         if isinstance(self.fmt, BinaryFormat):
-            return torch.where(x < 0, -1.0, 1.0).to(x.dtype) * self.scale.to(x.dtype)
-        if torch.isnan(self.scale):
-            raise SimdqError("activation quantizer used before calibration: run calibration inputs first")
-        return torch_quant.fake_quantize(x, self.fmt, self.scale).to(x.dtype)
+            return torch.where(x < 0, -1.0, 1.0).to(x.dtype) * scale.to(x.dtype)
+        return torch_quant.fake_quantize(x, self.fmt, scale).to(x.dtype)
 
-    def finish_calibration(self) -> None:
+    def _fit(self, values: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.fmt, BinaryFormat):
+            return values.abs().mean().double()
+        return scale_for(calibrate_amax(values, self.fmt, self.calibrator), self.fmt).reshape(())
+
+    def finish_calibration(self, merge: bool = False) -> None:
+        """Fit a range per timestep group (or, with merge, one range from all of them for every group)."""
         if not self.samples:
             raise SimdqError("no calibration inputs reached this layer")
-        values = torch.cat(self.samples)
-        self.samples, self.calibrating = [], False
-        if isinstance(self.fmt, BinaryFormat):
-            self.scale = values.abs().mean().double()
+        groups = {key: torch.cat(parts) for key, parts in self.samples.items()}
+        self.samples, self.calibrating = {}, False
+        if merge:
+            scale = self._fit(torch.cat(list(groups.values())))
+            self.scales = {key: scale for key in groups}
         else:
-            self.scale = scale_for(calibrate_amax(values, self.fmt, self.calibrator), self.fmt).reshape(())
+            self.scales = {key: self._fit(values) for key, values in groups.items()}
 
 
 class QuantLinear(nn.Module):
@@ -121,9 +167,14 @@ class QuantConv2d(nn.Module):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-def quantize_model(model: nn.Module, quant, model_dtype: str = "fp32", calibrator: str = "minmax") -> dict:
+def quantize_model(model: nn.Module, quant, model_dtype: str = "fp32", calibrator: str = "minmax",
+                   timestep_groups=None, num_train_timesteps: int = 1000) -> dict:
     """Swap every conv and linear of `model` that the scheme quantizes for a fake-quantized module;
-    returns name -> (weight format, activation format) of the swapped modules."""
+    returns name -> (weight format, activation format) of the swapped modules. timestep_groups: None (one
+    activation range), "per_step" or a number of equal timestep bins."""
+    context = TimestepContext() if timestep_groups is not None else None
+    if context is not None:
+        model._simdq_timestep_hook = context.attach(model)
     modules = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     stubs = [Layer(name=name, module=name, module_type=type(m).__name__,
                    kind="conv" if isinstance(m, nn.Conv2d) else "linear", weight_params=m.weight.numel())
@@ -135,7 +186,8 @@ def quantize_model(model: nn.Module, quant, model_dtype: str = "fp32", calibrato
             continue
         w_quant = None if weight.full_precision else WeightQuantizer(
             weight.name, quant.granularity.weights, quant.granularity.group_size, calibrator)
-        a_quant = None if activation.full_precision else ActivationQuantizer(activation.name, calibrator)
+        a_quant = None if activation.full_precision else ActivationQuantizer(
+            activation.name, calibrator, context, timestep_groups, num_train_timesteps)
         module = modules[stub.name]
         wrapper = QuantConv2d if isinstance(module, nn.Conv2d) else QuantLinear
         parent_name, _, child = stub.name.rpartition(".")
@@ -149,9 +201,9 @@ def activation_quantizers(model: nn.Module) -> list:
     return [m for m in model.modules() if isinstance(m, ActivationQuantizer)]
 
 
-def calibrate_activations(model: nn.Module, batches) -> None:
+def calibrate_activations(model: nn.Module, batches, merge: bool = False) -> None:
     """Run `batches` (keyword-argument dicts for the model) with every activation quantizer recording,
-    then fit each one's range."""
+    then fit each one's range (per timestep group unless merged)."""
     quantizers = activation_quantizers(model)
     for q in quantizers:
         q.calibrating = True
@@ -159,5 +211,5 @@ def calibrate_activations(model: nn.Module, batches) -> None:
         for inputs in batches:
             model(**inputs)
     for q in quantizers:
-        q.finish_calibration()
+        q.finish_calibration(merge)
 

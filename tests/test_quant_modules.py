@@ -103,3 +103,43 @@ def test_uncalibrated_activation_quantizer_refuses():
         ActivationQuantizer("int8")(torch.ones(3))
     with pytest.raises(SimdqError, match="no calibration inputs reached this layer"):
         ActivationQuantizer("int8").finish_calibration()
+
+
+def _quantized_tiny(timestep_groups):
+    model = _tiny_unet()
+    quant = parse_config({"model": {"preset": "sd15"}, "quant": {"weights": "int8", "activations": "int8"}}, "t").quant
+    quantize_model(model, quant, timestep_groups=timestep_groups)
+    return model
+
+
+def _step(t, batch=2, seed=3):
+    generator = torch.Generator().manual_seed(seed)
+    return {"sample": torch.randn(batch, 3, 16, 16, generator=generator), "timestep": torch.full((batch,), t)}
+
+
+def test_timestep_aware_ranges_come_from_each_steps_own_inputs():
+    from simdq.quant_modules import activation_quantizers
+
+    model = _quantized_tiny("per_step")
+    calibrate_activations(model, [_step(10, seed=1), _step(900, seed=2) | {"sample": 50 * torch.randn(2, 3, 16, 16)}])
+    first = activation_quantizers(model)[0]
+    assert set(first.scales) == {10, 900} and first.scales[900] > 10 * first.scales[10]
+    alone = _quantized_tiny(None)  # the same layer calibrated on the t=10 inputs only
+    calibrate_activations(alone, [_step(10, seed=1)])
+    assert torch.equal(activation_quantizers(alone)[0].scales[None], first.scales[10])
+    with torch.no_grad():  # classifier-free guidance: a doubled batch at one timestep
+        model(**_step(10, batch=4))
+    with pytest.raises(SimdqError, match=r"no calibrated range for timestep group 500; calibrated: \[10, 900\]"):
+        model(**_step(500))
+    with pytest.raises(SimdqError, match="one timestep per UNet call"):
+        model(sample=torch.randn(2, 3, 16, 16), timestep=torch.tensor([10, 900]))
+
+
+def test_timestep_bins_and_merged_ranges():
+    from simdq.quant_modules import activation_quantizers
+
+    model = _quantized_tiny(4)  # bins of 250 timesteps
+    calibrate_activations(model, [_step(10), _step(240), _step(260)], merge=True)
+    quantizer = activation_quantizers(model)[0]
+    assert set(quantizer.scales) == {0, 1}
+    assert torch.equal(quantizer.scales[0], quantizer.scales[1])  # merged: one range for every group
