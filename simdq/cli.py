@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import SimdqError
@@ -66,6 +67,16 @@ def devices_table() -> str:
     return text_table(("name", "aliases", "engine", "DRAM", "dense peak T(FL)OP/s"), rows)
 
 
+def _artifact_config(directory: str):
+    """The estimate config of a calibrated artifact: its model and scheme (checked as loading checks them)."""
+    from .artifact import check_tensors, read_metadata
+    from .model_config import parse_config
+
+    metadata = read_metadata(directory)
+    check_tensors(directory, metadata)
+    return parse_config({"model": metadata["model"], "quant": metadata["quant"]}, f"{directory}/quant.yaml")
+
+
 def _estimate(args) -> int:
     from hw_models import load_device
 
@@ -73,7 +84,7 @@ def _estimate(args) -> int:
     from .model_config import load_config
     from .render import render
 
-    config = load_config(args.model)
+    config = _artifact_config(args.model) if Path(args.model).is_dir() else load_config(args.model)
     if args.plot:
         from .plots import chart_kind
 
@@ -141,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("formats", help="list every named number format with its range and special values")
 
     estimate = commands.add_parser("estimate", help="per-layer and total cost of a quantized UNet on a device")
-    estimate.add_argument("model", metavar="MODEL.yaml", help="model, input, quantization scheme (see README)")
+    estimate.add_argument("model", metavar="MODEL.yaml",
+                          help="model, input, quantization scheme (see README), or an artifact of simdq calibrate")
     estimate.add_argument("--hw", required=True, metavar="DEVICE",
                           help="device name (simdq hw list) or a device .yaml file")
     estimate.add_argument("--per-layer", action="store_true", help="show every layer, not only the heaviest")
@@ -153,6 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--plot", action="append", default=[], metavar="FILE",
                           help="write a chart: roofline.png (the device roofline, a point per layer) or "
                                "breakdown.png (per-layer time); repeatable; needs matplotlib")
+
+    calibrate_cmd = commands.add_parser("calibrate", help="quantize and calibrate a UNet, write the artifact")
+    calibrate_cmd.add_argument("model", metavar="MODEL.yaml", help="model and quantization scheme (see README)")
+    calibrate_cmd.add_argument("-o", "--output", required=True, metavar="ART_DIR", help="artifact directory to write")
+    calibrate_cmd.add_argument("--samples", type=_positive, default=8, help="DDIM trajectories (default 8)")
+    calibrate_cmd.add_argument("--steps", type=_positive, default=10, help="DDIM steps per trajectory (default 10)")
+    calibrate_cmd.add_argument("--calibrator", choices=("minmax", "percentile", "mse"), default="minmax")
+    calibrate_cmd.add_argument("--timestep-groups", default="per_step", metavar="per_step|merged|N",
+                               help="activation ranges per DDIM step, one merged range, or N timestep bins")
+    calibrate_cmd.add_argument("--checkpoint", metavar="DIR", help="a local diffusers UNet (save_pretrained) to quantize")
+    calibrate_cmd.add_argument("--calib-data", metavar="FILE", help="safetensors file with 'latents' to start from")
+    calibrate_cmd.add_argument("--seed", type=int, default=0)
+    calibrate_cmd.add_argument("--batch", type=_positive, default=8, help="trajectories per UNet call")
 
     hw = commands.add_parser("hw", help="device models")
     hw_commands = hw.add_subparsers(dest="hw_command", parser_class=_Parser)
@@ -181,6 +206,10 @@ def main(argv=None) -> int:
             print(formats_table())
         elif args.command == "estimate":
             return _estimate(args)
+        elif args.command == "calibrate":
+            from .calibrate_command import run_calibrate
+
+            return run_calibrate(args)
         elif args.command == "hw" and args.hw_command == "list":
             print(devices_table())
         elif args.command == "hw" and args.hw_command == "show":

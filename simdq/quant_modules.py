@@ -9,6 +9,8 @@ attention matmuls, calibration data and the saved artifact come with the rest of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -24,11 +26,29 @@ from .scheme import resolve
 MAX_CALIBRATION_VALUES = 1 << 22  # a uniform subsample per module keeps percentile/MSE memory bounded
 
 
-def binarize(x: torch.Tensor, per_channel: bool) -> torch.Tensor:
-    flat = x.reshape(x.shape[0], -1) if per_channel else x.reshape(1, -1)
-    alpha = flat.abs().mean(dim=1, keepdim=True)
-    signs = torch.where(flat < 0, -1.0, 1.0).to(x.dtype)
-    return (signs * alpha).reshape(x.shape)
+@dataclass
+class QuantizedWeight:
+    """A weight as stored: codes (the format's bit patterns, int64, one row per output channel) and
+    scales (float64: one, one per output channel, or one per output channel and group)."""
+
+    fmt: object
+    codes: torch.Tensor
+    scale: torch.Tensor
+    granularity: str
+    group_size: int
+    shape: tuple
+
+    def dequantize(self) -> torch.Tensor:
+        if isinstance(self.fmt, BinaryFormat):  # code 0 is +1, code 1 is -1
+            values = (1 - 2 * self.codes).double() * self.scale.reshape(-1, 1)
+            return values.float().reshape(self.shape)
+        if self.granularity == "per_group":
+            rows = torch_quant.dequantize(self.codes, self.fmt, self.scale, axis=1, group_size=self.group_size)
+        elif self.granularity == "per_channel":
+            rows = torch_quant.dequantize(self.codes, self.fmt, self.scale, axis=0)
+        else:
+            rows = torch_quant.dequantize(self.codes, self.fmt, self.scale.reshape(()))
+        return rows.reshape(self.shape)
 
 
 class WeightQuantizer:
@@ -37,27 +57,34 @@ class WeightQuantizer:
         self.fmt = get_format(fmt_name)
         self.granularity, self.group_size, self.calibrator = granularity, group_size, calibrator
 
-    def fake_quantize(self, weight: torch.Tensor) -> torch.Tensor:
-        per_channel = self.granularity != "per_tensor"
-        if isinstance(self.fmt, BinaryFormat):
-            return binarize(weight, per_channel)
-        if isinstance(self.fmt, BlockFormat):
-            raise SimdqError(f"{self.fmt.name}: block-scaled weights are not in the torch quantizer yet")
-        rows = weight.reshape(weight.shape[0], -1)
+    def quantize(self, weight: torch.Tensor) -> QuantizedWeight:
+        rows = weight.detach().reshape(weight.shape[0], -1).float()
+        shape, fmt = tuple(weight.shape), self.fmt
+        if isinstance(fmt, BinaryFormat):
+            # BinaryDM/BiDM: sign (zero -> +1) times the mean |W| of the output channel (or of the tensor)
+            per_channel = self.granularity != "per_tensor"
+            alpha = rows.abs().double().mean(dim=1) if per_channel else rows.abs().double().mean().expand(len(rows))
+            codes = (rows < 0).long() if fmt.zero == "+1" else (rows <= 0).long()
+            return QuantizedWeight(fmt, codes, alpha, "per_channel", self.group_size, shape)
+        if isinstance(fmt, BlockFormat):
+            raise SimdqError(f"{fmt.name}: block-scaled weights are not in the torch quantizer yet")
         if self.granularity == "per_group":
             if rows.shape[1] % self.group_size:
                 raise SimdqError(f"group size {self.group_size} does not divide {rows.shape[1]} input features")
-            groups = rows.reshape(rows.shape[0] * (rows.shape[1] // self.group_size), self.group_size)
-            scale = scale_for(calibrate_amax(groups, self.fmt, self.calibrator, per_channel=True), self.fmt)
+            groups = rows.reshape(-1, self.group_size)
+            scale = scale_for(calibrate_amax(groups, fmt, self.calibrator, per_channel=True), fmt)
             scale = scale.reshape(rows.shape[0], -1)
-            fake = torch_quant.fake_quantize(rows, self.fmt, scale, axis=1, group_size=self.group_size)
-        elif per_channel:
-            scale = scale_for(calibrate_amax(rows, self.fmt, self.calibrator, per_channel=True), self.fmt)
-            fake = torch_quant.fake_quantize(rows, self.fmt, scale, axis=0)
+            codes = torch_quant.quantize(rows, fmt, scale, axis=1, group_size=self.group_size)
+        elif self.granularity == "per_channel":
+            scale = scale_for(calibrate_amax(rows, fmt, self.calibrator, per_channel=True), fmt)
+            codes = torch_quant.quantize(rows, fmt, scale, axis=0)
         else:
-            scale = scale_for(calibrate_amax(rows, self.fmt, self.calibrator), self.fmt).reshape(())
-            fake = torch_quant.fake_quantize(rows, self.fmt, scale)
-        return fake.reshape(weight.shape).to(weight.dtype)
+            scale = scale_for(calibrate_amax(rows, fmt, self.calibrator), fmt).reshape(())
+            codes = torch_quant.quantize(rows, fmt, scale)
+        return QuantizedWeight(fmt, codes, scale, self.granularity, self.group_size, shape)
+
+    def fake_quantize(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.quantize(weight).dequantize().to(weight.dtype)
 
 
 class TimestepContext:
@@ -141,26 +168,31 @@ class ActivationQuantizer(nn.Module):
             self.scales = {key: self._fit(values) for key, values in groups.items()}
 
 
-class QuantLinear(nn.Module):
-    def __init__(self, linear: nn.Linear, weights: WeightQuantizer | None, activations: ActivationQuantizer | None):
+class _QuantGemm(nn.Module):
+    """Holds the weight as stored (`quantized_weight`, None if unquantized) and its fake-quantized values."""
+
+    def __init__(self, module, weights, activations):
         super().__init__()
-        self.bias = linear.bias
-        weight = linear.weight.detach()
-        self.register_buffer("weight", weights.fake_quantize(weight) if weights else weight)
+        self.bias = module.bias
+        weight = module.weight.detach()
+        self.quantized_weight = weights.quantize(weight) if weights else None
+        fake = self.quantized_weight.dequantize().to(weight.dtype) if weights else weight
+        self.register_buffer("weight", fake)
         self.input_quantizer = activations
+
+
+class QuantLinear(_QuantGemm):
+    def __init__(self, linear: nn.Linear, weights: WeightQuantizer | None, activations: ActivationQuantizer | None):
+        super().__init__(linear, weights, activations)
 
     def forward(self, x):
         return F.linear(self.input_quantizer(x) if self.input_quantizer else x, self.weight, self.bias)
 
 
-class QuantConv2d(nn.Module):
+class QuantConv2d(_QuantGemm):
     def __init__(self, conv: nn.Conv2d, weights: WeightQuantizer | None, activations: ActivationQuantizer | None):
-        super().__init__()
-        self.bias = conv.bias
+        super().__init__(conv, weights, activations)
         self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
-        weight = conv.weight.detach()
-        self.register_buffer("weight", weights.fake_quantize(weight) if weights else weight)
-        self.input_quantizer = activations
 
     def forward(self, x):
         x = self.input_quantizer(x) if self.input_quantizer else x
@@ -168,10 +200,11 @@ class QuantConv2d(nn.Module):
 
 
 def quantize_model(model: nn.Module, quant, model_dtype: str = "fp32", calibrator: str = "minmax",
-                   timestep_groups=None, num_train_timesteps: int = 1000) -> dict:
+                   timestep_groups=None, num_train_timesteps: int = 1000, quantize_weights: bool = True) -> dict:
     """Swap every conv and linear of `model` that the scheme quantizes for a fake-quantized module;
     returns name -> (weight format, activation format) of the swapped modules. timestep_groups: None (one
-    activation range), "per_step" or a number of equal timestep bins."""
+    activation range), "per_step" or a number of equal timestep bins. quantize_weights=False leaves the
+    weights to be filled in (from a saved artifact)."""
     context = TimestepContext() if timestep_groups is not None else None
     if context is not None:
         model._simdq_timestep_hook = context.attach(model)
@@ -184,7 +217,7 @@ def quantize_model(model: nn.Module, quant, model_dtype: str = "fp32", calibrato
         weight, activation = scheme.weight, scheme.activation
         if weight.full_precision and activation.full_precision:
             continue
-        w_quant = None if weight.full_precision else WeightQuantizer(
+        w_quant = None if weight.full_precision or not quantize_weights else WeightQuantizer(
             weight.name, quant.granularity.weights, quant.granularity.group_size, calibrator)
         a_quant = None if activation.full_precision else ActivationQuantizer(
             activation.name, calibrator, context, timestep_groups, num_train_timesteps)

@@ -116,13 +116,14 @@ def _import_diffusers():
     return {"UNet2DModel": unet_2d.UNet2DModel, "UNet2DConditionModel": unet_2d_condition.UNet2DConditionModel}
 
 
-def build_unet(spec: UNetSpec):
-    """The UNet with meta-device parameters (shapes only, no memory, no weights), in eval mode."""
+def build_unet(spec: UNetSpec, device: str = "meta"):
+    """The UNet in eval mode: on the meta device (shapes only, no memory, no weights) by default, or with
+    diffusers' random initialisation on a real device."""
     import torch
 
     unet_class = _import_diffusers()[spec.unet_class]
     try:
-        with torch.device("meta"):
+        with torch.device(device):
             model = unet_class.from_config(spec.config)
     except (TypeError, ValueError, KeyError, AttributeError, AssertionError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -134,6 +135,21 @@ def build_unet(spec: UNetSpec):
             if isinstance(module, Attention):
                 module.heads = spec.attention_heads
     return model.eval()
+
+
+def load_checkpoint(directory: str):
+    """A UNet saved with save_pretrained in a local directory (safetensors weights only, nothing fetched)."""
+    from pathlib import Path
+
+    config_path = Path(directory) / "config.json"
+    spec = config_file_spec(str(config_path), f"--checkpoint {directory}")
+    unet_class = _import_diffusers()[spec.unet_class]
+    try:
+        model = unet_class.from_pretrained(directory, use_safetensors=True, local_files_only=True)
+    except (OSError, ValueError, EnvironmentError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SimdqError(f"--checkpoint {directory}: cannot load ({message})") from None
+    return model.eval(), spec
 
 
 def example_inputs(model, spec: UNetSpec, batch: int, sample_size=None, context_length=None) -> dict:

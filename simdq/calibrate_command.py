@@ -1,0 +1,100 @@
+"""`simdq calibrate MODEL.yaml -o ART_DIR`: quantize and calibrate a UNet, write the artifact, print quality."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+from .errors import SimdqError
+from .text_table import text_table
+
+
+def _model_section(config, spec, checkpoint) -> dict:
+    """The artifact's model section: rebuildable without the files the YAML pointed at."""
+    if checkpoint is None and config.model.preset:
+        return {"preset": config.model.preset, "dtype": config.model.dtype}
+    return {"diffusers": {"class": spec.unet_class, "config": dict(spec.config)}, "dtype": config.model.dtype}
+
+
+def _timestep_groups(text: str):
+    if text in ("per_step", "merged"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SimdqError(f"--timestep-groups {text!r}: expected per_step, merged or a positive number of bins")
+    return value
+
+
+def _latents(path: str):
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+    except FileNotFoundError:
+        raise SimdqError(f"--calib-data {path}: no such file") from None
+    except (SafetensorError, OSError) as err:
+        raise SimdqError(f"--calib-data {path}: not a safetensors file ({err})") from None
+    if "latents" not in tensors or tensors["latents"].dim() != 4:
+        raise SimdqError(f"--calib-data {path}: needs a 4-D tensor named 'latents' (samples, channels, height, width)")
+    return tensors["latents"].float()
+
+
+def run_calibrate(args) -> int:
+    import torch
+
+    from .artifact import save_artifact
+    from .calibration import calibrate_unet
+    from .estimate import unet_spec
+    from .model_config import load_config
+    from .unets import build_unet, load_checkpoint
+
+    config = load_config(args.model)
+    groups = _timestep_groups(args.timestep_groups)
+    latents = _latents(args.calib_data) if args.calib_data else None
+    if args.checkpoint:
+        unet, spec = load_checkpoint(args.checkpoint)
+    else:
+        torch.manual_seed(args.seed)  # presets have no weights of their own: seeded random ones
+        spec = unet_spec(config)
+        unet = build_unet(spec, device="cpu")
+    if latents is not None and tuple(latents.shape[1:]) != (unet.config.in_channels, *[unet.config.sample_size] * 2):
+        raise SimdqError(f"--calib-data {args.calib_data}: latents of shape {list(latents.shape[1:])} do not fit "
+                         f"the UNet ({unet.config.in_channels} channels, {unet.config.sample_size} pixels)")
+    quantized, report = calibrate_unet(
+        unet, config.quant, config.model.dtype, samples=args.samples, steps=args.steps, calibrator=args.calibrator,
+        timestep_groups=None if groups == "merged" else groups, merge=False, seed=args.seed, batch=args.batch,
+        latents=latents,
+    )
+    settings = {"samples": len(latents) if latents is not None else args.samples, "steps": args.steps,
+                "calibrator": args.calibrator, "timestep_groups": None if groups == "merged" else groups,
+                "seed": args.seed, "checkpoint": args.checkpoint, "calib_data": args.calib_data}
+    quality = {
+        "weight_sqnr_db": report["weight_sqnr_db"], "input_sqnr_db": report["input_sqnr_db"],
+        "output": {int(t): v for t, v in report["output"].items()},
+    }
+    metadata = {"model": _model_section(config, spec, args.checkpoint),
+                "quant": config.quant.model_dump(by_alias=True, exclude_none=True), "settings": settings,
+                "quality": quality}
+    save_artifact(args.output, quantized, metadata)
+    print(summary(report))
+    print(f"wrote {Path(args.output) / 'model.safetensors'} and quant.yaml; cost it with simdq estimate {args.output} --hw DEVICE")
+    return 0
+
+
+def summary(report: dict) -> str:
+    outputs = report["output"]
+    rows = [[t, f"{v['mse']:.3g}", f"{v['cosine']:.5f}"] for t, v in sorted(outputs.items(), reverse=True)]
+    lines = [text_table(("timestep", "output MSE", "cosine vs fp"), rows)]
+    weights = [v for v in report["weight_sqnr_db"].values() if math.isfinite(v)]
+    if weights:
+        lines.append(f"weight SQNR: median {statistics.median(weights):.1f} dB, min {min(weights):.1f} dB "
+                     f"over {len(weights)} layers")
+    inputs = sorted(report["input_sqnr_db"].items(), key=lambda item: item[1])[:5]
+    if inputs:
+        lines.append("lowest input SQNR: " + ", ".join(f"{name} {value:.1f} dB" for name, value in inputs))
+    return "\n".join(lines)

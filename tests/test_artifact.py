@@ -1,0 +1,151 @@
+"""The calibrated artifact: round trip, `simdq calibrate` and `simdq estimate ART_DIR`, and every load error."""
+
+import json
+import shutil
+
+import pytest
+import torch
+import yaml
+from unet_fixtures import TINY_UNET
+
+from simdq.artifact import load_artifact, read_metadata
+from simdq.cli import main
+from simdq.errors import SimdqError
+from simdq.quant_modules import QuantConv2d, QuantLinear
+
+MODEL = {"model": {"diffusers": {"class": "UNet2DModel", "config": TINY_UNET}},
+         "quant": {"weights": "int4", "activations": "int8", "policy": "binarydm"}}
+
+
+def _fresh_unet():
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(**TINY_UNET).eval()
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    root = tmp_path_factory.mktemp("art")
+    model_yaml = root / "model.yaml"
+    model_yaml.write_text(yaml.safe_dump(MODEL))
+    directory = root / "artifact"
+    code = main(["calibrate", str(model_yaml), "-o", str(directory), "--samples", "2", "--steps", "3", "--batch", "2"])
+    assert code == 0
+    return model_yaml, directory
+
+
+def test_round_trip_gives_the_same_codes_and_outputs(artifact):
+    _, directory = artifact
+    first, metadata = load_artifact(directory, _fresh_unet())
+    second, _ = load_artifact(directory, _fresh_unet())
+    layers = [n for n, m in first.named_modules() if isinstance(m, (QuantConv2d, QuantLinear))]
+    assert set(layers) == set(metadata["layers"]) and layers
+    modules = dict(second.named_modules())
+    for name in layers:
+        a, b = dict(first.named_modules())[name], modules[name]
+        assert torch.equal(a.quantized_weight.codes, b.quantized_weight.codes)
+        # the stored codes are what quantizing the loaded weights gives again
+        from simdq.quant_modules import WeightQuantizer
+
+        again = WeightQuantizer("int4").quantize(a.weight)
+        assert torch.equal(again.codes, a.quantized_weight.codes)
+    inputs = {"sample": torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(9)),
+              "timestep": torch.tensor([333, 333])}
+    with torch.no_grad():
+        assert torch.equal(first(**inputs).sample, second(**inputs).sample)
+    assert metadata["settings"]["steps"] == 3 and set(metadata["quality"]["output"]) == {666, 333, 0}
+
+
+def test_estimate_costs_the_artifact_like_its_model_yaml(artifact, capsys):
+    model_yaml, directory = artifact
+    assert main(["estimate", str(directory), "--hw", "jetson", "--format", "json"]) == 0
+    from_artifact = json.loads(capsys.readouterr().out)
+    assert main(["estimate", str(model_yaml), "--hw", "jetson", "--format", "json"]) == 0
+    from_yaml = json.loads(capsys.readouterr().out)
+    assert from_artifact["totals"] == from_yaml["totals"]
+
+
+def _damaged(artifact, tmp_path, change):
+    _, directory = artifact
+    copy = tmp_path / "copy"
+    shutil.copytree(directory, copy)
+    change(copy)
+    return copy
+
+
+def _edit_yaml(edit):
+    def change(directory):
+        data = yaml.safe_load((directory / "quant.yaml").read_text())
+        edit(data)
+        (directory / "quant.yaml").write_text(yaml.safe_dump(data))
+    return change
+
+
+def _rewrite_tensors(edit):
+    def change(directory):
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(str(directory / "model.safetensors"))
+        edit(tensors)
+        save_file(tensors, str(directory / "model.safetensors"))
+    return change
+
+
+# (damage, message, whether `simdq estimate ART_DIR` also refuses: it reads the metadata and checks the
+# stored layers' tensors exist, but does not rebuild the weights)
+LOAD_ERRORS = [
+    (lambda d: (d / "quant.yaml").unlink(), "quant.yaml is missing", True),
+    (lambda d: (d / "quant.yaml").write_text("model: [unclosed\n"), "quant.yaml: damaged", True),
+    (lambda d: (d / "quant.yaml").write_text("model: {}\n"), "damaged (needs simdq_version, model, quant and layers)",
+     True),
+    (_edit_yaml(lambda data: data.update(simdq_version="9.0.0")), "written by simdq 9.0.0", True),
+    (lambda d: (d / "model.safetensors").unlink(), "model.safetensors is missing", True),
+    (lambda d: (d / "model.safetensors").write_bytes(b"not a safetensors file"), "model.safetensors: damaged", True),
+    (_rewrite_tensors(lambda t: t.pop("down_blocks.0.resnets.0.conv1.weight.codes")),
+     "tensor 'down_blocks.0.resnets.0.conv1.weight.codes' is missing", True),
+    (_edit_yaml(lambda data: data["quant"].update(weights="int44")), "quant.weights: integer width must be 1..32", True),
+    (_rewrite_tensors(lambda t: t.pop("conv_in.bias")), "tensor 'conv_in.bias' is missing", False),
+    (_rewrite_tensors(lambda t: t.update({"down_blocks.0.resnets.0.conv1.weight.scale":
+                                          t["down_blocks.0.resnets.0.conv1.weight.scale"].float()})),
+     "weight.scale is torch.float32, expected float64", False),
+    (_edit_yaml(lambda data: data["layers"]["down_blocks.0.resnets.0.conv1"].update(weight_shape=[1, 2, 3, 3])),
+     "stored weight shape [1, 2, 3, 3] does not match the model's [32, 32, 3, 3]", False),
+    (_edit_yaml(lambda data: data["layers"]["down_blocks.0.resnets.0.conv1"].update(weight_format="int8")),
+     "layer down_blocks.0.resnets.0.conv1 does not match the scheme applied to its model", False),
+]
+
+
+@pytest.mark.parametrize("change, message, estimate_refuses", LOAD_ERRORS)
+def test_every_load_error_is_one_clear_line(artifact, tmp_path, capsys, change, message, estimate_refuses):
+    directory = _damaged(artifact, tmp_path, change)
+    with pytest.raises(SimdqError) as error:
+        load_artifact(directory, _fresh_unet())
+    assert message in str(error.value) and "\n" not in str(error.value)
+    if estimate_refuses:
+        assert main(["estimate", str(directory), "--hw", "h100"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--timestep-groups", "some"], "expected per_step, merged or a positive number of bins"),
+    (["--calib-data", "/nonexistent.safetensors"], "--calib-data /nonexistent.safetensors: no such file"),
+])
+def test_calibrate_argument_errors(artifact, tmp_path, capsys, argv, message):
+    model_yaml, _ = artifact
+    assert main(["calibrate", str(model_yaml), "-o", str(tmp_path / "out")] + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibrate_from_given_latents(artifact, tmp_path):
+    from safetensors.torch import save_file
+
+    model_yaml, _ = artifact
+    data = tmp_path / "latents.safetensors"
+    save_file({"latents": torch.randn(2, 3, 16, 16)}, str(data))
+    out = tmp_path / "from-latents"
+    assert main(["calibrate", str(model_yaml), "-o", str(out), "--calib-data", str(data), "--steps", "2",
+                 "--timestep-groups", "merged"]) == 0
+    metadata = read_metadata(out)
+    assert metadata["settings"]["samples"] == 2 and metadata["settings"]["timestep_groups"] is None
