@@ -32,7 +32,7 @@ def save_artifact(directory, model, metadata: dict) -> Path:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors, layers = {}, {}
+    tensors, layers, activations = {}, {}, {}
     quantized = {name: m for name, m in model.named_modules() if isinstance(m, (QuantConv2d, QuantLinear))}
     skip = set()
     for name, module in quantized.items():
@@ -44,19 +44,19 @@ def save_artifact(directory, model, metadata: dict) -> Path:
             entry.update(weight_format=qw.fmt.name, weight_shape=list(qw.shape), granularity=qw.granularity,
                          group_size=qw.group_size)
             skip.add(f"{name}.weight")
-        quantizer = module.input_quantizer
-        if quantizer is not None:
-            keys = sorted(quantizer.scales, key=lambda k: GROUP_ALL if k is None else k)
-            tensors[f"{name}.input.groups"] = torch.tensor([GROUP_ALL if k is None else k for k in keys])
-            tensors[f"{name}.input.scales"] = torch.stack([quantizer.scales[k].double() for k in keys])
-            entry.update(activation_format=quantizer.fmt.name, calibrator=quantizer.calibrator,
-                         timestep_groups=quantizer.timestep_groups)
         layers[name] = entry
+    for path, quantizer in model.named_modules():
+        if isinstance(quantizer, ActivationQuantizer):  # conv/linear inputs and attention matmul operands
+            keys = sorted(quantizer.scales, key=lambda k: GROUP_ALL if k is None else k)
+            tensors[f"{path}.groups"] = torch.tensor([GROUP_ALL if k is None else k for k in keys])
+            tensors[f"{path}.scales"] = torch.stack([quantizer.scales[k].double() for k in keys])
+            activations[path] = {"format": quantizer.fmt.name, "calibrator": quantizer.calibrator,
+                                 "timestep_groups": quantizer.timestep_groups}
     for key, value in model.state_dict().items():
         if key not in skip:  # a stored weight comes back from its codes
             tensors[key] = value.detach().clone().contiguous()
     save_file(tensors, str(directory / TENSORS))
-    document = {"simdq_version": __version__, **metadata, "layers": layers}
+    document = {"simdq_version": __version__, **metadata, "layers": layers, "activations": activations}
     (directory / METADATA).write_text(yaml.safe_dump(document, sort_keys=False, width=120))
     return directory
 
@@ -93,12 +93,12 @@ def check_tensors(directory, metadata: dict) -> None:
         raise SimdqError(f"{directory}: {TENSORS} is missing") from None
     except (SafetensorError, OSError) as err:
         raise SimdqError(f"{path}: damaged ({err})") from None
-    for name, entry in metadata["layers"].items():
-        wanted = ([f"{name}.weight.codes", f"{name}.weight.scale"] if "weight_format" in entry else []) + \
-            ([f"{name}.input.groups", f"{name}.input.scales"] if "activation_format" in entry else [])
-        for key in wanted:
-            if key not in keys:
-                raise SimdqError(f"{path}: tensor {key!r} is missing")
+    wanted = [f"{name}.weight.{part}" for name, entry in metadata["layers"].items() if "weight_format" in entry
+              for part in ("codes", "scale")]
+    wanted += [f"{path}.{part}" for path in metadata.get("activations", {}) for part in ("groups", "scales")]
+    for key in wanted:
+        if key not in keys:
+            raise SimdqError(f"{path}: tensor {key!r} is missing")
 
 
 def _tensor(tensors, key, path):
@@ -127,11 +127,11 @@ def load_artifact(directory, unet):
     config = parse_config({"model": metadata["model"], "quant": metadata["quant"]}, str(directory / METADATA))
     groups = metadata.get("settings", {}).get("timestep_groups")
     swapped = quantize_model(unet, config.quant, config.model.dtype, timestep_groups=groups, quantize_weights=False)
-    layers = metadata["layers"]
+    layers, activations = metadata["layers"], metadata.get("activations", {})
     for name, (weight_format, activation_format) in swapped.items():
-        entry = layers.get(name)
+        entry, inputs = layers.get(name), activations.get(f"{name}.input_quantizer", {})
         if entry is None or entry.get("weight_format", weight_format) != weight_format or \
-                entry.get("activation_format", activation_format) != activation_format:
+                inputs.get("format", activation_format) != activation_format:
             raise SimdqError(f"{directory / METADATA}: layer {name} does not match the scheme applied to its model")
     if set(layers) != set(swapped):
         extra = sorted(set(layers) - set(swapped))[0]
@@ -156,10 +156,14 @@ def load_artifact(directory, unet):
                                      entry["granularity"], entry["group_size"], shape)
             module.quantized_weight = stored
             module.weight = stored.dequantize().to(module.weight.dtype)
-        if isinstance(module.input_quantizer, ActivationQuantizer):
-            keys = _tensor(tensors, f"{name}.input.groups", path).tolist()
-            scales = _tensor(tensors, f"{name}.input.scales", path)
-            module.input_quantizer.scales = {None if k == GROUP_ALL else k: s for k, s in zip(keys, scales)}
+    quantizers = {p: m for p, m in unet.named_modules() if isinstance(m, ActivationQuantizer)}
+    if set(quantizers) != set(activations):
+        odd = sorted(set(quantizers) ^ set(activations))[0]
+        raise SimdqError(f"{directory / METADATA}: activation quantizer {odd} does not match the model and scheme")
+    for qpath, quantizer in quantizers.items():
+        keys = _tensor(tensors, f"{qpath}.groups", path).tolist()
+        scales = _tensor(tensors, f"{qpath}.scales", path)
+        quantizer.scales = {None if k == GROUP_ALL else k: s for k, s in zip(keys, scales)}
     restored = {k for k in unet.state_dict() if k.endswith(".weight") and "weight_format" in layers.get(k[:-7], {})}
     state = {k: v for k, v in tensors.items() if k in unet.state_dict() and k not in restored}
     absent = sorted(set(unet.state_dict()) - restored - set(state))

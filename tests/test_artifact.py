@@ -149,3 +149,18 @@ def test_calibrate_from_given_latents(artifact, tmp_path):
                  "--timestep-groups", "merged"]) == 0
     metadata = read_metadata(out)
     assert metadata["settings"]["samples"] == 2 and metadata["settings"]["timestep_groups"] is None
+
+
+def test_quantized_attention_survives_the_round_trip(tmp_path):
+    spec = {**MODEL, "quant": {**MODEL["quant"], "attention": {"quantize": True, "activations": "int8"}}}
+    model_yaml = tmp_path / "attention.yaml"
+    model_yaml.write_text(yaml.safe_dump(spec))
+    directory = tmp_path / "attention"
+    assert main(["calibrate", str(model_yaml), "-o", str(directory), "--samples", "2", "--steps", "2"]) == 0
+    metadata = read_metadata(directory)
+    assert sum(path.endswith("attention_quantizers.p") for path in metadata["activations"]) == 4
+    first, _ = load_artifact(directory, _fresh_unet())
+    second, _ = load_artifact(directory, _fresh_unet())
+    inputs = {"sample": torch.randn(2, 3, 16, 16), "timestep": torch.tensor([500, 500])}
+    with torch.no_grad():
+        assert torch.equal(first(**inputs).sample, second(**inputs).sample)

@@ -143,3 +143,32 @@ def test_timestep_bins_and_merged_ranges():
     quantizer = activation_quantizers(model)[0]
     assert set(quantizer.scales) == {0, 1}
     assert torch.equal(quantizer.scales[0], quantizer.scales[1])  # merged: one range for every group
+
+
+def test_attention_matmuls_quantized_through_the_processor():
+    from simdq.quant_modules import AttentionQuantizers
+
+    quantizers = AttentionQuantizers("int8", "minmax", None, None, 1000)
+    for name in "qkpv":
+        getattr(quantizers, name).calibrating = True  # pass-through: the written-out attention is SDPA's
+    q, k, v = (torch.randn(2, 4, 16, 8) for _ in range(3))
+    torch.testing.assert_close(quantizers.attention(q, k, v), torch.nn.functional.scaled_dot_product_attention(q, k, v))
+    mask = torch.rand(2, 4, 16, 16) > 0.3
+    mask[..., 0] = True
+    torch.testing.assert_close(quantizers.attention(q, k, v, attn_mask=mask),
+                               torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    errors = {}
+    for bits in ("int8", "int4"):
+        model = _tiny_unet()
+        reference = model(**_batches(1)[0]).sample
+        quant = parse_config({"model": {"preset": "sd15"}, "quant": {
+            "attention": {"quantize": True, "activations": bits}}}, "t").quant
+        swapped = quantize_model(model, quant)
+        assert swapped == {}  # only the attention matmuls are quantized
+        attention = [m for m in model.modules() if isinstance(m, AttentionQuantizers)]
+        assert len(attention) == 4  # the tiny UNet's attention modules
+        calibrate_activations(model, _batches())
+        assert all(q.scales for m in attention for q in (m.q, m.k, m.p, m.v))
+        with torch.no_grad():
+            errors[bits] = (model(**_batches(1)[0]).sample - reference).pow(2).mean().item()
+    assert errors["int4"] > 4 * errors["int8"] > 0
