@@ -40,7 +40,11 @@ def save_artifact(directory, model, metadata: dict) -> Path:
         qw = module.quantized_weight
         if qw is not None:
             tensors[f"{name}.weight.codes"] = _packed(qw.codes, qw.fmt.bits)
-            tensors[f"{name}.weight.scale"] = qw.scale.double().contiguous()
+            # block formats keep their scale codes (E8M0/E4M3, int64 here); the others their float64 scales
+            tensors[f"{name}.weight.scale"] = qw.scale.contiguous() if qw.scale.dtype == torch.int64 else \
+                qw.scale.double().contiguous()
+            if qw.tensor_scale is not None:
+                tensors[f"{name}.weight.tensor_scale"] = torch.tensor(qw.tensor_scale, dtype=torch.float64)
             entry.update(weight_format=qw.fmt.name, weight_shape=list(qw.shape), granularity=qw.granularity,
                          group_size=qw.group_size)
             skip.add(f"{name}.weight")
@@ -150,10 +154,13 @@ def load_artifact(directory, unet):
             except ValueError as err:
                 raise SimdqError(f"{path}: {name}: weight codes damaged ({err})") from None
             scale = _tensor(tensors, f"{name}.weight.scale", path)
-            if scale.dtype != torch.float64:
-                raise SimdqError(f"{path}: {name}.weight.scale is {scale.dtype}, expected float64")
+            expected = torch.int64 if entry["granularity"] == "per_block" else torch.float64
+            if scale.dtype != expected:
+                raise SimdqError(f"{path}: {name}.weight.scale is {scale.dtype}, expected {expected}")
+            tensor_scale = tensors.get(f"{name}.weight.tensor_scale")
             stored = QuantizedWeight(fmt, torch.from_numpy(codes.astype(np.int64)).reshape(shape[0], -1), scale,
-                                     entry["granularity"], entry["group_size"], shape)
+                                     entry["granularity"], entry["group_size"], shape,
+                                     None if tensor_scale is None else float(tensor_scale))
             module.quantized_weight = stored
             module.weight = stored.dequantize().to(module.weight.dtype)
     quantizers = {p: m for p, m in unet.named_modules() if isinstance(m, ActivationQuantizer)}

@@ -15,7 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from emulator import BinaryFormat, BlockFormat, get_format
+import numpy as np
+
+from emulator import BinaryFormat, BlockEncoded, BlockFormat, block_decode, block_encode, get_format
 
 from . import torch_quant
 from .calibrators import calibrate_amax, scale_for
@@ -27,6 +29,16 @@ from .scheme import resolve
 MAX_CALIBRATION_VALUES = 1 << 22  # a uniform subsample per module keeps percentile/MSE memory bounded
 
 
+def _pad_to_blocks(values: np.ndarray, block_size: int, axis: int) -> np.ndarray:
+    """Zero-pad `axis` to a whole number of blocks."""
+    missing = -values.shape[axis] % block_size
+    if not missing:
+        return values
+    widths = [(0, 0)] * values.ndim
+    widths[axis] = (0, missing)
+    return np.pad(values, widths)
+
+
 @dataclass
 class QuantizedWeight:
     """A weight as stored: codes (the format's bit patterns, int64, one row per output channel) and
@@ -34,12 +46,17 @@ class QuantizedWeight:
 
     fmt: object
     codes: torch.Tensor
-    scale: torch.Tensor
+    scale: torch.Tensor  # block formats: the block scales' codes (int64), one per output channel and block
     granularity: str
     group_size: int
     shape: tuple
+    tensor_scale: float | None = None  # NVFP4's fp32 tensor scale
 
     def dequantize(self) -> torch.Tensor:
+        if isinstance(self.fmt, BlockFormat):  # blocks run along the input features, as the GEMM reduces
+            encoded = BlockEncoded(self.codes.numpy(), self.scale.numpy(), self.tensor_scale)
+            rows = block_decode(encoded, self.fmt, axis=1)[:, : int(np.prod(self.shape[1:]))]
+            return torch.from_numpy(np.ascontiguousarray(rows)).reshape(self.shape)
         if isinstance(self.fmt, BinaryFormat):  # code 0 is +1, code 1 is -1
             values = (1 - 2 * self.codes).double() * self.scale.reshape(-1, 1)
             return values.float().reshape(self.shape)
@@ -68,7 +85,13 @@ class WeightQuantizer:
             codes = (rows < 0).long() if fmt.zero == "+1" else (rows <= 0).long()
             return QuantizedWeight(fmt, codes, alpha, "per_channel", self.group_size, shape)
         if isinstance(fmt, BlockFormat):
-            raise SimdqError(f"{fmt.name}: block-scaled weights are not in the torch quantizer yet")
+            # the emulator itself (weights are quantized once); a partial last block is zero-padded, as MX
+            # kernels pad K, which leaves that block's scale (its amax) unchanged
+            padded = _pad_to_blocks(rows.numpy(), fmt.block_size, axis=1)
+            encoded = block_encode(padded, fmt, axis=1)
+            return QuantizedWeight(fmt, torch.from_numpy(encoded.elements.astype(np.int64)),
+                                   torch.from_numpy(encoded.scales.astype(np.int64)), "per_block", fmt.block_size,
+                                   shape, encoded.tensor_scale)
         if self.granularity == "per_group":
             if rows.shape[1] % self.group_size:
                 raise SimdqError(f"group size {self.group_size} does not divide {rows.shape[1]} input features")
@@ -115,9 +138,10 @@ class ActivationQuantizer(nn.Module):
     """
 
     def __init__(self, fmt_name: str, calibrator: str = "minmax", context: TimestepContext | None = None,
-                 timestep_groups=None, num_train_timesteps: int = 1000):
+                 timestep_groups=None, num_train_timesteps: int = 1000, block_axis: int = -1):
         super().__init__()
         self.fmt = get_format(fmt_name)
+        self.block_axis = block_axis  # block formats: the axis the consuming GEMM reduces (conv: channels)
         self.calibrator = calibrator
         self.context, self.timestep_groups, self.num_train_timesteps = context, timestep_groups, num_train_timesteps
         self.calibrating = False
@@ -134,7 +158,18 @@ class ActivationQuantizer(nn.Module):
         width = self.num_train_timesteps / self.timestep_groups
         return min(int(self.context.timestep // width), self.timestep_groups - 1)
 
+    @property
+    def dynamic(self) -> bool:
+        """Block formats scale each block from its own values at run time: nothing to calibrate."""
+        return isinstance(self.fmt, BlockFormat)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dynamic and not self.calibrating:
+            values = x.detach().float().cpu().numpy()
+            padded = _pad_to_blocks(values, self.fmt.block_size, self.block_axis)
+            decoded = block_decode(block_encode(padded, self.fmt, axis=self.block_axis), self.fmt, axis=self.block_axis)
+            decoded = np.take(decoded, np.arange(values.shape[self.block_axis]), axis=self.block_axis)
+            return torch.from_numpy(decoded).to(x.device, x.dtype)
         key = self.group()
         if self.calibrating:
             flat = x.detach().reshape(-1).float()
@@ -152,6 +187,8 @@ class ActivationQuantizer(nn.Module):
         return torch_quant.fake_quantize(x, self.fmt, scale).to(x.dtype)
 
     def _fit(self, values: torch.Tensor) -> torch.Tensor:
+        if self.dynamic:
+            return torch.tensor(float("nan"), dtype=torch.float64)
         if isinstance(self.fmt, BinaryFormat):
             return values.abs().mean().double()
         return scale_for(calibrate_amax(values, self.fmt, self.calibrator), self.fmt).reshape(())
@@ -281,7 +318,8 @@ def quantize_model(model: nn.Module, quant, model_dtype: str = "fp32", calibrato
         w_quant = None if weight.full_precision or not quantize_weights else WeightQuantizer(
             weight.name, quant.granularity.weights, quant.granularity.group_size, calibrator)
         a_quant = None if activation.full_precision else ActivationQuantizer(
-            activation.name, calibrator, context, timestep_groups, num_train_timesteps)
+            activation.name, calibrator, context, timestep_groups, num_train_timesteps,
+            block_axis=1 if stub.kind == "conv" else -1)
         module = modules[stub.name]
         wrapper = QuantConv2d if isinstance(module, nn.Conv2d) else QuantLinear
         parent_name, _, child = stub.name.rpartition(".")

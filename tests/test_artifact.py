@@ -107,7 +107,7 @@ LOAD_ERRORS = [
     (_rewrite_tensors(lambda t: t.pop("conv_in.bias")), "tensor 'conv_in.bias' is missing", False),
     (_rewrite_tensors(lambda t: t.update({"down_blocks.0.resnets.0.conv1.weight.scale":
                                           t["down_blocks.0.resnets.0.conv1.weight.scale"].float()})),
-     "weight.scale is torch.float32, expected float64", False),
+     "weight.scale is torch.float32, expected torch.float64", False),
     (_edit_yaml(lambda data: data["layers"]["down_blocks.0.resnets.0.conv1"].update(weight_shape=[1, 2, 3, 3])),
      "stored weight shape [1, 2, 3, 3] does not match the model's [32, 32, 3, 3]", False),
     (_edit_yaml(lambda data: data["layers"]["down_blocks.0.resnets.0.conv1"].update(weight_format="int8")),
@@ -160,6 +160,21 @@ def test_quantized_attention_survives_the_round_trip(tmp_path):
     metadata = read_metadata(directory)
     assert sum(path.endswith("attention_quantizers.p") for path in metadata["activations"]) == 4
     first, _ = load_artifact(directory, _fresh_unet())
+    second, _ = load_artifact(directory, _fresh_unet())
+    inputs = {"sample": torch.randn(2, 3, 16, 16), "timestep": torch.tensor([500, 500])}
+    with torch.no_grad():
+        assert torch.equal(first(**inputs).sample, second(**inputs).sample)
+
+
+def test_block_scaled_weights_survive_the_round_trip(tmp_path):
+    spec = {**MODEL, "quant": {"weights": "nvfp4", "activations": "mxfp8_e4m3", "policy": "binarydm"}}
+    model_yaml = tmp_path / "nvfp4.yaml"
+    model_yaml.write_text(yaml.safe_dump(spec))
+    directory = tmp_path / "nvfp4"
+    assert main(["calibrate", str(model_yaml), "-o", str(directory), "--samples", "2", "--steps", "2"]) == 0
+    first, _ = load_artifact(directory, _fresh_unet())
+    conv = first.down_blocks[0].resnets[0].conv1
+    assert conv.quantized_weight.granularity == "per_block" and conv.quantized_weight.tensor_scale is not None
     second, _ = load_artifact(directory, _fresh_unet())
     inputs = {"sample": torch.randn(2, 3, 16, 16), "timestep": torch.tensor([500, 500])}
     with torch.no_grad():

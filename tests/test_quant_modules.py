@@ -172,3 +172,35 @@ def test_attention_matmuls_quantized_through_the_processor():
         with torch.no_grad():
             errors[bits] = (model(**_batches(1)[0]).sample - reference).pow(2).mean().item()
     assert errors["int4"] > 4 * errors["int8"] > 0
+
+
+@pytest.mark.parametrize("fmt", ["mxfp4", "mxfp8_e4m3", "nvfp4", "mxint8"])
+def test_block_scaled_weights_run_along_the_input_features(fmt, rng):
+    weight = torch.from_numpy(rng.standard_normal((8, 4, 4, 4)).astype(np.float32))  # K = 64 = blocks of 32/16
+    stored = WeightQuantizer(fmt).quantize(weight)
+    rows = weight.reshape(8, 64).numpy()
+    expected = em.block_decode(em.block_encode(rows, fmt, axis=1), fmt, axis=1).reshape(weight.shape)
+    np.testing.assert_array_equal(stored.dequantize().numpy(), expected)
+    block = em.get_format(fmt).block_size
+    assert stored.scale.shape == (8, 64 // block) and stored.granularity == "per_block"
+    # a partial last block is zero-padded: it quantizes as the padded tensor's first columns
+    odd = torch.from_numpy(rng.standard_normal((2, 12)).astype(np.float32))
+    padded = np.pad(odd.numpy(), ((0, 0), (0, block - 12)))
+    expected = em.block_decode(em.block_encode(padded, fmt, axis=1), fmt, axis=1)[:, :12]
+    np.testing.assert_array_equal(WeightQuantizer(fmt).quantize(odd).dequantize().numpy(), expected)
+
+
+def test_block_scaled_activations_are_dynamic_along_the_reduction():
+    model = _tiny_unet()
+    reference = model(**_batches(1)[0]).sample
+    quant = parse_config({"model": {"preset": "sd15"}, "quant": {"weights": "mxfp8_e4m3",
+                                                                 "activations": "mxfp8_e4m3"}}, "t").quant
+    quantize_model(model, quant)
+    calibrate_activations(model, _batches())
+    conv = model.down_blocks[0].resnets[0].conv1
+    x = torch.randn(1, 32, 8, 8)
+    expected = em.block_decode(em.block_encode(x.numpy(), "mxfp8_e4m3", axis=1), "mxfp8_e4m3", axis=1)
+    np.testing.assert_array_equal(conv.input_quantizer(x).numpy(), expected)
+    with torch.no_grad():
+        out = model(**_batches(1)[0]).sample
+    assert torch.nn.functional.cosine_similarity(out.flatten(), reference.flatten(), dim=0) > 0.99
