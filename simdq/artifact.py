@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import yaml
 
-from emulator import get_format, pack, unpack
+from emulator import BinaryFormat, get_format, pack, unpack
 
 from . import __version__
 from .errors import SimdqError
@@ -54,6 +54,8 @@ def save_artifact(directory, model, metadata: dict) -> Path:
             keys = sorted(quantizer.scales, key=lambda k: GROUP_ALL if k is None else k)
             tensors[f"{path}.groups"] = torch.tensor([GROUP_ALL if k is None else k for k in keys])
             tensors[f"{path}.scales"] = torch.stack([quantizer.scales[k].double() for k in keys])
+            if quantizer.thresholds is not None:
+                tensors[f"{path}.thresholds"] = quantizer.thresholds.double().contiguous()
             activations[path] = {"format": quantizer.fmt.name, "calibrator": quantizer.calibrator,
                                  "timestep_groups": quantizer.timestep_groups}
     for key, value in model.state_dict().items():
@@ -171,6 +173,8 @@ def load_artifact(directory, unet):
         keys = _tensor(tensors, f"{qpath}.groups", path).tolist()
         scales = _tensor(tensors, f"{qpath}.scales", path)
         quantizer.scales = {None if k == GROUP_ALL else k: s for k, s in zip(keys, scales)}
+        if isinstance(quantizer.fmt, BinaryFormat):
+            quantizer.thresholds = _tensor(tensors, f"{qpath}.thresholds", path)
     restored = {k for k in unet.state_dict() if k.endswith(".weight") and "weight_format" in layers.get(k[:-7], {})}
     state = {k: v for k, v in tensors.items() if k in unet.state_dict() and k not in restored}
     absent = sorted(set(unet.state_dict()) - restored - set(state))

@@ -133,6 +133,9 @@ class TimestepContext:
 class ActivationQuantizer(nn.Module):
     """Per-tensor activation quantizer; while `calibrating`, it records inputs and passes them through.
 
+    Binary activations are sign(x - threshold_c) x the mean |x|, with a threshold per channel (the axis
+    the consuming GEMM reduces) set to the channel's mean over the calibration inputs.
+
     With a TimestepContext and `timestep_groups`, it keeps one range per group of timesteps: "per_step"
     (every timestep value its own range) or an int n (n equal bins of [0, num_train_timesteps)).
     """
@@ -147,6 +150,8 @@ class ActivationQuantizer(nn.Module):
         self.calibrating = False
         self.samples: dict = {}
         self.scales: dict = {}  # timestep group -> scale (float64 0-d tensor); group None: all timesteps
+        self.thresholds = None  # binary formats: one per channel of block_axis (sign(x - threshold))
+        self._channel_sums = None
 
     def group(self):
         if self.context is None or self.timestep_groups is None:
@@ -172,6 +177,10 @@ class ActivationQuantizer(nn.Module):
             return torch.from_numpy(decoded).to(x.device, x.dtype)
         key = self.group()
         if self.calibrating:
+            if isinstance(self.fmt, BinaryFormat):
+                channels = x.detach().double().movedim(self.block_axis, -1).reshape(-1, x.shape[self.block_axis])
+                sums = torch.stack([channels.sum(dim=0), torch.full_like(channels[0], len(channels))])
+                self._channel_sums = sums if self._channel_sums is None else self._channel_sums + sums
             flat = x.detach().reshape(-1).float()
             if flat.numel() > MAX_CALIBRATION_VALUES:
                 flat = flat[torch.randperm(flat.numel(), device=flat.device)[:MAX_CALIBRATION_VALUES]]
@@ -183,7 +192,10 @@ class ActivationQuantizer(nn.Module):
                              f"no calibrated range for timestep group {key!r}; calibrated: {known}")
         scale = self.scales[key]
         if isinstance(self.fmt, BinaryFormat):
-            return torch.where(x < 0, -1.0, 1.0).to(x.dtype) * scale.to(x.dtype)
+            shape = [1] * x.dim()
+            shape[self.block_axis] = -1
+            centred = x - self.thresholds.reshape(shape).to(x.dtype)
+            return torch.where(centred < 0, -1.0, 1.0).to(x.dtype) * scale.to(x.dtype)
         return torch_quant.fake_quantize(x, self.fmt, scale).to(x.dtype)
 
     def _fit(self, values: torch.Tensor) -> torch.Tensor:
@@ -199,6 +211,9 @@ class ActivationQuantizer(nn.Module):
             raise SimdqError("no calibration inputs reached this layer")
         groups = {key: torch.cat(parts) for key, parts in self.samples.items()}
         self.samples, self.calibrating = {}, False
+        if self._channel_sums is not None:  # binary: each channel thresholded at its mean (BiDM's init is 0)
+            self.thresholds = self._channel_sums[0] / self._channel_sums[1]
+            self._channel_sums = None
         if merge:
             scale = self._fit(torch.cat(list(groups.values())))
             self.scales = {key: scale for key in groups}

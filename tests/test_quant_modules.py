@@ -204,3 +204,32 @@ def test_block_scaled_activations_are_dynamic_along_the_reduction():
     with torch.no_grad():
         out = model(**_batches(1)[0]).sample
     assert torch.nn.functional.cosine_similarity(out.flatten(), reference.flatten(), dim=0) > 0.99
+
+
+def test_binary_activations_threshold_each_channel_at_its_mean():
+    quantizer = ActivationQuantizer("binary", block_axis=1)
+    quantizer.calibrating = True
+    x = torch.stack([torch.full((2, 2), 1.0), torch.full((2, 2), -3.0)]).unsqueeze(0)  # channel means 1 and -3
+    quantizer(x + torch.tensor([0.5, -0.5]).repeat(2).reshape(1, 1, 2, 2))
+    quantizer(x - torch.tensor([0.5, -0.5]).repeat(2).reshape(1, 1, 2, 2))
+    quantizer.finish_calibration()
+    assert quantizer.thresholds.tolist() == [1.0, -3.0]
+    scale = quantizer.scales[None].item()
+    assert scale == pytest.approx(2.0)  # mean |x| of the calibration inputs
+    probe = torch.tensor([[0.9, 1.1], [-3.1, -2.9]]).reshape(1, 2, 1, 2)
+    assert (quantizer(probe) / scale).reshape(-1).tolist() == [-1.0, 1.0, -1.0, 1.0]
+
+
+def test_binary_weights_and_activations_model_round_trip(tmp_path):
+    from simdq.artifact import load_artifact, save_artifact
+
+    model = _tiny_unet()
+    quant = parse_config({"model": {"preset": "sd15"}, "quant": {"weights": "binary", "activations": "binary",
+                                                                 "policy": "bidm-as-coded"}}, "t").quant
+    quantize_model(model, quant)
+    calibrate_activations(model, _batches())
+    save_artifact(tmp_path / "bidm", model, {"model": {"diffusers": {"class": "UNet2DModel", "config": TINY_UNET}},
+                                             "quant": quant.model_dump(by_alias=True, exclude_none=True)})
+    loaded, _ = load_artifact(tmp_path / "bidm", _tiny_unet())
+    with torch.no_grad():
+        assert torch.equal(model(**_batches(1)[0]).sample, loaded(**_batches(1)[0]).sample)
