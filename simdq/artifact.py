@@ -57,7 +57,9 @@ def save_artifact(directory, model, metadata: dict) -> Path:
             if quantizer.thresholds is not None:
                 tensors[f"{path}.thresholds"] = quantizer.thresholds.double().contiguous()
             activations[path] = {"format": quantizer.fmt.name, "calibrator": quantizer.calibrator,
-                                 "timestep_groups": quantizer.timestep_groups}
+                                 "timestep_groups": quantizer.timestep_groups,
+                                 # readable copy of the ranges (the tensors file is what loading uses)
+                                 "scales": {("all" if k is None else int(k)): float(quantizer.scales[k]) for k in keys}}
     for key, value in model.state_dict().items():
         if key not in skip:  # a stored weight comes back from its codes
             tensors[key] = value.detach().clone().contiguous()

@@ -179,3 +179,32 @@ def test_block_scaled_weights_survive_the_round_trip(tmp_path):
     inputs = {"sample": torch.randn(2, 3, 16, 16), "timestep": torch.tensor([500, 500])}
     with torch.no_grad():
         assert torch.equal(first(**inputs).sample, second(**inputs).sample)
+
+
+def test_quant_yaml_lists_ranges_per_timestep(artifact):
+    _, directory = artifact
+    metadata = read_metadata(directory)
+    ranges = metadata["activations"]["down_blocks.0.resnets.0.conv1.input_quantizer"]["scales"]
+    assert set(ranges) == {666, 333, 0} and all(value > 0 for value in ranges.values())
+    assert metadata["layers"]["down_blocks.0.resnets.0.conv1"]["weight_format"] == "int4"
+
+
+def test_calibrate_a_local_checkpoint(tmp_path):
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(42)
+    unet = UNet2DModel(**TINY_UNET)
+    checkpoint = tmp_path / "checkpoint"
+    unet.save_pretrained(checkpoint, safe_serialization=True)
+    model_yaml = tmp_path / "ckpt.yaml"
+    model_yaml.write_text(yaml.safe_dump({"model": {"preset": "ddpm-cifar10"}, "quant": MODEL["quant"]}))
+    out = tmp_path / "from-checkpoint"
+    assert main(["calibrate", str(model_yaml), "-o", str(out), "--checkpoint", str(checkpoint), "--samples", "2",
+                 "--steps", "2"]) == 0
+    metadata = read_metadata(out)
+    assert metadata["model"]["diffusers"]["config"]["block_out_channels"] == [32, 64]  # the checkpoint's model
+    loaded, _ = load_artifact(out, _fresh_unet())
+    assert torch.equal(loaded.conv_in.weight, unet.conv_in.weight)  # kept at full precision by the policy
+    missing = tmp_path / "nothing-here"
+    missing.mkdir()
+    assert main(["calibrate", str(model_yaml), "-o", str(out), "--checkpoint", str(missing)]) == 2
