@@ -12,18 +12,29 @@ import numpy as np
 import torch
 import yaml
 
-from emulator import BinaryFormat, get_format, pack, unpack
+from emulator import BinaryFormat, pack, unpack
 
 from . import __version__
 from .errors import SimdqError
-from .quant_modules import ActivationQuantizer, QuantConv2d, QuantizedWeight, QuantLinear
+from .quant_modules import ActivationQuantizer, QuantConv2d, QuantizedWeight, QuantLinear, saturating
 
 TENSORS, METADATA = "model.safetensors", "quant.yaml"
 GROUP_ALL = -1  # the key of a single (untimed or merged) activation range
 
 
 def _packed(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    return torch.from_numpy(pack(codes.reshape(-1).numpy().astype(np.uint32 if bits > 8 else np.uint8), bits))
+    """Codes of up to 8 bits packed (emulator bit order); wider codes kept as int32."""
+    if bits > 8:
+        return codes.reshape(-1).to(torch.int32)
+    return torch.from_numpy(pack(codes.reshape(-1).numpy().astype(np.uint8), bits))
+
+
+def _unpacked(packed: torch.Tensor, bits: int, count: int) -> np.ndarray:
+    if bits > 8:
+        if packed.numel() != count:
+            raise ValueError(f"expected {count} codes, found {packed.numel()}")
+        return packed.numpy().astype(np.int64)
+    return unpack(packed.numpy(), bits, count)
 
 
 def save_artifact(directory, model, metadata: dict) -> Path:
@@ -148,13 +159,13 @@ def load_artifact(directory, unet):
     for name, entry in layers.items():
         module = modules[name]
         if "weight_format" in entry:
-            fmt, shape = get_format(entry["weight_format"]), tuple(entry["weight_shape"])
+            fmt, shape = saturating(entry["weight_format"]), tuple(entry["weight_shape"])
             if shape != tuple(module.weight.shape):
                 raise SimdqError(f"{path}: {name}: stored weight shape {list(shape)} does not match the model's "
                                  f"{list(module.weight.shape)}")
             packed = _tensor(tensors, f"{name}.weight.codes", path)
             try:
-                codes = unpack(packed.numpy(), fmt.bits, int(np.prod(shape)))
+                codes = _unpacked(packed, fmt.bits, int(np.prod(shape)))
             except ValueError as err:
                 raise SimdqError(f"{path}: {name}: weight codes damaged ({err})") from None
             scale = _tensor(tensors, f"{name}.weight.scale", path)

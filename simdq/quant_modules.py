@@ -9,6 +9,7 @@ attention matmuls, calibration data and the saved artifact come with the rest of
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 import numpy as np
 
-from emulator import BinaryFormat, BlockEncoded, BlockFormat, block_decode, block_encode, get_format
+from emulator import BinaryFormat, BlockEncoded, BlockFormat, FloatFormat, block_decode, block_encode, get_format
 
 from . import torch_quant
 from .calibrators import calibrate_amax, scale_for
@@ -27,6 +28,16 @@ from .quant_formats import quant_format
 from .scheme import resolve
 
 MAX_CALIBRATION_VALUES = 1 << 22  # a uniform subsample per module keeps percentile/MSE memory bounded
+
+
+def saturating(fmt_name: str):
+    """The format for scaled quantization: minifloats saturate at their largest finite value instead of
+    overflowing to inf or NaN (what quantization libraries do once a tensor is scaled into range; a value
+    past the calibrated range must not poison the next layer). The name stays the scheme's."""
+    fmt = get_format(fmt_name)
+    if isinstance(fmt, FloatFormat) and fmt.overflow != "saturate":
+        return dataclasses.replace(fmt, overflow="saturate")
+    return fmt
 
 
 def _pad_to_blocks(values: np.ndarray, block_size: int, axis: int) -> np.ndarray:
@@ -72,7 +83,7 @@ class QuantizedWeight:
 class WeightQuantizer:
     def __init__(self, fmt_name: str, granularity: str = "per_channel", group_size: int = 128,
                  calibrator: str = "minmax"):
-        self.fmt = get_format(fmt_name)
+        self.fmt = saturating(fmt_name)
         self.granularity, self.group_size, self.calibrator = granularity, group_size, calibrator
 
     def quantize(self, weight: torch.Tensor) -> QuantizedWeight:
@@ -143,7 +154,7 @@ class ActivationQuantizer(nn.Module):
     def __init__(self, fmt_name: str, calibrator: str = "minmax", context: TimestepContext | None = None,
                  timestep_groups=None, num_train_timesteps: int = 1000, block_axis: int = -1):
         super().__init__()
-        self.fmt = get_format(fmt_name)
+        self.fmt = saturating(fmt_name)
         self.block_axis = block_axis  # block formats: the axis the consuming GEMM reduces (conv: channels)
         self.calibrator = calibrator
         self.context, self.timestep_groups, self.num_train_timesteps = context, timestep_groups, num_train_timesteps

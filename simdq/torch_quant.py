@@ -63,7 +63,7 @@ def _round_minifloat(v: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
     magnitudes, midpoints = _magnitude_table(fmt)
     device = v.device
     mids = torch.as_tensor(midpoints, device=device)
-    a = v.abs()
+    a = v.abs().contiguous()
     code = torch.bucketize(a, mids)  # a == midpoint -> the lower neighbour
     lower_tie = (code < len(midpoints)) & (a == mids[code.clamp(max=len(midpoints) - 1)]) & (code % 2 == 1)
     code = code + lower_tie.long()  # ties go to the even code

@@ -208,3 +208,18 @@ def test_calibrate_a_local_checkpoint(tmp_path):
     missing = tmp_path / "nothing-here"
     missing.mkdir()
     assert main(["calibrate", str(model_yaml), "-o", str(out), "--checkpoint", str(missing)]) == 2
+
+
+def test_wide_weight_codes_round_trip(tmp_path):
+    spec = {**MODEL, "quant": {"weights": "int12", "activations": "e5m7", "policy": "binarydm"}}
+    model_yaml = tmp_path / "wide.yaml"
+    model_yaml.write_text(yaml.safe_dump(spec))
+    directory = tmp_path / "wide"
+    assert main(["calibrate", str(model_yaml), "-o", str(directory), "--samples", "2", "--steps", "2"]) == 0
+    first, _ = load_artifact(directory, _fresh_unet())
+    second, _ = load_artifact(directory, _fresh_unet())
+    conv = first.down_blocks[0].resnets[0].conv1
+    assert conv.quantized_weight.codes.max() > 255  # really 12-bit codes
+    inputs = {"sample": torch.randn(2, 3, 16, 16), "timestep": torch.tensor([500, 500])}
+    with torch.no_grad():
+        assert torch.equal(first(**inputs).sample, second(**inputs).sample)
