@@ -233,3 +233,10 @@ def test_binary_weights_and_activations_model_round_trip(tmp_path):
     loaded, _ = load_artifact(tmp_path / "bidm", _tiny_unet())
     with torch.no_grad():
         assert torch.equal(model(**_batches(1)[0]).sample, loaded(**_batches(1)[0]).sample)
+
+
+def test_binary_weight_codes_are_the_emulators(rng):
+    weight = torch.from_numpy(rng.standard_normal((6, 10)).astype(np.float32))
+    weight[0, :3] = torch.tensor([0.0, -0.0, 1e-30])  # zeros take +1 (code 0), as the emulator's default
+    stored = WeightQuantizer("binary").quantize(weight)
+    np.testing.assert_array_equal(stored.codes.numpy(), em.encode(weight.numpy(), "binary").astype(np.int64))
