@@ -151,34 +151,29 @@ def test_calibrate_from_given_latents(artifact, tmp_path):
     assert metadata["settings"]["samples"] == 2 and metadata["settings"]["timestep_groups"] is None
 
 
-def test_quantized_attention_survives_the_round_trip(tmp_path):
-    spec = {**MODEL, "quant": {**MODEL["quant"], "attention": {"quantize": True, "activations": "int8"}}}
-    model_yaml = tmp_path / "attention.yaml"
-    model_yaml.write_text(yaml.safe_dump(spec))
-    directory = tmp_path / "attention"
+def _round_trip(tmp_path, quant: dict):
+    """Calibrate the tiny UNet under `quant`, load the artifact twice; the two loads must agree exactly."""
+    model_yaml = tmp_path / "scheme.yaml"
+    model_yaml.write_text(yaml.safe_dump({**MODEL, "quant": quant}))
+    directory = tmp_path / "artifact"
     assert main(["calibrate", str(model_yaml), "-o", str(directory), "--samples", "2", "--steps", "2"]) == 0
-    metadata = read_metadata(directory)
-    assert sum(path.endswith("attention_quantizers.p") for path in metadata["activations"]) == 4
     first, _ = load_artifact(directory, _fresh_unet())
     second, _ = load_artifact(directory, _fresh_unet())
     inputs = {"sample": torch.randn(2, 3, 16, 16), "timestep": torch.tensor([500, 500])}
     with torch.no_grad():
         assert torch.equal(first(**inputs).sample, second(**inputs).sample)
+    return first, read_metadata(directory)
+
+
+def test_quantized_attention_survives_the_round_trip(tmp_path):
+    _, metadata = _round_trip(tmp_path, {**MODEL["quant"], "attention": {"quantize": True, "activations": "int8"}})
+    assert sum(path.endswith("attention_quantizers.p") for path in metadata["activations"]) == 4
 
 
 def test_block_scaled_weights_survive_the_round_trip(tmp_path):
-    spec = {**MODEL, "quant": {"weights": "nvfp4", "activations": "mxfp8_e4m3", "policy": "binarydm"}}
-    model_yaml = tmp_path / "nvfp4.yaml"
-    model_yaml.write_text(yaml.safe_dump(spec))
-    directory = tmp_path / "nvfp4"
-    assert main(["calibrate", str(model_yaml), "-o", str(directory), "--samples", "2", "--steps", "2"]) == 0
-    first, _ = load_artifact(directory, _fresh_unet())
+    first, _ = _round_trip(tmp_path, {"weights": "nvfp4", "activations": "mxfp8_e4m3", "policy": "binarydm"})
     conv = first.down_blocks[0].resnets[0].conv1
     assert conv.quantized_weight.granularity == "per_block" and conv.quantized_weight.tensor_scale is not None
-    second, _ = load_artifact(directory, _fresh_unet())
-    inputs = {"sample": torch.randn(2, 3, 16, 16), "timestep": torch.tensor([500, 500])}
-    with torch.no_grad():
-        assert torch.equal(first(**inputs).sample, second(**inputs).sample)
 
 
 def test_quant_yaml_lists_ranges_per_timestep(artifact):
@@ -211,15 +206,5 @@ def test_calibrate_a_local_checkpoint(tmp_path):
 
 
 def test_wide_weight_codes_round_trip(tmp_path):
-    spec = {**MODEL, "quant": {"weights": "int12", "activations": "e5m7", "policy": "binarydm"}}
-    model_yaml = tmp_path / "wide.yaml"
-    model_yaml.write_text(yaml.safe_dump(spec))
-    directory = tmp_path / "wide"
-    assert main(["calibrate", str(model_yaml), "-o", str(directory), "--samples", "2", "--steps", "2"]) == 0
-    first, _ = load_artifact(directory, _fresh_unet())
-    second, _ = load_artifact(directory, _fresh_unet())
-    conv = first.down_blocks[0].resnets[0].conv1
-    assert conv.quantized_weight.codes.max() > 255  # really 12-bit codes
-    inputs = {"sample": torch.randn(2, 3, 16, 16), "timestep": torch.tensor([500, 500])}
-    with torch.no_grad():
-        assert torch.equal(first(**inputs).sample, second(**inputs).sample)
+    first, _ = _round_trip(tmp_path, {"weights": "int12", "activations": "e5m7", "policy": "binarydm"})
+    assert first.down_blocks[0].resnets[0].conv1.quantized_weight.codes.max() > 255  # really 12-bit codes
