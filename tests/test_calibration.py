@@ -117,3 +117,13 @@ def test_hw_calibrate_at_a_models_shapes(tmp_path):
     calibration = yaml.safe_load(out.read_text())["engines"]["gpu"]["calibration"]["classes"]
     convs = {(l.input_shape, l.out_channels, l.kernel_size, l.output_shape[-1]) for l in layers if l.kind == "conv"}
     assert calibration["conv_fp32"]["samples"] == len(convs)  # every distinct conv shape of the model, once
+
+
+def test_fused_softmax_is_priced_inside_the_calibrated_attention_kernel():
+    device = load_device("h100-calibrated")
+    fused = LayerWork("attn.softmax", "softmax", 0, 5 * 10**8, 0.0, 0.0, 0.0, 0, FP16, None, "fp16")
+    alone = LayerWork("attn.softmax", "softmax", 0, 5 * 10**8, 0.0, 4.0e8, 4.0e8, 1, FP16, None, "fp16")
+    assert device.estimate_layer(fused).latency_s == 0.0
+    assert "attention kernel" in device.estimate_layer(fused).mapping
+    assert device.estimate_layer(alone).latency_s > 0
+    assert load_device("h100").estimate_layer(fused).latency_s > 0  # a plain roofline still prices the exps
