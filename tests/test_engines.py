@@ -113,7 +113,7 @@ EVERY_FORMAT_FAMILY = ["fp32", "fp16", "bf16", "int8", "int4", "uint8", "binary"
 
 
 @pytest.mark.parametrize("device", ["h100", "h100-pcie", "h200", "a100", "rtx4090", "l4", "jetson", "jetson:dla",
-                                    "orin-nano", "edgetpu", "ethos-u65", "hailo8", "braintta", "xne"])
+                                    "orin-nano", "edgetpu", "ethos-u65", "hailo8", "braintta", "xne", "binareye"])
 def test_every_device_maps_every_format_family(device):
     loaded = load_device(device)
     for weights in EVERY_FORMAT_FAMILY:
