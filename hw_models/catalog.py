@@ -14,7 +14,7 @@ import yaml
 
 from .calibrated import GEMM_CLASS_PREFIX, VECTOR_CLASS, CalibratedEngine, ClassParams
 from .device import Device
-from .energy import EnergyModel, load_table
+from .energy import EnergyModel, EnergyTable, load_table
 from .precision import COMPUTE_TYPES
 from .roofline import EngineRates, RooflineEngine
 from .workload import LAYER_KINDS
@@ -226,12 +226,36 @@ def _power_scales(data, where: str, engines: dict, mode):
     return matches[0], {engine: float(s["scale"]) for engine, s in modes[matches[0]].items()}
 
 
+REQUIRED_OPERATIONS = ("int8_add", "int8_mult", "fp32_add", "fp32_mult")  # the derivation rules start here
+
+
+def _inline_table(spec, where: str) -> EnergyTable:
+    """A device's own energy table, in the layout of hw_models/energy/*.yaml."""
+    _mapping(spec, where, {"name": True, "source": True, "node_nm": True, "operations_pj": True,
+                           "memory_pj_per_byte": True})
+    operations = _mapping(spec["operations_pj"], f"{where}.operations_pj", {
+        op: op in REQUIRED_OPERATIONS for op in ("int8_add", "int8_mult", "int32_add", "int32_mult", "fp16_add",
+                                                 "fp16_mult", "bf16_add", "bf16_mult", "fp32_add", "fp32_mult")})
+    memory = spec["memory_pj_per_byte"]
+    if not isinstance(memory, dict) or "dram" not in memory or not any(str(k).startswith("sram") for k in memory):
+        _fail(f"{where}.memory_pj_per_byte", "expected dram and at least one sram_* entry (pJ per byte)")
+    return EnergyTable(
+        _text(spec["name"], f"{where}.name"), _text(spec["source"], f"{where}.source"),
+        _number(spec["node_nm"], f"{where}.node_nm"),
+        {op: _number(v, f"{where}.operations_pj.{op}") for op, v in operations.items()},
+        {k: _number(v, f"{where}.memory_pj_per_byte.{k}") for k, v in memory.items()},
+    )
+
+
 def _energy(spec, where: str) -> EnergyModel:
     _mapping(spec, where, {"table": True, "node_nm": True, "sram": False, "dram_pj_per_byte": False})
-    try:
-        table = load_table(spec["table"])
-    except ValueError as err:
-        _fail(f"{where}.table", str(err))
+    if isinstance(spec["table"], dict):
+        table = _inline_table(spec["table"], f"{where}.table")
+    else:
+        try:
+            table = load_table(spec["table"])
+        except ValueError as err:
+            _fail(f"{where}.table", str(err))
     sram = spec.get("sram", "sram_1mb")
     if sram not in table.memory_pj_per_byte or not sram.startswith("sram"):
         allowed = [k for k in table.memory_pj_per_byte if k.startswith("sram")]

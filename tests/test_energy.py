@@ -64,3 +64,23 @@ def test_energy_block_errors(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(DeviceFileError, match=r"energy\.table: unknown energy table 'horowitz-46nm'; allowed: "):
         load_device(str(path))
+
+
+def test_a_device_can_bring_its_own_energy_table(tmp_path):
+    from hw_models import DeviceFileError
+    from hw_models.catalog import DEVICE_DIR
+
+    data = yaml.safe_load((DEVICE_DIR / "jetson-agx-orin-64gb.yaml").read_text())
+    own = {"name": "my-node", "source": "my measurements", "node_nm": 8,
+           "operations_pj": {"int8_add": 0.01, "int8_mult": 0.05, "fp32_add": 0.2, "fp32_mult": 0.6},
+           "memory_pj_per_byte": {"sram_1mb": 2.0, "dram": 40.0}}
+    data["energy"] = {"table": own, "node_nm": {"value": 8, "source": "same node as the table"}}
+    path = tmp_path / "own.yaml"
+    path.write_text(yaml.safe_dump(data))
+    add = LayerWork("add", "elementwise", 0, 1000, 0.0, 8000.0, 4000.0, 1, FP32)
+    expected = (1000 * 0.2 + 12000 * 2.0) + 12000 * 40.0  # no node scaling: the table is at the device's node
+    assert load_device(str(path)).estimate_layer(add).energy_j == pytest.approx(expected * 1e-12)
+    del own["operations_pj"]["fp32_mult"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DeviceFileError, match=r"energy\.table\.operations_pj: missing key 'fp32_mult'"):
+        load_device(str(path))
