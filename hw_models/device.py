@@ -7,9 +7,6 @@ from typing import Optional, Sequence
 
 from .workload import LayerWork
 
-BOTTLENECKS = ("compute", "memory", "overhead")
-
-
 @dataclass(frozen=True)
 class LayerEstimate:
     """How one layer runs on a device.

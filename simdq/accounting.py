@@ -21,6 +21,7 @@ from .quant_formats import QuantFormat
 from .scheme import LayerScheme
 
 PAPER_CONVENTIONS = ("binarydm", "bidm")
+CONVENTIONS = PAPER_CONVENTIONS + ("full",)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .accounting import CONVENTIONS
 from .errors import SimdqError
 from .text_table import text_table
 
 RENDER_FORMATS = ("table", "csv", "json", "markdown", "latex")
-CONVENTIONS = ("binarydm", "bidm", "full")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,12 +12,12 @@ from typing import List, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .accounting import CONVENTIONS
 from .errors import SimdqError
 from .policies import get_policy
 from .quant_formats import quant_format
 from .unets import UNET_CLASSES, check_preset_name
 
-CONVENTIONS = ("binarydm", "bidm", "full")
 WEIGHT_GRANULARITIES = ("per_tensor", "per_channel", "per_group")
 ACTIVATION_GRANULARITIES = ("per_tensor", "per_token", "per_channel")
 

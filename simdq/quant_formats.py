@@ -12,9 +12,6 @@ from functools import lru_cache
 from emulator import BinaryFormat, BlockFormat, FloatFormat, IntFormat, get_format
 from hw_models.workload import FULL_PRECISION, OperandFormat
 
-FULL_PRECISION_NAMES = tuple(FULL_PRECISION)
-
-
 @dataclass(frozen=True)
 class QuantFormat:
     """name; bits: bits of one stored element; family: full, int, float, binary or block;

@@ -10,7 +10,6 @@ from . import __version__
 from .estimate import TOTAL_KEYS, Estimate
 from .text_table import text_table
 
-FORMATS = ("table", "csv", "json", "markdown", "latex")
 HEAVIEST = 10
 
 # quantity, total key, how to show it, whether a smaller value is a saving worth a ratio
@@ -208,6 +207,7 @@ def render(estimate: Estimate, fmt: str, per_layer: bool = False) -> str:
         return "\n\n".join([_latex_table(*summary, caption=headline(estimate)),
                             _latex_table(*layers, caption=f"{estimate.model}: {layers_title}")]) + "\n"
     return "\n\n".join([
-        headline(estimate), f"device: {estimate.device_description}", text_table(*summary),
+        headline(estimate), f"model: {estimate.description or estimate.model}\ndevice: {estimate.device_description}",
+        text_table(*summary),
         not_counted_line(estimate), f"{layers_title}:", text_table(*layers),
     ]) + "\n"
