@@ -3,13 +3,17 @@
 scale_op="divide" (default): x / s is the float64 quotient (correctly rounded; for float32 x and s it
 rounds to the same integer as the exact quotient for every format of up to 24 bits).
 scale_op="reciprocal": x and s as float32, inv = 1/s in float32, round(x * inv in float32) + z: torch's
-fake_quantize_per_tensor_affine / fake_quantize_per_channel_affine, bit for bit.
+fake_quantize_per_tensor_affine / fake_quantize_per_channel_affine, and torch 2.14's quantize_* to
+qint8/quint8, bit for bit.
 scale_op="reciprocal_fma": round(float32(fma(x, inv, z))), one rounding of x * inv + z to float32:
-torch.quantize_per_tensor / quantize_per_channel to qint8/quint8 (FBGEMM's AVX2 kernel adds the zero
-point with an FMA before rounding, so a product of exactly 61.5 with z = 5 gives 66, where "reciprocal"
-gives 67).
+torch 2.13's quantize_per_tensor to qint8/quint8 (FBGEMM's AVX2 kernel adds the zero point with an FMA
+before rounding, so a product of exactly 61.5 with z = 5 gives 66, where "reciprocal" gives 67).
 scale_op="reciprocal_add": round(float32(float32(x * inv) + float32(z))), two float32 roundings with
-the zero point itself rounded to float32: torch.quantize_per_tensor / quantize_per_channel to qint32.
+the zero point itself rounded to float32: torch 2.13's quantize_per_tensor / quantize_per_channel to
+qint32 and its quantize_per_channel to qint8/quint8.
+scale_op="reciprocal_round_add": float32(round(float32(x * inv)) + float32(z)), rounding first, then the
+zero point added in float32 (so 1e9 + 5 stays 1e9): torch 2.14's quantize_* to qint32. Which torch
+release implements which of these is a table in simdq.parity (`simdq parity refs` detects it).
 NaN inputs raise ValueError (torch's NaN results differ between its kernels). Dequantization is
 (q - z) * s computed in float64 and rounded once to float32.
 """
@@ -24,7 +28,7 @@ from .formats import FloatFormat, IntFormat, get_format
 from .rounding import DEFAULT_SR_BITS, rounding_code
 from .scalar import round_float64
 
-SCALE_OPS = ("divide", "reciprocal", "reciprocal_fma", "reciprocal_add")
+SCALE_OPS = ("divide", "reciprocal", "reciprocal_fma", "reciprocal_add", "reciprocal_round_add")
 _FLOAT32_SCALE_OPS = SCALE_OPS[1:]
 
 
@@ -123,6 +127,12 @@ def quantize(x, fmt, scale, zero_point=0, *, axis=None, group_size=None, roundin
     elif scale_op == "reciprocal_add":
         v = (v + z.astype(np.float32)).astype(np.float32)  # float32 + float32, rounded once to float32
         z = np.zeros((), dtype=np.int64)
+    elif scale_op == "reciprocal_round_add":
+        flat = np.ascontiguousarray(v).reshape(-1)
+        rounded = np.empty(flat.size, dtype=np.int64)  # round only: the clamp at +-2^53 is past every format
+        _round_add_clamp(flat, np.zeros(flat.size, np.int64), rounded, -(2**53), 2**53, -1, mode, key, sr_bits)
+        v = (rounded.astype(np.float32).reshape(v.shape) + z.astype(np.float32)).astype(np.float32)
+        z = np.zeros((), dtype=np.int64)  # v is now integral: the rounding below leaves it as it is
     flat_v = np.ascontiguousarray(v, dtype=v.dtype).reshape(-1)
     flat_z = np.ascontiguousarray(np.broadcast_to(z, v.shape), dtype=np.int64).reshape(-1)
     out = np.empty(flat_v.size, dtype=code_dtype(fmt.bits))

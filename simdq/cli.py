@@ -1,4 +1,4 @@
-"""The simdq command line: estimate a quantized UNet's cost, list devices and number formats."""
+"""The simdq command line: estimate a quantized UNet's cost, calibrate it, check parity, list devices and formats."""
 
 from __future__ import annotations
 
@@ -28,6 +28,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
     return value
 
 
@@ -179,6 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate_cmd.add_argument("--seed", type=int, default=0)
     calibrate_cmd.add_argument("--batch", type=_positive, default=8, help="trajectories per UNet call")
 
+    parity = commands.add_parser("parity", help="bit-for-bit checks against other implementations")
+    parity_commands = parity.add_subparsers(dest="parity_command", parser_class=_Parser)
+    refs = parity_commands.add_parser(
+        "refs", help="which named convention each installed reference (ml_dtypes, torch, torchao, gfloat) implements")
+    refs.add_argument("--format", default="table", choices=("table", "markdown", "json"))
+    refs.add_argument("--examples", type=_non_negative, default=200,
+                      help="hypothesis examples per convention after the boundary cases (default 200; 0: boundaries only)")
+    refs.add_argument("--only", action="append", metavar="GLOB",
+                      help="only references whose id matches, e.g. 'torch: quantize*' (repeatable)")
+    refs.add_argument("--progress", action="store_true", help="show which reference runs, on stderr")
+
     hw = commands.add_parser("hw", help="device models")
     hw_commands = hw.add_subparsers(dest="hw_command", parser_class=_Parser)
     hw_commands.add_parser("list", help="list the devices in the catalogue")
@@ -210,6 +231,10 @@ def main(argv=None) -> int:
             from .calibrate_command import run_calibrate
 
             return run_calibrate(args)
+        elif args.command == "parity" and args.parity_command == "refs":
+            from .parity.command import run_parity_refs
+
+            return run_parity_refs(args)
         elif args.command == "hw" and args.hw_command == "list":
             print(devices_table())
         elif args.command == "hw" and args.hw_command == "show":

@@ -69,3 +69,16 @@ def ml_dtypes_codes(x: np.ndarray, dtype) -> np.ndarray:
 
 
 SPECIALS = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=np.float32)
+
+
+def table_convention(reference_id: str):
+    """The convention simdq/parity/expected.py expects the installed library to implement for this reference."""
+    from simdq.parity.expected import expected_convention
+    from simdq.parity.refs import installed_references
+    from simdq.parity.versions import installed_version
+
+    library = reference_id.split(":")[0]
+    (reference,) = [r for r in installed_references([library])[0] if r.id == reference_id]
+    convention = expected_convention(reference, installed_version(library))
+    assert convention is not None, f"{library} {installed_version(library)} is outside the table for {reference_id}"
+    return convention

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import emulator as em
 from emulator.packing import reference_pack
+from oracles import table_convention
 
 warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated")
 
@@ -23,40 +24,62 @@ def ties_and_noise(rng, scale, n=50_000):
     return np.concatenate([grid, (rng.standard_normal(n) * 60).astype(np.float32)])
 
 
+def installed_scale_op(reference_id):
+    """torch 2.13 and 2.14 quantize differently: the table in simdq/parity/expected.py says which op is installed."""
+    return table_convention(reference_id).get("scale_op")
+
+
+def another_scale_op(op):
+    return "reciprocal_fma" if op != "reciprocal_fma" else "reciprocal"
+
+
 @pytest.mark.parametrize("dtype, fmt, zero_point", [(torch.quint8, "uint8", 5), (torch.qint8, "int8", -3)])
 def test_quantize_per_tensor_matches_torch_bit_for_bit(rng, dtype, fmt, zero_point):
+    op = installed_scale_op(f"torch: quantize_per_tensor({str(dtype).replace('torch.', '')})")
     x = ties_and_noise(rng, 0.37)
     expected = torch.quantize_per_tensor(torch.from_numpy(x), 0.37, zero_point, dtype).int_repr().numpy().astype(np.int64)
-    got = em.quantize(x, fmt, 0.37, zero_point, scale_op="reciprocal_fma")
+    got = em.quantize(x, fmt, 0.37, zero_point, scale_op=op)
     np.testing.assert_array_equal(em.decode(got, fmt).astype(np.int64), expected)
     # the other definitions differ on some of these ties
-    assert (em.quantize(x, fmt, 0.37, zero_point, scale_op="reciprocal") != got).any()
+    assert (em.quantize(x, fmt, 0.37, zero_point, scale_op=another_scale_op(op)) != got).any()
 
 
 def test_quantize_to_qint32_matches_torch_bit_for_bit(rng):
+    op = installed_scale_op("torch: quantize_per_tensor(qint32)")
     x = np.concatenate([ties_and_noise(rng, 0.37), (rng.standard_normal(20_000) * 1e6).astype(np.float32)])
     for zero_point in (0, 5, -7, 2**24 + 1):  # the last is not a float32: torch rounds it first
         expected = torch.quantize_per_tensor(torch.from_numpy(x), 0.37, zero_point, torch.qint32)
-        got = em.quantize(x, "int32", 0.37, zero_point, scale_op="reciprocal_add")
+        got = em.quantize(x, "int32", 0.37, zero_point, scale_op=op)
         np.testing.assert_array_equal(got.view(np.int32), expected.int_repr().numpy())
         if zero_point:  # with z = 0 both add nothing to the float32 product
-            assert (em.quantize(x, "int32", 0.37, zero_point, scale_op="reciprocal_fma") != got).any()
+            assert (em.quantize(x, "int32", 0.37, zero_point, scale_op=another_scale_op(op)) != got).any()
     scales = np.array([0.37, 3.3, 1e-3])
     zps = np.array([5, 100, -7])
     rows = x[: 3 * 30_000].reshape(3, -1)
     expected = torch.quantize_per_channel(torch.from_numpy(rows), torch.from_numpy(scales), torch.from_numpy(zps), 0,
                                           torch.qint32)
-    got = em.quantize(rows, "int32", scales, zps, axis=0, scale_op="reciprocal_add")
+    got = em.quantize(rows, "int32", scales, zps, axis=0, scale_op=installed_scale_op("torch: quantize_per_channel(qint32)"))
     np.testing.assert_array_equal(got.view(np.int32), expected.int_repr().numpy())
 
 
 def test_quantize_per_channel_matches_torch(rng):
-    x = (rng.standard_normal((6, 4000)) * 20).astype(np.float32)
+    x = np.concatenate([ties_and_noise(rng, 0.05, 12_000).reshape(6, -1), (rng.standard_normal((6, 4000)) * 20).astype(np.float32)], axis=1)
     scales = (rng.random(6) * 0.2 + 0.01).astype(np.float64)
+    scales[0] = 0.05
     zps = rng.integers(-10, 10, 6)
     expected = torch.quantize_per_channel(torch.from_numpy(x), torch.from_numpy(scales), torch.from_numpy(zps), 0, torch.qint8)
-    got = em.quantize(x, "int8", scales, zps, axis=0, scale_op="reciprocal_fma")
+    got = em.quantize(x, "int8", scales, zps, axis=0, scale_op=installed_scale_op("torch: quantize_per_channel(qint8)"))
     np.testing.assert_array_equal(em.decode(got, "int8").astype(np.int64), expected.int_repr().numpy())
+
+
+def test_rounding_before_a_float32_zero_point_add_as_torch_214_qint32():
+    x = np.array([1e9, -299.5, 2.5], np.float32)
+    round_add = em.quantize(x, "int32", 1.0, 5, scale_op="reciprocal_round_add").view(np.int32)
+    np.testing.assert_array_equal(round_add, [1_000_000_000, -295, 7])  # 1e9 + 5 rounds back to 1e9 in float32
+    np.testing.assert_array_equal(em.quantize(x, "int32", 1.0, 5, scale_op="reciprocal").view(np.int32),
+                                  [1_000_000_005, -295, 7])
+    np.testing.assert_array_equal(em.quantize(x, "int32", 1.0, 5, scale_op="reciprocal_add").view(np.int32),
+                                  [1_000_000_000, -294, 8])  # -299.5 + 5 = -294.5 is a tie: to even
 
 
 @pytest.mark.parametrize("axis", [0, 1])
