@@ -4,14 +4,14 @@ import math
 
 import numpy as np
 import pytest
-from gfloat import FormatInfo, RoundMode, encode_float, round_float
+from gfloat import RoundMode, encode_float, round_float
 from gfloat.formats import format_info_ocp_e8m0
-from gfloat.types import Domain
 from hypothesis import given
 from hypothesis import strategies as st
 
 import emulator as em
 from emulator.rounding import random_bits_reference, seed_key
+from simdq.parity.refs.gfloat_rounding import gfloat_info
 
 GFLOAT_MODES = {
     "rne": RoundMode.TiesToEven,
@@ -21,15 +21,6 @@ GFLOAT_MODES = {
     "rtn": RoundMode.TowardNegative,
     "stochastic": RoundMode.StochasticFastest,
 }
-
-
-def gfloat_info(fmt: em.FloatFormat) -> FormatInfo:
-    high_nans = {"ieee": (1 << fmt.mbits) - 1, "fn": 1, "fnuz": 0, "finite": 0}[fmt.special]
-    return FormatInfo(
-        name=fmt.name, k=fmt.bits, precision=fmt.mbits + 1, bias=fmt.bias, is_signed=True,
-        domain=Domain.Extended if fmt.special == "ieee" else Domain.Finite,
-        has_nz=fmt.special != "fnuz", num_high_nans=high_nans, has_subnormals=True, is_twos_complement=False,
-    )
 
 
 def gfloat_encode(fmt, values, rounding, seed=0, sr_bits=16):
