@@ -103,7 +103,7 @@ class CastReference(Reference):
         return f"x={float_text(case['x'])}"
 
 
-def _ml_dtypes_cast(dtype):
+def _astype_cast(dtype):
     """A numpy astype (ml_dtypes registers its types with numpy), as codes."""
     view = {1: np.uint8, 2: np.uint16}[np.dtype(dtype).itemsize]
 
@@ -140,7 +140,7 @@ def ml_dtypes_references() -> list[Reference]:
             continue
         e8m0 = fmt_name == "e8m0"
         for source in (np.float32, np.float64):
-            out.append(CastReference("ml_dtypes", f"astype({type_name})", fmt_name, source, _ml_dtypes_cast(dtype),
+            out.append(CastReference("ml_dtypes", f"astype({type_name})", fmt_name, source, _astype_cast(dtype),
                                      keep=_normal_or_zero if e8m0 else None, domain=E8M0_SUBNORMAL_NOTE if e8m0 else None))
     return out
 
@@ -168,5 +168,5 @@ def torch_cast_references() -> list[Reference]:
 
 
 def numpy_references() -> list[Reference]:
-    return [CastReference("numpy", "astype(float16)", "fp16", source, _ml_dtypes_cast(np.float16))
+    return [CastReference("numpy", "astype(float16)", "fp16", source, _astype_cast(np.float16))
             for source in (np.float32, np.float64)]
