@@ -13,7 +13,7 @@ the zero point itself rounded to float32: torch 2.13's quantize_per_tensor / qua
 qint32 and its quantize_per_channel to qint8/quint8.
 scale_op="reciprocal_round_add": float32(round(float32(x * inv)) + float32(z)), rounding first, then the
 zero point added in float32 (so 1e9 + 5 stays 1e9): torch 2.14's quantize_* to qint32. Which torch
-release implements which of these is a table in simdq.parity (`simdq parity refs` detects it).
+release implements which of these is a table in simdq.emulate.parity (`simdq parity refs` detects it).
 NaN inputs raise ValueError (torch's NaN results differ between its kernels). Dequantization is
 (q - z) * s computed in float64 and rounded once to float32.
 """

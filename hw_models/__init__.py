@@ -4,8 +4,9 @@ Depends on numpy and pyyaml only: simdq describes each layer with the plain reco
 this package never sees torch or the emulator.
 """
 
-from .catalog import DeviceFileError, list_devices, load_device
-from .device import Device, EngineModel, LayerEstimate
+from .catalog import list_devices, load_device
+from .device import Device, DeviceFileError
+from .engines import EngineModel, LayerEstimate
 from .precision import COMPUTE_TYPES, fits
 from .workload import LayerWork, OperandFormat
 

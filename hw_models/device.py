@@ -1,47 +1,16 @@
-"""The device interface: per-layer work in, per-layer time, energy and bottleneck out."""
+"""A device: its engines, tried in order for each layer, and the name it is shown by."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from typing import Optional, Sequence
 
+from .engines.base import EngineModel, LayerEstimate
 from .workload import LayerWork
 
-@dataclass(frozen=True)
-class LayerEstimate:
-    """How one layer runs on a device.
 
-    engine: the engine that runs it; compute_precision: the precision its GEMM runs at (None for
-    non-GEMM layers); mapping: how the operand formats reach that precision. latency_s is the largest
-    of compute_s, memory_s and overhead_s, and bottleneck names which. energy_j is None where the
-    device model does not give energy.
-    """
-
-    engine: str
-    compute_precision: Optional[str]
-    mapping: str
-    compute_s: float
-    memory_s: float
-    overhead_s: float
-    latency_s: float
-    bottleneck: str
-    energy_j: Optional[float] = None
-
-
-class EngineModel:
-    """One engine of a device (a GPU's tensor cores, a DLA, an NPU array, an XNOR array).
-
-    kinds: the layer kinds it runs (None: all). Subclasses implement `can_run` beyond kinds (e.g. a
-    precision the engine lacks) and `estimate_layer`."""
-
-    name: str
-    kinds = None
-
-    def can_run(self, layer: LayerWork) -> bool:
-        return self.kinds is None or layer.kind in self.kinds
-
-    def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
-        raise NotImplementedError
+class DeviceFileError(ValueError):
+    """A device name or file that cannot be used; the message is one line for the user."""
 
 
 class Device:
@@ -71,9 +40,12 @@ class Device:
         for name in self.order:
             engine = self.engines[name]
             if engine.can_run(layer):
-                return engine.estimate_layer(layer)
-        raise ValueError(f"no engine of {self.name} runs {layer.kind} layer {layer.name}; "
-                         f"engines tried: {', '.join(self.order)}")
+                estimate = engine.estimate_layer(layer)
+                if engine.energy is None:
+                    return estimate
+                return dataclasses.replace(estimate, energy_j=engine.energy.price(estimate.actions))
+        raise DeviceFileError(f"{self.name}: no engine runs {layer.kind} layer {layer.name} (engines tried: "
+                              f"{', '.join(self.order)}); name one that does as the device's fallback_engine")
 
     def estimate(self, layers: Sequence[LayerWork]) -> list:
         return [self.estimate_layer(layer) for layer in layers]

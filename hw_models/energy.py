@@ -1,6 +1,9 @@
 """Dynamic energy per layer: operations at pJ per MAC of the compute precision plus data movement.
 
 energy = MACs x e_MAC(precision) + non-GEMM ops x e_op(dtype) + DRAM bytes x e_DRAM + on-chip bytes x e_SRAM
+         + XNOR-array ops x e_binary (the XNOR engine's own figure, from its design's paper)
+
+Engines count (hw_models.actions.Actions); EnergyModel.price is the one place that prices the counts.
 
 Tables (hw_models/energy/*.yaml) give per-operation and per-byte energies at one process node. Entries a
 table lacks are derived, each by one rule:
@@ -12,21 +15,20 @@ table lacks are derived, each by one rule:
 Node scaling: logic and SRAM energies scale from node a to node b by r^(log(a/b) / log(45/7)), r the
 geometric mean of the 7 nm / 45 nm ratios of the entries both tables share (fp32 and int8 add and
 multiply: r = 0.33), i.e. log-linear in the node size through the two tables;
-DRAM energy is an interface cost and does not scale. A GEMM's on-chip traffic is that of an output tiling
-(tile_m x tile_n): A is read once per column of tiles, B once per row of tiles, C written once. No static
-power: this is the energy the work itself costs.
+DRAM energy is an interface cost and does not scale. On-chip traffic is what each engine counts (a GPU's
+output tiling, a systolic array's operand reuse). No static power: this is the energy the work itself costs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from math import ceil, exp, log
+from math import exp, log
 from pathlib import Path
 
 import yaml
 
-from .workload import LayerWork
+from .actions import Actions
 
 TABLE_DIR = Path(__file__).with_name("energy")
 SIGNIFICAND_BITS = {"fp32": 24, "tf32": 11, "fp16": 11, "bf16": 8, "fp8": 4}
@@ -102,25 +104,17 @@ class EnergyModel:
     dram_pj_per_byte: float
     sram_pj_per_byte: float  # unscaled (at the table's node)
     op_scale: float = 1.0  # an engine's own efficiency against the table (e.g. a DLA against its GPU)
+    binary_op_fj: float = 0.0  # an XNOR array's energy per binary op (its design's figure, not the table's)
 
     @property
     def scale(self) -> float:
         return node_scale(self.table.node_nm, self.node_nm) * self.op_scale
 
-    def onchip_bytes(self, layer: LayerWork, tile=(128, 128)) -> float:
-        if not (layer.is_gemm and layer.gemm_dims):
-            return layer.traffic_bytes
-        batch, m, n, k = layer.gemm_dims
-        a_bytes = (layer.activation_format.bits / 8) * batch * m * k
-        b_format = layer.weight_format or layer.activation_format
-        b_bytes = (b_format.bits / 8) * batch * k * n
-        c_bytes = layer.write_bytes
-        return a_bytes * ceil(n / tile[1]) + b_bytes * ceil(m / tile[0]) + c_bytes
-
-    def layer_energy_j(self, layer: LayerWork, precision, tile=(128, 128), extra_ops: int = 0) -> float:
-        compute_pj = layer.macs * self.table.mac_pj(precision or "fp32") if layer.is_gemm else 0.0
-        compute_pj += (layer.vector_flops + extra_ops) * self.table.vector_op_pj(layer.vector_dtype)
-        onchip_pj = self.onchip_bytes(layer, tile) * self.sram_pj_per_byte
-        dram_pj = layer.traffic_bytes * self.dram_pj_per_byte
-        return ((compute_pj + onchip_pj) * self.scale + dram_pj) * 1e-12
-
+    def price(self, actions: Actions) -> float:
+        """Joules of the counted actions: logic and SRAM at the table's energies scaled to the node, the
+        binary ops at binary_op_fj and DRAM at its interface cost (neither scaled)."""
+        scaled_pj = actions.macs * self.table.mac_pj(actions.precision or "fp32")
+        scaled_pj += actions.vector_ops * self.table.vector_op_pj(actions.vector_dtype)
+        scaled_pj += actions.onchip_bytes * self.sram_pj_per_byte
+        binary_pj = actions.binary_ops * self.binary_op_fj * 1e-3
+        return (scaled_pj * self.scale + binary_pj + actions.dram_bytes * self.dram_pj_per_byte) * 1e-12

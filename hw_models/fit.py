@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from .calibrated import ClassParams, gemm_compute_s
+from .engines.calibrated import ClassParams, gemm_compute_s
 
 KERNEL_S_GRID = np.geomspace(0.5e-6, 40e-6, 40)
 EFFICIENCY_GRID = np.linspace(0.02, 1.0, 50)

@@ -1,32 +1,24 @@
-"""The device catalogue: YAML files in hw_models/devices, or a user's own file, validated on load.
-
-Every number in a device file is a mapping with a `source:` that says where it comes from.
+"""The device-file schema: every key a device file may hold, checked on load, each number a mapping with
+a `source:`; and the Device the checked file describes. Every error is one line naming the key's path and
+what is allowed (a did-you-mean for unknown names).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-from functools import lru_cache
-from pathlib import Path
 
-import yaml
+from diagnostics import did_you_mean
 
-from .calibrated import GEMM_CLASS_PREFIX, VECTOR_CLASS, CalibratedEngine, ClassParams
-from .device import Device
+from .device import Device, DeviceFileError
 from .energy import EnergyModel, EnergyTable, load_table
+from .engines.calibrated import GEMM_CLASS_PREFIX, VECTOR_CLASS, CalibratedEngine, ClassParams
+from .engines.roofline import EngineRates, RooflineEngine
+from .engines.systolic import DATAFLOWS, SystolicEngine
+from .engines.xnor import XnorEngine
 from .precision import COMPUTE_TYPES
-from .roofline import EngineRates, RooflineEngine
 from .workload import LAYER_KINDS
-from .systolic import DATAFLOWS, SystolicEngine
-from .xnor import XnorEngine
 
-DEVICE_DIR = Path(__file__).with_name("devices")
 ENGINE_MODELS = ("roofline", "xnor", "systolic")
-
-
-class DeviceFileError(ValueError):
-    """A device name or file that cannot be used; the message is one line for the user."""
 
 
 def _fail(where: str, message: str):
@@ -39,9 +31,7 @@ def _mapping(value, where: str, keys: dict) -> dict:
         _fail(where, f"expected a mapping with keys {', '.join(keys)}, got {type(value).__name__}")
     for key in value:
         if key not in keys:
-            hint = difflib.get_close_matches(str(key), list(keys), n=1)
-            _fail(f"{where}.{key}", "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                  + f"; allowed: {', '.join(keys)}")
+            _fail(f"{where}.{key}", f"unknown key{did_you_mean(key, keys)}; allowed: {', '.join(keys)}")
     for key, required in keys.items():
         if required and key not in value:
             _fail(where, f"missing key {key!r}")
@@ -51,9 +41,7 @@ def _mapping(value, where: str, keys: dict) -> dict:
 def _known(name, allowed, where: str, what: str):
     """Fail with a did-you-mean unless `name` is among `allowed`."""
     if name not in allowed:
-        hint = difflib.get_close_matches(str(name), [str(a) for a in allowed], n=1)
-        _fail(where, f"unknown {what}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-              + f"; allowed: {', '.join(map(str, allowed))}")
+        _fail(where, f"unknown {what}{did_you_mean(name, allowed)}; allowed: {', '.join(map(str, allowed))}")
     return name
 
 
@@ -167,14 +155,14 @@ def _xnor_engine(name, spec, where, dram_bandwidth, energy, scale) -> XnorEngine
     bits = _sourced(spec["max_activation_bits"], f"{where}.max_activation_bits", "value")
     if bits != int(bits) or not 1 <= bits <= 16:
         _fail(f"{where}.max_activation_bits.value", f"expected an integer 1..16, got {bits!r}")
+    binary_op_fj = _sourced(spec["fj_per_binary_op"], f"{where}.fj_per_binary_op", "value")
     return XnorEngine(
         name,
         binary_macs_per_s=_sourced(spec["binary_macs_per_s"], f"{where}.binary_macs_per_s", "value") * scale,
-        fj_per_binary_op=_sourced(spec["fj_per_binary_op"], f"{where}.fj_per_binary_op", "value"),
         max_activation_bits=int(bits),
         kernel_overhead_s=_sourced(spec["kernel_overhead_s"], f"{where}.kernel_overhead_s", "value"),
         dram_bandwidth=dram_bandwidth,
-        energy=energy,
+        energy=None if energy is None else dataclasses.replace(energy, binary_op_fj=binary_op_fj),
     )
 
 
@@ -307,66 +295,3 @@ def parse_device(data, where: str, engine=None, mode=None) -> Device:
     first = engine or data["default_engine"]
     order = [first] + [e for e in (data.get("fallback_engine"),) if e and e != first]
     return Device(name, _text(data["description"], f"{where}.description"), models, order, aliases, data, mode_name)
-
-
-def without_calibration(device: Device) -> Device:
-    """The same device with plain roofline engines (to compare a calibrated model with its roofline)."""
-    plain = {
-        name: RooflineEngine(e.name, e.rates, e.dram_bandwidth, e.energy, e.kinds)
-        if isinstance(e, CalibratedEngine) else e
-        for name, e in device.engines.items()
-    }
-    return Device(device.name, device.description, plain, device.order, device.aliases, device.spec, device.mode)
-
-
-def _read_yaml(path: Path):
-    try:
-        return yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise DeviceFileError(f"{path}: cannot read device file ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise DeviceFileError(f"{path}:{line} is not valid YAML ({getattr(err, 'problem', err)})") from None
-
-
-def read_device_file(path: Path, engine=None, mode=None) -> Device:
-    return parse_device(_read_yaml(path), path.name, engine, mode)
-
-
-@lru_cache(maxsize=None)
-def _catalogue() -> dict:
-    return {path.stem: read_device_file(path) for path in sorted(DEVICE_DIR.glob("*.yaml"))}
-
-
-def list_devices() -> list:
-    return list(_catalogue().values())
-
-
-def _selection(text: str):
-    """NAME[:ENGINE][@MODE] -> (NAME, ENGINE or None, MODE or None)."""
-    name, _, mode = text.partition("@")
-    name, _, engine = name.partition(":") if not name.endswith((".yaml", ".yml")) else (name, "", "")
-    return name, engine or None, mode or None
-
-
-def load_device(selection: str) -> Device:
-    """A device by catalogue name or alias, or a device file by path (ending in .yaml/.yml), optionally
-    with :ENGINE (run layers on that engine first, e.g. jetson:dla) and @MODE (a power mode, e.g. @30W)."""
-    name_or_path, engine, mode = _selection(selection)
-    if name_or_path.endswith((".yaml", ".yml")):
-        return read_device_file(Path(name_or_path), engine, mode)
-    names = {}
-    for device in list_devices():
-        for name in (device.name, *device.aliases):
-            names[name.lower()] = device
-    device = names.get(name_or_path.lower())
-    if device is None:
-        hint = difflib.get_close_matches(name_or_path.lower(), list(names), n=1)
-        raise DeviceFileError(
-            f"unknown device {name_or_path!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            + f"; allowed: {', '.join(sorted(names))}, or a path to a device .yaml file"
-        )
-    if engine is None and mode is None:
-        return device
-    return parse_device(device.spec, device.name, engine, mode)

@@ -5,18 +5,15 @@ Every error becomes one line naming the YAML path and what is allowed; unknown k
 
 from __future__ import annotations
 
-import difflib
-from pathlib import Path
 from typing import List, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .accounting import CONVENTIONS
+from diagnostics import YamlFileError, explain, read_yaml
+
 from .errors import SimdqError
-from .policies import get_policy
-from .quant_formats import quant_format
-from .unets import UNET_CLASSES, check_preset_name
+from .presets import UNET_CLASSES, UNetSpec, check_preset_name, config_file_spec, config_spec, preset_spec
+from .scheme import CONVENTIONS, get_policy, quant_format
 
 WEIGHT_GRANULARITIES = ("per_tensor", "per_channel", "per_group")
 ACTIVATION_GRANULARITIES = ("per_tensor", "per_token", "per_channel")
@@ -135,59 +132,6 @@ class EstimateConfig(_Strict):
     convention: Literal[CONVENTIONS] = "binarydm"
 
 
-def _location(loc) -> str:
-    parts = []
-    for part in loc:
-        if isinstance(part, int):
-            parts[-1] = f"{parts[-1]}[{part}]" if parts else f"[{part}]"
-        elif not str(part).startswith(("function-after", "literal[", "str", "list[", "function-")):
-            parts.append(str(part))
-    return ".".join(parts)
-
-
-def _model_for(loc):
-    """The schema class that holds the last key of `loc`, to list its allowed keys."""
-    model = EstimateConfig
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) or next(
-            (f for f in model.model_fields.values() if f.alias == part), None)
-        if field is None:
-            return model
-        annotation = field.annotation
-        for candidate in (annotation, *getattr(annotation, "__args__", ())):
-            inner = getattr(candidate, "__args__", (candidate,))
-            found = next((c for c in (candidate, *inner) if isinstance(c, type) and issubclass(c, BaseModel)), None)
-            if found is not None:
-                model = found
-                break
-    return model
-
-
-def _allowed_keys(model) -> list:
-    return [f.alias or name for name, f in model.model_fields.items()]
-
-
-def explain(error: ValidationError, source: str) -> str:
-    """One line for the first problem of a validation error."""
-    # an unknown key explains a "missing" one that was merely misspelt, so report it first
-    first = sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-    where = _location(first["loc"])
-    prefix = f"{source}: {where}" if where else source
-    if first["type"] == "extra_forbidden":
-        allowed = _allowed_keys(_model_for(first["loc"]))
-        hint = difflib.get_close_matches(str(first["loc"][-1]), allowed, n=1)
-        return f"{prefix}: unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "") + \
-            f"; allowed: {', '.join(allowed)}"
-    if first["type"] == "missing":
-        return f"{prefix}: required key is missing"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] in ("value_error", "assertion_error"):
-        return f"{prefix}: {message}"
-    return f"{prefix}: {message[0].lower() + message[1:]}, got {first.get('input')!r}"
-
-
 def parse_config(data, source: str) -> EstimateConfig:
     if not isinstance(data, dict):
         raise SimdqError(f"{source}: expected a mapping with keys model, input, quant, convention; "
@@ -195,21 +139,22 @@ def parse_config(data, source: str) -> EstimateConfig:
     try:
         return EstimateConfig.model_validate(data)
     except ValidationError as err:
-        raise SimdqError(explain(err, source)) from None
+        raise SimdqError(explain(err, source, EstimateConfig)) from None
 
 
 def load_config(path: str) -> EstimateConfig:
     try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise SimdqError(f"{path}: no such file") from None
-    except OSError as err:
-        raise SimdqError(f"{path}: cannot read ({err.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}: line {mark.line + 1}" if mark else path
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SimdqError(f"{where}: not valid YAML ({problem})") from None
+        data = read_yaml(path)
+    except YamlFileError as err:
+        raise SimdqError(str(err)) from None
     return parse_config(data, path)
+
+
+def unet_spec(config: EstimateConfig) -> UNetSpec:
+    """The UNet that model.yaml names: a preset, an inline diffusers config or a config.json."""
+    section = config.model
+    if section.preset:
+        return preset_spec(section.preset)
+    if section.diffusers:
+        return config_spec(section.diffusers.unet_class, section.diffusers.config, "model.diffusers")
+    return config_file_spec(section.config_file, "model.config_file")

@@ -1,4 +1,4 @@
-"""`simdq hw calibrate`: time GEMMs, convolutions, attention, norms and elementwise ops on a real device
+"""GPU microbenchmarks for fitting a device model (`simdq hw calibrate`): time GEMMs, convolutions, attention, norms and elementwise ops on a real device
 and fit the calibrated GPU model's per-class parameters.
 
 Timing: every op is warmed up, captured `REPS` times into a CUDA graph, and the graph replayed; the
@@ -19,7 +19,7 @@ from typing import Callable
 from hw_models.fit import Sample, fit_classes
 
 from .errors import SimdqError
-from .workload import FLOPS_PER_ELEMENT, NORM_FLOPS_PER_ELEMENT, SOFTMAX_FLOPS_PER_ELEMENT
+from .model.trace import FLOPS_PER_ELEMENT, NORM_FLOPS_PER_ELEMENT, SOFTMAX_FLOPS_PER_ELEMENT
 
 REPS = 20
 REPLAYS = 7
@@ -261,7 +261,7 @@ def calibrated_spec(base, samples: list, sms: int, device_name: str, name: str) 
     return spec
 
 
-def calibrate(torch_device: str, base_name: str, name: str, quick: bool = False, progress=None,
+def fit_device(torch_device: str, base_name: str, name: str, quick: bool = False, progress=None,
               model_layers=None) -> dict:
     """model_layers: the traced layers of a model, to time its GEMM shapes instead of the default grid."""
     import torch

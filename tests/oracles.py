@@ -72,10 +72,10 @@ SPECIALS = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=np.floa
 
 
 def table_convention(reference_id: str):
-    """The convention simdq/parity/expected.py expects the installed library to implement for this reference."""
-    from simdq.parity.expected import expected_convention
-    from simdq.parity.refs import installed_references
-    from simdq.parity.versions import installed_version
+    """The convention simdq/emulate/parity/expected.py expects the installed library to implement for this reference."""
+    from simdq.emulate.parity.expected import expected_convention
+    from simdq.emulate.parity.refs import installed_references
+    from simdq.emulate.parity.versions import installed_version
 
     library = reference_id.split(":")[0]
     (reference,) = [r for r in installed_references([library])[0] if r.id == reference_id]

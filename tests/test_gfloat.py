@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import emulator as em
 from emulator.rounding import random_bits_reference, seed_key
-from simdq.parity.refs.gfloat_rounding import gfloat_info
+from simdq.emulate.parity.refs.gfloat_rounding import gfloat_info
 
 GFLOAT_MODES = {
     "rne": RoundMode.TiesToEven,

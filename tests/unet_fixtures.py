@@ -2,9 +2,10 @@
 
 from functools import lru_cache
 
-from simdq.layers import group_layers
-from simdq.unets import build_unet, example_inputs, preset_spec
-from simdq.workload import trace
+from simdq.model.grouping import group_layers
+from simdq.model.unets import build_unet, example_inputs
+from simdq.presets import preset_spec
+from simdq.model.trace import trace
 
 TINY_UNET = {
     "sample_size": 16, "in_channels": 3, "out_channels": 3, "layers_per_block": 1,

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil
 
-from .device import LayerEstimate
+from .base import EngineDescription, LayerEstimate
 from .roofline import RooflineEngine, conversion_ops
-from .workload import LayerWork
+from ..workload import LayerWork
 
 GEMM_CLASS_PREFIX = {"conv": "conv", "linear": "linear", "attention_matmul": "attention"}
 VECTOR_CLASS = {"norm": "norm", "softmax": "softmax", "elementwise": "elementwise", "resample": "memory",
@@ -71,7 +71,7 @@ class CalibratedEngine(RooflineEngine):
         if layer.kernels == 0 and not layer.is_gemm and any(c.startswith("attention_") for c in self.classes):
             # the softmax of fused attention runs inside the attention kernel, whose calibration timed it
             return LayerEstimate(roofline.engine, None, "fused into the attention kernel (timed with it)",
-                                 0.0, 0.0, 0.0, 0.0, "overhead", roofline.energy_j)
+                                 0.0, 0.0, 0.0, 0.0, "overhead", actions=roofline.actions)
         params = self.classes.get(op_class(layer.kind, roofline.compute_precision))
         if params is None:
             return roofline
@@ -93,6 +93,8 @@ class CalibratedEngine(RooflineEngine):
             engine=roofline.engine, compute_precision=roofline.compute_precision,
             mapping=roofline.mapping + " [calibrated]", compute_s=compute_s, memory_s=memory_s,
             overhead_s=overhead_s, latency_s=overhead_s + busy, bottleneck=bottleneck,
-            energy_j=self.energy.layer_energy_j(layer, roofline.compute_precision, (params.tile_m, params.tile_n),
-                                                extra) if self.energy else None,
+            actions=self.actions(layer, roofline.compute_precision, extra, (params.tile_m, params.tile_n)),
         )
+
+    def describe(self) -> EngineDescription:
+        return EngineDescription("calibrated", dict(self.rates.peaks))

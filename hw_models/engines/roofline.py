@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil
 
-from .device import EngineModel, LayerEstimate
-from .precision import COMPUTE_TYPES, fits
-from .workload import LayerWork, OperandFormat
+from ..actions import Actions
+from .base import EngineDescription, EngineModel, LayerEstimate
+from ..precision import COMPUTE_TYPES, fits
+from ..workload import LayerWork, OperandFormat
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,19 @@ def conversion_ops(layer: LayerWork, weight: OperandFormat, activation: OperandF
         ops += outputs * ceil(k / block)
         notes.append("per-block scales")
     return ops, notes
+
+
+def gemm_onchip_bytes(layer: LayerWork, tile=(128, 128)) -> float:
+    """On-chip traffic under an output tiling (tile_m x tile_n): A is read once per column of tiles, B once
+    per row of tiles, C written once; a layer that is not a GEMM moves its DRAM traffic through on-chip memory."""
+    if not (layer.is_gemm and layer.gemm_dims):
+        return layer.traffic_bytes
+    batch, m, n, k = layer.gemm_dims
+    a_bytes = (layer.activation_format.bits / 8) * batch * m * k
+    b_format = layer.weight_format or layer.activation_format
+    b_bytes = (b_format.bits / 8) * batch * k * n
+    c_bytes = layer.write_bytes
+    return a_bytes * ceil(n / tile[1]) + b_bytes * ceil(m / tile[0]) + c_bytes
 
 
 class RooflineEngine(EngineModel):
@@ -129,6 +143,13 @@ class RooflineEngine(EngineModel):
             overhead_s=overhead_s,
             latency_s=times[bottleneck],
             bottleneck=bottleneck,
-            energy_j=self.energy.layer_energy_j(layer, precision, extra_ops=extra) if self.energy else None,
+            actions=self.actions(layer, precision, extra),
         )
+
+    def actions(self, layer: LayerWork, precision, extra_ops: int, tile=(128, 128)) -> Actions:
+        return Actions(layer.macs if layer.is_gemm else 0, precision, layer.vector_flops + extra_ops,
+                       layer.vector_dtype, 0, gemm_onchip_bytes(layer, tile), layer.traffic_bytes)
+
+    def describe(self) -> EngineDescription:
+        return EngineDescription("roofline", dict(self.rates.peaks))
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil
 
-from .device import EngineModel, LayerEstimate
-from .precision import COMPUTE_TYPES, fits
-from .workload import LayerWork
+from ..actions import Actions
+from .base import EngineDescription, EngineModel, LayerEstimate
+from ..precision import COMPUTE_TYPES, fits
+from ..workload import LayerWork
 
 DATAFLOWS = ("weight_stationary", "output_stationary")
 PARTIAL_SUM_BYTES = 4
@@ -102,12 +103,15 @@ class SystolicEngine(EngineModel):
                    f"inputs read {tiling.input_reads}x, weights {tiling.weight_reads}x"
                    + (f", partial sums spill ({tiling.output_passes} passes)" if tiling.output_passes > 1 else "")
                    + (f", stall {stall * 1e6:.1f} us" if stall else ""))
-        energy = None
-        if self.energy is not None:
-            onchip = layer.macs * 3 * COMPUTE_TYPES[precision].bits / 8 / max(self.rows, self.cols)
-            energy = ((layer.macs * self.energy.table.mac_pj(precision) + onchip * self.energy.sram_pj_per_byte)
-                      * self.energy.scale + tiling.dram_bytes * self.energy.dram_pj_per_byte) * 1e-12
+        # three operands per MAC through the on-chip buffer, each reused across the array's larger dimension
+        onchip = layer.macs * 3 * COMPUTE_TYPES[precision].bits / 8 / max(self.rows, self.cols)
         return LayerEstimate(
             engine=self.name, compute_precision=precision, mapping=mapping, compute_s=compute_s, memory_s=memory_s,
-            overhead_s=overhead_s, latency_s=overhead_s + busy, bottleneck=bottleneck, energy_j=energy,
+            overhead_s=overhead_s, latency_s=overhead_s + busy, bottleneck=bottleneck,
+            actions=Actions(layer.macs, precision, 0, layer.vector_dtype, 0, onchip, tiling.dram_bytes),
         )
+
+    def describe(self) -> EngineDescription:
+        pe_ops = self.rows * self.cols * self.clock_hz * 2
+        peaks = {precision: pe_ops * rate for precision, rate in self.macs_per_pe.items()}
+        return EngineDescription("systolic", peaks, f"{self.rows}x{self.cols} {self.dataflow.replace('_', '-')}")

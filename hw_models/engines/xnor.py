@@ -12,16 +12,17 @@ device's fallback engine.
 
 from __future__ import annotations
 
-from .device import EngineModel, LayerEstimate
-from .workload import LayerWork
+from ..actions import Actions
+from .base import EngineDescription, EngineModel, LayerEstimate
+from ..workload import LayerWork
 
 
 class XnorEngine(EngineModel):
-    def __init__(self, name: str, binary_macs_per_s: float, fj_per_binary_op: float, max_activation_bits: int,
-                 kernel_overhead_s: float, dram_bandwidth: float, energy=None):
+    def __init__(self, name: str, binary_macs_per_s: float, max_activation_bits: int, kernel_overhead_s: float,
+                 dram_bandwidth: float, energy=None):
+        """energy: the device's EnergyModel with binary_op_fj set to the array's energy per binary op."""
         self.name = name
         self.binary_macs_per_s = binary_macs_per_s
-        self.fj_per_binary_op = fj_per_binary_op
         self.max_activation_bits = max_activation_bits
         self.kernel_overhead_s = kernel_overhead_s
         self.dram_bandwidth = dram_bandwidth
@@ -56,19 +57,19 @@ class XnorEngine(EngineModel):
         return LayerEstimate(
             engine=self.name, compute_precision="b1", mapping=f"binary x {activation} -> XNOR array, {how}",
             compute_s=compute_s, memory_s=memory_s, overhead_s=overhead_s, latency_s=times[bottleneck],
-            bottleneck=bottleneck, energy_j=self._energy_j(layer, planes),
+            bottleneck=bottleneck, actions=self.actions(layer, planes),
         )
 
     def outputs(self, layer: LayerWork) -> int:
         batch, m, n, _ = layer.gemm_dims if layer.gemm_dims else (1, 1, 0, 0)
         return batch * m * n
 
-    def _energy_j(self, layer: LayerWork, planes: int):
-        array_pj = layer.macs * planes * 2 * self.fj_per_binary_op * 1e-3
-        if self.energy is None:
-            return None
-        # partial popcounts of the planes shifted and added, then one scale per output
-        post_pj = self.outputs(layer) * planes * self.energy.table.mac_pj("int8") * self.energy.scale
-        movement_pj = (layer.traffic_bytes * self.energy.dram_pj_per_byte
-                       + layer.traffic_bytes * self.energy.sram_pj_per_byte * self.energy.scale)
-        return (array_pj + post_pj + movement_pj) * 1e-12
+    def actions(self, layer: LayerWork, planes: int) -> Actions:
+        """Two binary ops (XNOR, one popcount-adder step) per MAC and plane; per output and plane one int8
+        MAC (the shift-and-add of the planes' partial popcounts, then the scale); the traffic through the
+        on-chip buffer and DRAM."""
+        return Actions(self.outputs(layer) * planes, "int8", 0, layer.vector_dtype, layer.macs * planes * 2,
+                       layer.traffic_bytes, layer.traffic_bytes)
+
+    def describe(self) -> EngineDescription:
+        return EngineDescription("xnor", {"b1": 2 * self.binary_macs_per_s}, "XNOR array")

@@ -10,8 +10,8 @@ import torch
 
 from emulator import BinaryFormat, FloatFormat, IntFormat, get_format
 
+from ..errors import SimdqError
 from . import torch_quant
-from .errors import SimdqError
 
 CALIBRATORS = ("minmax", "percentile", "mse")
 CLIP_RATIOS = torch.linspace(0.2, 1.0, 81, dtype=torch.float64)

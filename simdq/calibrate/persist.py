@@ -1,7 +1,8 @@
-"""The quantized artifact: ART_DIR/model.safetensors (packed weight codes and scales, activation ranges,
-every full-precision tensor) and ART_DIR/quant.yaml (model, scheme, per-layer formats, calibration
-settings, quality, simdq version). Loading checks all of it and reports a damaged or mismatched artifact
-in one line. Nothing is unpickled: safetensors and safe_load only.
+"""A calibrated UNet to the artifact's records and back (the files themselves: simdq.artifact).
+
+save_artifact stores every quantized module's weight codes and scales and every activation quantizer's
+ranges; load_artifact fills a UNet built from the artifact's model config, checking that the stored
+layers, formats and shapes are those the scheme gives that model.
 """
 
 from __future__ import annotations
@@ -10,31 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from emulator import BinaryFormat, pack, unpack
+from emulator import BinaryFormat
 
-from . import __version__
-from .errors import SimdqError
-from .quant_modules import ActivationQuantizer, QuantConv2d, QuantizedWeight, QuantLinear, saturating
-
-TENSORS, METADATA = "model.safetensors", "quant.yaml"
-GROUP_ALL = -1  # the key of a single (untimed or merged) activation range
-
-
-def _packed(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """Codes of up to 8 bits packed (emulator bit order); wider codes kept as int32."""
-    if bits > 8:
-        return codes.reshape(-1).to(torch.int32)
-    return torch.from_numpy(pack(codes.reshape(-1).numpy().astype(np.uint8), bits))
-
-
-def _unpacked(packed: torch.Tensor, bits: int, count: int) -> np.ndarray:
-    if bits > 8:
-        if packed.numel() != count:
-            raise ValueError(f"expected {count} codes, found {packed.numel()}")
-        return packed.numpy().astype(np.int64)
-    return unpack(packed.numpy(), bits, count)
+from ..artifact import GROUP_ALL, METADATA, TENSORS, pack_codes, read_metadata, tensor, unpack_codes, write_metadata
+from ..config import parse_config
+from ..errors import SimdqError
+from ..output import replacing
+from .activations import ActivationQuantizer
+from .modules import QuantConv2d, QuantLinear, quantize_model
+from .stored import QuantizedWeight
+from .torch_quant import saturating
 
 
 def save_artifact(directory, model, metadata: dict) -> Path:
@@ -50,7 +37,7 @@ def save_artifact(directory, model, metadata: dict) -> Path:
         entry = {"kind": "conv" if isinstance(module, QuantConv2d) else "linear"}
         qw = module.quantized_weight
         if qw is not None:
-            tensors[f"{name}.weight.codes"] = _packed(qw.codes, qw.fmt.bits)
+            tensors[f"{name}.weight.codes"] = torch.from_numpy(pack_codes(qw.codes.numpy(), qw.fmt.bits))
             # block formats keep their scale codes (E8M0/E4M3, int64 here); the others their float64 scales
             tensors[f"{name}.weight.scale"] = qw.scale.contiguous() if qw.scale.dtype == torch.int64 else \
                 qw.scale.double().contiguous()
@@ -74,65 +61,16 @@ def save_artifact(directory, model, metadata: dict) -> Path:
     for key, value in model.state_dict().items():
         if key not in skip:  # a stored weight comes back from its codes
             tensors[key] = value.detach().clone().contiguous()
-    save_file(tensors, str(directory / TENSORS))
-    document = {"simdq_version": __version__, **metadata, "layers": layers, "activations": activations}
-    (directory / METADATA).write_text(yaml.safe_dump(document, sort_keys=False, width=120))
+    with replacing(directory / TENSORS) as temporary:
+        save_file(tensors, str(temporary))
+    write_metadata(directory, {**metadata, "layers": layers, "activations": activations})
     return directory
-
-
-def read_metadata(directory) -> dict:
-    directory = Path(directory)
-    path = directory / METADATA
-    if not directory.is_dir():
-        raise SimdqError(f"{directory}: not an artifact directory (expected {METADATA} and {TENSORS} in it)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SimdqError(f"{directory}: {METADATA} is missing") from None
-    except yaml.YAMLError as err:
-        raise SimdqError(f"{path}: damaged ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict) or not {"simdq_version", "model", "quant", "layers"} <= set(data):
-        raise SimdqError(f"{path}: damaged (needs simdq_version, model, quant and layers)")
-    major = str(data["simdq_version"]).split(".")[0]
-    if major != __version__.split(".")[0]:
-        raise SimdqError(f"{path}: written by simdq {data['simdq_version']}, which this simdq {__version__} "
-                         "cannot read (different major version)")
-    return data
-
-
-def check_tensors(directory, metadata: dict) -> None:
-    """That model.safetensors opens and holds every stored layer's tensors (without reading them)."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(directory) / TENSORS
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            keys = set(handle.keys())
-    except FileNotFoundError:
-        raise SimdqError(f"{directory}: {TENSORS} is missing") from None
-    except (SafetensorError, OSError) as err:
-        raise SimdqError(f"{path}: damaged ({err})") from None
-    wanted = [f"{name}.weight.{part}" for name, entry in metadata["layers"].items() if "weight_format" in entry
-              for part in ("codes", "scale")]
-    wanted += [f"{path}.{part}" for path in metadata.get("activations", {}) for part in ("groups", "scales")]
-    for key in wanted:
-        if key not in keys:
-            raise SimdqError(f"{path}: tensor {key!r} is missing")
-
-
-def _tensor(tensors, key, path):
-    if key not in tensors:
-        raise SimdqError(f"{path}: tensor {key!r} is missing")
-    return tensors[key]
 
 
 def load_artifact(directory, unet):
     """Fill `unet` (built from the artifact's model config) with the artifact: returns (model, metadata)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from .model_config import parse_config
-    from .quant_modules import quantize_model
 
     directory = Path(directory)
     metadata = read_metadata(directory)
@@ -163,12 +101,12 @@ def load_artifact(directory, unet):
             if shape != tuple(module.weight.shape):
                 raise SimdqError(f"{path}: {name}: stored weight shape {list(shape)} does not match the model's "
                                  f"{list(module.weight.shape)}")
-            packed = _tensor(tensors, f"{name}.weight.codes", path)
+            packed = tensor(tensors, f"{name}.weight.codes", path)
             try:
-                codes = _unpacked(packed, fmt.bits, int(np.prod(shape)))
+                codes = unpack_codes(packed.numpy(), fmt.bits, int(np.prod(shape)))
             except ValueError as err:
                 raise SimdqError(f"{path}: {name}: weight codes damaged ({err})") from None
-            scale = _tensor(tensors, f"{name}.weight.scale", path)
+            scale = tensor(tensors, f"{name}.weight.scale", path)
             expected = torch.int64 if entry["granularity"] == "per_block" else torch.float64
             if scale.dtype != expected:
                 raise SimdqError(f"{path}: {name}.weight.scale is {scale.dtype}, expected {expected}")
@@ -183,11 +121,11 @@ def load_artifact(directory, unet):
         odd = sorted(set(quantizers) ^ set(activations))[0]
         raise SimdqError(f"{directory / METADATA}: activation quantizer {odd} does not match the model and scheme")
     for qpath, quantizer in quantizers.items():
-        keys = _tensor(tensors, f"{qpath}.groups", path).tolist()
-        scales = _tensor(tensors, f"{qpath}.scales", path)
+        keys = tensor(tensors, f"{qpath}.groups", path).tolist()
+        scales = tensor(tensors, f"{qpath}.scales", path)
         quantizer.scales = {None if k == GROUP_ALL else k: s for k, s in zip(keys, scales)}
         if isinstance(quantizer.fmt, BinaryFormat):
-            quantizer.thresholds = _tensor(tensors, f"{qpath}.thresholds", path)
+            quantizer.thresholds = tensor(tensors, f"{qpath}.thresholds", path)
     restored = {k for k in unet.state_dict() if k.endswith(".weight") and "weight_format" in layers.get(k[:-7], {})}
     state = {k: v for k, v in tensors.items() if k in unet.state_dict() and k not in restored}
     absent = sorted(set(unet.state_dict()) - restored - set(state))

@@ -1,5 +1,5 @@
 """Post-training calibration of a diffusers UNet: calibration inputs from the full-precision model's own
-DDIM trajectory (as Q-Diffusion and ModelOpt collect them), the quantized model, and its quality.
+DDIM trajectory (simdq.model.sampling; as Q-Diffusion and ModelOpt collect them), the quantized model, and its quality.
 
 Quality: per layer, the SQNR (dB) of the quantized weights and of the quantized inputs on the
 calibration inputs; per timestep, the MSE and cosine similarity of the quantized UNet's output against
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 
 import torch
 import torch.nn as nn
 
-from .quant_modules import ActivationQuantizer, QuantConv2d, QuantLinear, calibrate_activations, quantize_model
+from ..model.sampling import ddim_trajectory
+from .activations import ActivationQuantizer
+from .modules import QuantConv2d, QuantLinear, calibrate_activations, quantize_model
 
 
 def sqnr_db(reference: torch.Tensor, quantized: torch.Tensor) -> float:
@@ -23,54 +24,6 @@ def sqnr_db(reference: torch.Tensor, quantized: torch.Tensor) -> float:
     noise = (reference.double() - quantized.double()).pow(2).sum().item()
     signal = reference.double().pow(2).sum().item()
     return math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else -math.inf
-
-
-def conditioning(unet, batch: int, generator: torch.Generator, context_length: int = 77) -> dict:
-    """Seeded stand-ins for what a pipeline would pass beside the latents (text context, SDXL's added
-    conditions, class labels), shaped by the UNet's config."""
-    config, extra = unet.config, {}
-    if getattr(config, "cross_attention_dim", None):
-        width = config.encoder_hid_dim or config.cross_attention_dim
-        width = width[0] if isinstance(width, (list, tuple)) else width
-        extra["encoder_hidden_states"] = torch.randn(batch, context_length, width, generator=generator)
-    if getattr(config, "addition_embed_type", None) == "text_time":
-        text = config.projection_class_embeddings_input_dim - 6 * config.addition_time_embed_dim
-        extra["added_cond_kwargs"] = {"text_embeds": torch.randn(batch, text, generator=generator),
-                                      "time_ids": torch.randn(batch, 6, generator=generator)}
-    if getattr(config, "num_class_embeds", None):
-        extra["class_labels"] = torch.randint(0, config.num_class_embeds, (batch,), generator=generator)
-    return extra
-
-
-def ddim_trajectory(unet, samples: int, steps: int, seed: int = 0, batch: int = 8, latents=None,
-                    context_length: int = 77, progress: bool = True) -> list:
-    """The UNet's inputs along its own DDIM sampling (diffusers' DDIMScheduler) from seeded noise, or
-    from `latents`: one keyword-argument dict per batch and step, in sampling order."""
-    from diffusers import DDIMScheduler
-
-    scheduler = DDIMScheduler(num_train_timesteps=1000)
-    scheduler.set_timesteps(steps)
-    generator = torch.Generator().manual_seed(seed)
-    size = unet.config.sample_size
-    size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
-    if latents is None:
-        latents = torch.randn(samples, unet.config.in_channels, *size, generator=generator)
-    inputs, total, done = [], math.ceil(len(latents) / batch) * steps, 0
-    with torch.no_grad():
-        for start in range(0, len(latents), batch):
-            current = latents[start:start + batch].clone()
-            extra = conditioning(unet, len(current), generator, context_length)
-            for t in scheduler.timesteps:
-                step_inputs = {"sample": current.clone(), "timestep": torch.full((len(current),), int(t)), **extra}
-                inputs.append(step_inputs)
-                noise = unet(**step_inputs).sample
-                current = scheduler.step(noise, t, current).prev_sample
-                done += 1
-                if progress:
-                    print(f"\rcalibration trajectory {done}/{total} UNet calls", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
-    return inputs
 
 
 def weight_sqnr(fp_model: nn.Module, quantized: nn.Module) -> dict:

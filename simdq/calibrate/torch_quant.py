@@ -11,6 +11,7 @@ raise ValueError.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from emulator import FloatFormat, IntFormat, get_format
 from emulator.codec import decode_table
 
-from .errors import SimdqError
+from ..errors import SimdqError
 
 
 def broadcast_param(param, shape, axis=None, group_size=None, dtype=torch.float64, device=None) -> torch.Tensor:
@@ -115,3 +116,23 @@ def dequantize(codes: torch.Tensor, fmt, scale, zero_point=0, *, axis=None, grou
 
 def fake_quantize(x: torch.Tensor, fmt, scale, zero_point=0, **options) -> torch.Tensor:
     return dequantize(quantize(x, fmt, scale, zero_point, **options), fmt, scale, zero_point, **options)
+
+
+def saturating(fmt_name: str):
+    """The format for scaled quantization: minifloats saturate at their largest finite value instead of
+    overflowing to inf or NaN (what quantization libraries do once a tensor is scaled into range; a value
+    past the calibrated range must not poison the next layer). The name stays the scheme's."""
+    fmt = get_format(fmt_name)
+    if isinstance(fmt, FloatFormat) and fmt.overflow != "saturate":
+        return dataclasses.replace(fmt, overflow="saturate")
+    return fmt
+
+
+def pad_to_blocks(values: np.ndarray, block_size: int, axis: int) -> np.ndarray:
+    """Zero-pad `axis` to a whole number of blocks."""
+    missing = -values.shape[axis] % block_size
+    if not missing:
+        return values
+    widths = [(0, 0)] * values.ndim
+    widths[axis] = (0, missing)
+    return np.pad(values, widths)

@@ -6,8 +6,25 @@ import math
 import statistics
 from pathlib import Path
 
-from .errors import SimdqError
-from .text_table import text_table
+from ..errors import SimdqError
+from ..report.tables import text_table
+from .arguments import positive
+
+
+def add_parser(commands) -> None:
+    calibrate = commands.add_parser("calibrate", help="quantize and calibrate a UNet, write the artifact")
+    calibrate.add_argument("model", metavar="MODEL.yaml", help="model and quantization scheme (see README)")
+    calibrate.add_argument("-o", "--output", required=True, metavar="ART_DIR", help="artifact directory to write")
+    calibrate.add_argument("--samples", type=positive, default=8, help="DDIM trajectories (default 8)")
+    calibrate.add_argument("--steps", type=positive, default=10, help="DDIM steps per trajectory (default 10)")
+    calibrate.add_argument("--calibrator", choices=("minmax", "percentile", "mse"), default="minmax")
+    calibrate.add_argument("--timestep-groups", default="per_step", metavar="per_step|merged|N",
+                           help="activation ranges per DDIM step, one merged range, or N timestep bins")
+    calibrate.add_argument("--checkpoint", metavar="DIR", help="a local diffusers UNet (save_pretrained) to quantize")
+    calibrate.add_argument("--calib-data", metavar="FILE", help="safetensors file with 'latents' to start from")
+    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.add_argument("--batch", type=positive, default=8, help="trajectories per UNet call")
+    calibrate.set_defaults(run=run_calibrate)
 
 
 def _model_section(config, spec, checkpoint) -> dict:
@@ -47,11 +64,10 @@ def _latents(path: str):
 def run_calibrate(args) -> int:
     import torch
 
-    from .artifact import save_artifact
-    from .calibration import calibrate_unet
-    from .estimate import unet_spec
-    from .model_config import load_config
-    from .unets import build_unet, load_checkpoint
+    from ..calibrate.persist import save_artifact
+    from ..calibrate.pipeline import calibrate_unet
+    from ..config import load_config, unet_spec
+    from ..model.unets import build_unet, load_checkpoint
 
     config = load_config(args.model)
     groups = _timestep_groups(args.timestep_groups)

@@ -6,6 +6,21 @@ import sys
 from fnmatch import fnmatchcase
 
 from ..errors import SimdqError
+from .arguments import Parser, non_negative
+
+
+def add_parser(commands) -> None:
+    parity = commands.add_parser("parity", help="bit-for-bit checks against other implementations")
+    parity_commands = parity.add_subparsers(dest="parity_command", parser_class=Parser)
+    refs = parity_commands.add_parser(
+        "refs", help="which named convention each installed reference (ml_dtypes, torch, torchao, gfloat) implements")
+    refs.add_argument("--format", default="table", choices=("table", "markdown", "json"))
+    refs.add_argument("--examples", type=non_negative, default=200,
+                      help="hypothesis examples per convention after the boundary cases (default 200; 0: boundaries only)")
+    refs.add_argument("--only", action="append", metavar="GLOB",
+                      help="only references whose id matches, e.g. 'torch: quantize*' (repeatable)")
+    refs.add_argument("--progress", action="store_true", help="show which reference runs, on stderr")
+    refs.set_defaults(run=run_parity_refs)
 
 
 def run_parity_refs(args) -> int:
@@ -13,9 +28,9 @@ def run_parity_refs(args) -> int:
         import hypothesis  # noqa: F401
     except ImportError:
         raise SimdqError("simdq parity refs needs hypothesis: pip install -e '.[test]' (or pip install hypothesis)") from None
-    from .detect import detect
-    from .refs import installed_references
-    from .report import render
+    from ..emulate.parity.detect import detect
+    from ..emulate.parity.refs import installed_references
+    from ..report.parity import render
 
     references, missing = installed_references()
     if args.only:

@@ -1,11 +1,11 @@
 """Bit-aware cost of every layer under a counting convention.
 
-Conventions (shared/reference/seed-costs.md):
+Conventions (simdq.scheme.conventions; the papers' rules in docs/papers.md):
 - binarydm / bidm (BinaryDM App. B.1, BiDM App. A): only conv and linear layers count. BOPs = b_w * b_a *
   MACs for quantized layers, FLOPs = MACs for full-precision ones, OPs = BOPs / 64 + FLOPs. Size: quantized
   weights at b_w bits, every other parameter at the model's precision; no scales.
 - full: every op. FLOPs = 2 x MACs of full-precision GEMMs plus all non-GEMM arithmetic (norms, softmax,
-  elementwise: per-element counts in simdq.workload); BOPs = b_w * b_a * MACs of quantized GEMMs, including
+  elementwise: per-element counts in simdq.model.trace); BOPs = b_w * b_a * MACs of quantized GEMMs, including
   attention matmuls when they are quantized; OPs = 2 x MACs of every GEMM plus the non-GEMM arithmetic.
   Size: the weights as stored (codes, scales, zero points, block scales).
 weight_bytes is always the as-stored size, whatever the convention.
@@ -16,12 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil
 
-from .layers import Layer
-from .quant_formats import QuantFormat
-from .scheme import LayerScheme
-
-PAPER_CONVENTIONS = ("binarydm", "bidm")
-CONVENTIONS = PAPER_CONVENTIONS + ("full",)
+from ..model.layer import Layer
+from ..scheme import PAPER_CONVENTIONS, LayerScheme, QuantFormat
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,19 @@
-"""`simdq estimate`: model.yaml -> traced layers -> formats -> costs -> device time, with totals."""
+"""The estimate of a traced model: formats per layer -> bit-aware costs -> device time and energy, with totals.
+
+Torch-free: it takes the layers simdq.model traced (simdq.cli.estimate runs the whole pipeline).
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
-from hw_models import Device, LayerWork, load_device
+from hw_models import LayerWork
 
-from .accounting import PAPER_CONVENTIONS, LayerCost, layer_cost
-from .layers import Layer, fuse_attention, group_layers
-from .model_config import EstimateConfig
-from .quant_formats import quant_format
-from .scheme import LayerScheme, add_policy_layers, resolve
-from .unets import build_unet, config_file_spec, config_spec, example_inputs, preset_spec
-from .workload import trace
+from ..config import EstimateConfig
+from ..model.layer import Layer
+from ..scheme import PAPER_CONVENTIONS, LayerScheme, add_policy_layers, quant_format, resolve
+from .accounting import LayerCost, layer_cost
 
 TOTAL_KEYS = ("params", "size_mib", "weight_bytes", "read_bytes", "write_bytes", "macs", "bops", "flops", "ops",
               "latency_s", "energy_j")
@@ -48,15 +48,6 @@ class Estimate:
     @property
     def forwards_per_image(self) -> float:
         return self.steps * (2 if self.guidance else 1) / self.batch
-
-
-def unet_spec(config: EstimateConfig):
-    section = config.model
-    if section.preset:
-        return preset_spec(section.preset)
-    if section.diffusers:
-        return config_spec(section.diffusers.unet_class, section.diffusers.config, "model.diffusers")
-    return config_file_spec(section.config_file, "model.config_file")
 
 
 def layer_work(result: LayerResult, model_dtype: str):
@@ -115,33 +106,9 @@ def uncounted_of(results: list, convention: str) -> dict:
     }
 
 
-def _layers_of(model, spec, run_input, config: EstimateConfig) -> list:
-    inputs = example_inputs(model, spec, run_input.batch, run_input.sample_size, run_input.context_length)
-    layers = group_layers(model, trace(model, inputs))
-    return fuse_attention(layers) if config.runtime.fused_attention else layers
-
-
-def traced_layers(config: EstimateConfig, batch=None) -> list:
-    """The layers of the model of model.yaml, traced at its input (or `batch`)."""
-    spec = unet_spec(config)
-    return _layers_of(build_unet(spec), spec, _overridden_input(config, batch, None), config)
-
-
-def run_estimate(config: EstimateConfig, device, *, batch=None, steps=None, convention=None) -> Estimate:
-    """device: a name or device file for hw_models.load_device, or a Device."""
-    timings = {}
-    started = time.perf_counter()
-    run_input = _overridden_input(config, batch, steps)
-    convention = convention or config.convention
-    device = device if isinstance(device, Device) else load_device(device)
-    spec = unet_spec(config)
-    model = build_unet(spec)
-    timings["model build"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    layers = _layers_of(model, spec, run_input, config)
-    timings["tracing"] = time.perf_counter() - started
-
+def estimate_layers(layers: list, config: EstimateConfig, device, spec, run_input, convention: str,
+                    timings: dict) -> Estimate:
+    """The Estimate of `layers` (traced from the UNet of `spec` at `run_input`) on a hw_models.Device."""
     started = time.perf_counter()
     schemes = resolve(layers, config.quant, config.model.dtype)
     full = quant_format(config.model.dtype)
@@ -162,6 +129,7 @@ def run_estimate(config: EstimateConfig, device, *, batch=None, steps=None, conv
     return estimate
 
 
-def _overridden_input(config: EstimateConfig, batch, steps):
+def overridden_input(config: EstimateConfig, batch, steps):
+    """config.input with --batch and --steps applied."""
     updates = {k: v for k, v in (("batch", batch), ("steps", steps)) if v is not None}
     return config.input.model_copy(update=updates) if updates else config.input

@@ -9,54 +9,14 @@ own parameters sit on its first row, so the rows' parameters add up to the model
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from .workload import OpRecord, is_weight_module
+from .layer import Layer
+from .trace import OpRecord, is_weight_module, trace
+from .unets import example_inputs
 
 _ROW_KIND = {
     "norm": "norm", "softmax": "softmax", "resample": "resample", "concat": "concat", "embedding": "embedding",
     "elementwise": "elementwise", "creation": "elementwise", "copy": "elementwise",
 }
-
-
-@dataclass
-class Layer:
-    """One reported row. Element counts are activation elements, parameters excluded: gemm_read is what
-    the GEMM reads as its (quantizable) input operand(s), read and write everything else.
-
-    weight_params: elements of a conv/linear weight (what quantization stores at b_w bits);
-    other_params: everything else the module owns (bias, norm affine, embedding tables), kept at full
-    precision. out_channels/in_channels/kernel_size describe conv and linear weights.
-    """
-
-    name: str
-    module: str
-    module_type: str
-    kind: str
-    macs: int = 0
-    vector_flops: int = 0
-    gemm_read: int = 0
-    read: int = 0
-    write: int = 0
-    kernels: int = 0
-    weight_params: int = 0
-    other_params: int = 0
-    in_channels: int = 0
-    out_channels: int = 0
-    kernel_size: tuple = ()
-    input_shape: tuple = ()
-    output_shape: tuple = ()
-    gemm_dims: tuple = ()  # (batch, M, N, K) of the layer's (first) GEMM
-    extra: bool = False  # added by a layer policy, not part of the traced model
-
-    @property
-    def params(self) -> int:
-        return self.weight_params + self.other_params
-
-    @property
-    def is_weight_layer(self) -> bool:
-        """A conv or linear with a weight to quantize (not a functional conv with a constant kernel)."""
-        return self.kind in ("conv", "linear") and self.weight_params > 0
 
 
 def _weight_geometry(module) -> dict:
@@ -147,3 +107,10 @@ def fuse_attention(layers: list) -> list:
         if "softmax" in rows:
             rows["softmax"].read = rows["softmax"].write = rows["softmax"].kernels = 0
     return layers
+
+
+def layers_of(model, spec, batch: int, sample_size=None, context_length=None, fused_attention: bool = True) -> list:
+    """The layers of one forward pass of `model` (built from `spec`, a simdq.presets.UNetSpec) on the meta device."""
+    inputs = example_inputs(model, spec, batch, sample_size, context_length)
+    layers = group_layers(model, trace(model, inputs))
+    return fuse_attention(layers) if fused_attention else layers

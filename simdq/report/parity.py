@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from ..text_table import text_table
-from .detect import Finding
-from .expected import expected_convention
+from ..emulate.parity.detect import Finding
+from ..emulate.parity.expected import expected_convention
+from .tables import text_table
 
 COLUMNS = ("reference", "version", "matches bit for bit", "table", "first counterexample")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import SimdqError
+from ..errors import SimdqError
 
 CHARTS = ("roofline", "breakdown")
 KIND_COLOURS = {"conv": "tab:blue", "linear": "tab:orange", "attention_matmul": "tab:red", "norm": "tab:green",
@@ -55,7 +55,7 @@ def plot_roofline(estimate, device, path: str) -> None:
     intensities = [p[0] for p in points] or [1.0]
     low, high = min(intensities) / 2, max(intensities) * 2
     bandwidth = engine.dram_bandwidth
-    peaks = getattr(getattr(engine, "rates", None), "peaks", {}) or {}
+    peaks = engine.describe().peaks
     for precision, peak in sorted(peaks.items(), key=lambda item: item[1]):
         ridge = peak / bandwidth
         xs = [low, max(min(ridge, high), low), high]
@@ -75,18 +75,28 @@ def plot_roofline(estimate, device, path: str) -> None:
     plt.close(figure)
 
 
-def plot_breakdown(estimate, path: str, count: int = 40) -> None:
-    plt = _pyplot()
+def breakdown_bars(estimate, count: int = 40) -> list:
+    """(label, latency in us, bottleneck) of the `count` slowest layers, slowest first: the chart's bars
+    from the top down."""
     timed = [r for r in estimate.layers if r.device is not None and r.device.latency_s]
     heaviest = sorted(timed, key=lambda r: -r.device.latency_s)[:count]
-    figure, axes = plt.subplots(figsize=(8, 0.22 * len(heaviest) + 1.5))
-    names = [f"{r.layer.name} [{r.layer.kind}]" for r in heaviest][::-1]
-    times = [r.device.latency_s * 1e6 for r in heaviest][::-1]
-    colours = [BOTTLENECK_COLOURS[r.device.bottleneck] for r in heaviest][::-1]
+    return [(f"{r.layer.name} [{r.layer.kind}]", r.device.latency_s * 1e6, r.device.bottleneck) for r in heaviest]
+
+
+def plot_breakdown(estimate, path: str, count: int = 40) -> list:
+    """Writes the chart; returns its bar labels as drawn, from the top down."""
+    plt = _pyplot()
+    timed = [r for r in estimate.layers if r.device is not None and r.device.latency_s]
+    bars = breakdown_bars(estimate, count)
+    figure, axes = plt.subplots(figsize=(8, 0.22 * len(bars) + 1.5))
+    # barh draws its first bar at the bottom: reversed, the slowest layer is on top
+    names = [label for label, _, _ in bars][::-1]
+    times = [time_us for _, time_us, _ in bars][::-1]
+    colours = [BOTTLENECK_COLOURS[bottleneck] for _, _, bottleneck in bars][::-1]
     axes.barh(names, times, color=colours)
     axes.set_xlabel("latency per forward (us)")
     total = sum(r.device.latency_s for r in timed)
-    axes.set_title(f"{estimate.model} on {estimate.device}: {len(heaviest)} slowest of {len(timed)} layers, "
+    axes.set_title(f"{estimate.model} on {estimate.device}: {len(bars)} slowest of {len(timed)} layers, "
                    f"{total * 1e3:.2f} ms in all", fontsize=9)
     from matplotlib.patches import Patch
 
@@ -95,7 +105,9 @@ def plot_breakdown(estimate, path: str, count: int = 40) -> None:
     axes.tick_params(axis="y", labelsize=6)
     figure.tight_layout()
     figure.savefig(path, dpi=150)
+    drawn = [label.get_text() for label in axes.get_yticklabels()][::-1]
     plt.close(figure)
+    return drawn
 
 
 def write_plots(estimate, device, paths) -> None:

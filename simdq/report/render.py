@@ -6,9 +6,9 @@ import csv
 import io
 import json
 
-from . import __version__
-from .estimate import TOTAL_KEYS, Estimate
-from .text_table import text_table
+from .. import __version__
+from ..cost.estimate import TOTAL_KEYS, Estimate
+from .tables import latex_table, markdown_table, text_table
 
 HEAVIEST = 10
 
@@ -138,30 +138,6 @@ def heaviest(estimate: Estimate, count: int = HEAVIEST):
     return sorted(timed, key=lambda r: -r.device.latency_s)[:count]
 
 
-def _markdown_table(header, rows) -> str:
-    escape = lambda v: str(v).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(escape(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-_LATEX_SPECIAL = {ord(c): r for c, r in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
-                                        ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"))}
-
-
-def _latex_escape(value) -> str:
-    return str(value).translate(_LATEX_SPECIAL)
-
-
-def _latex_table(header, rows, caption: str) -> str:
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(caption)}}}",
-             r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
-             " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
-    lines += [" & ".join(_latex_escape(v) for v in row) + r" \\" for row in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines)
-
-
 def headline(estimate: Estimate) -> str:
     guidance = "with guidance" if estimate.guidance else "no guidance"
     return (f"{estimate.model} on {estimate.device}: convention {estimate.convention}, batch {estimate.batch}, "
@@ -201,11 +177,11 @@ def render(estimate: Estimate, fmt: str, per_layer: bool = False) -> str:
     layers = layer_table(estimate.layers if per_layer else heaviest(estimate))
     layers_title = "per layer" if per_layer else f"heaviest {HEAVIEST} layers by latency"
     if fmt == "markdown":
-        return "\n\n".join([f"**{headline(estimate)}**", _markdown_table(*summary), not_counted_line(estimate),
-                            f"*{layers_title}*", _markdown_table(*layers)]) + "\n"
+        return "\n\n".join([f"**{headline(estimate)}**", markdown_table(*summary), not_counted_line(estimate),
+                            f"*{layers_title}*", markdown_table(*layers)]) + "\n"
     if fmt == "latex":
-        return "\n\n".join([_latex_table(*summary, caption=headline(estimate)),
-                            _latex_table(*layers, caption=f"{estimate.model}: {layers_title}")]) + "\n"
+        return "\n\n".join([latex_table(*summary, caption=headline(estimate)),
+                            latex_table(*layers, caption=f"{estimate.model}: {layers_title}")]) + "\n"
     return "\n\n".join([
         headline(estimate), f"model: {estimate.description or estimate.model}\ndevice: {estimate.device_description}",
         text_table(*summary),

@@ -1,5 +1,5 @@
 """Named layer policies: which conv/linear layers a paper keeps at other precisions, as published and as
-its released code does (shared/reference/seed-costs.md).
+its released code does (docs/papers.md).
 
 A policy is an ordered list of rules (first match wins, after the user's own rules). A rule's weights and
 activations are a format name, FULL (the model's own precision) or None (keep the scheme's format).
@@ -10,8 +10,9 @@ shortcut conv beside every binarized conv whose channel counts differ.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
+
+from diagnostics import unknown
 
 FULL = "full"
 
@@ -69,8 +70,5 @@ POLICY_ALIASES = {"bidm": "bidm-as-published", "efficientdm-as-published": "all-
 def get_policy(name: str) -> Policy:
     key = POLICY_ALIASES.get(name, name)
     if key not in POLICIES:
-        allowed = sorted(POLICIES) + sorted(POLICY_ALIASES)
-        hint = difflib.get_close_matches(name, allowed, n=1)
-        raise ValueError(f"unknown layer policy {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                         + f"; allowed: {', '.join(allowed)}")
+        raise ValueError(unknown("layer policy", name, sorted(POLICIES) + sorted(POLICY_ALIASES)))
     return POLICIES[key]

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from .layers import Layer
+from ..model.layer import Layer
+from .formats import QuantFormat, quant_format
 from .policies import FULL, PolicyRule, get_policy
-from .quant_formats import QuantFormat, quant_format
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,14 @@ def _pick(value, default: QuantFormat, model_dtype: str) -> QuantFormat:
     return quant_format(model_dtype if value == FULL else value)
 
 
+def attention_format(quant, model_dtype: str) -> QuantFormat:
+    """The format of both operands of the attention matmuls (QK^T, softmax x V): quant.attention.activations,
+    else the scheme's activations, else the model's dtype; the model's dtype when attention is not quantized."""
+    if not quant.attention.quantize:
+        return quant_format(model_dtype)
+    return quant_format(quant.attention.activations or quant.activations or model_dtype)
+
+
 def resolve(layers: list, quant, model_dtype: str) -> list:
     """One LayerScheme per layer, in order. `quant` is the QuantSection of model.yaml."""
     full = quant_format(model_dtype)
@@ -43,13 +51,11 @@ def resolve(layers: list, quant, model_dtype: str) -> list:
              for i, r in enumerate(quant.rules)]
     if policy:
         rules += [(f"policy {policy.name}", rule) for rule in policy.rules]
-    attention_format = (
-        quant_format(quant.attention.activations or activations.name) if quant.attention.quantize else full
-    )
+    attention = attention_format(quant, model_dtype)
     schemes = []
     for layer in layers:
         if layer.kind == "attention_matmul":
-            schemes.append(LayerScheme(None, attention_format, decided_by="attention"))
+            schemes.append(LayerScheme(None, attention, decided_by="attention"))
         elif not layer.is_weight_layer:
             schemes.append(LayerScheme(None, full, decided_by="model dtype"))
         else:

@@ -25,7 +25,7 @@ def ties_and_noise(rng, scale, n=50_000):
 
 
 def installed_scale_op(reference_id):
-    """torch 2.13 and 2.14 quantize differently: the table in simdq/parity/expected.py says which op is installed."""
+    """torch 2.13 and 2.14 quantize differently: the table in simdq/emulate/parity/expected.py says which op is installed."""
     return table_convention(reference_id).get("scale_op")
 
 

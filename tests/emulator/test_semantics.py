@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 import emulator as em
 from emulator.reference import reference_decode_minifloat, reference_encode
-from simdq.cli import formats_table, main
+from simdq.cli import main
+from simdq.cli.formats import formats_table
 
 MODES = ["rne", "rtz", "rna", "rtp", "rtn", "stochastic"]
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from hw_models import DeviceFileError, LayerWork, load_device
-from hw_models.calibrated import ClassParams, calibrated_time, gemm_compute_s, op_class
+from hw_models.engines.calibrated import ClassParams, calibrated_time, gemm_compute_s, op_class
 from hw_models.catalog import DEVICE_DIR
 from hw_models.fit import Sample, fit_class
 from hw_models.workload import FP16
@@ -110,8 +110,8 @@ def test_hw_calibrate_at_a_models_shapes(tmp_path):
     config.write_text(yaml.safe_dump({"model": {"diffusers": {"class": "UNet2DModel", "config": TINY_UNET}}}))
     out = tmp_path / "tiny-cal.yaml"
     assert main(["hw", "calibrate", "--device", "cpu", "--quick", "--model", str(config), "-o", str(out)]) == 0
-    from simdq.estimate import traced_layers
-    from simdq.model_config import load_config
+    from simdq.cli.estimate import traced_layers
+    from simdq.config import load_config
 
     layers = traced_layers(load_config(str(config)))
     calibration = yaml.safe_load(out.read_text())["engines"]["gpu"]["calibration"]["classes"]

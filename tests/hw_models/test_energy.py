@@ -6,7 +6,7 @@ import yaml
 from hw_models import LayerWork, load_device
 from hw_models.energy import TABLE_DIR, load_table, node_ratio, node_scale
 from hw_models.workload import FP32
-from simdq.quant_formats import quant_format
+from simdq.scheme import quant_format
 
 
 def test_tables_carry_their_sources_and_nodes():

@@ -5,10 +5,10 @@ from math import ceil
 import pytest
 
 from hw_models import DeviceFileError, LayerWork, load_device
-from hw_models.systolic import SystolicEngine
+from hw_models.engines.systolic import SystolicEngine
 from hw_models.workload import FP32
-from hw_models.xnor import XnorEngine
-from simdq.quant_formats import quant_format
+from hw_models.engines.xnor import XnorEngine
+from simdq.scheme import quant_format
 
 
 def operand(name):
@@ -24,8 +24,8 @@ def conv(weight="int8", activation="int8", dims=(1, 1024, 64, 576), kind="conv")
 
 @pytest.mark.parametrize("activation, planes", [("binary", 1), ("int4", 4), ("uint4", 4), ("int8", 8)])
 def test_xnor_array_runs_activations_bit_serially(activation, planes):
-    engine = XnorEngine("xnor", binary_macs_per_s=1e12, fj_per_binary_op=20.0, max_activation_bits=8,
-                        kernel_overhead_s=0.0, dram_bandwidth=1e15)
+    engine = XnorEngine("xnor", binary_macs_per_s=1e12, max_activation_bits=8, kernel_overhead_s=0.0,
+                        dram_bandwidth=1e15)
     layer = conv("binary", activation)
     assert engine.planes(layer) == planes
     estimate = engine.estimate_layer(layer)
@@ -34,7 +34,7 @@ def test_xnor_array_runs_activations_bit_serially(activation, planes):
 
 
 def test_xnor_array_refuses_what_it_cannot_run():
-    engine = XnorEngine("xnor", 1e12, 20.0, 4, 0.0, 1e12)
+    engine = XnorEngine("xnor", 1e12, 4, 0.0, 1e12)
     assert not engine.can_run(conv("int8", "int8"))  # weights not binary
     assert not engine.can_run(conv("binary", "int8"))  # more planes than it takes
     assert not engine.can_run(conv("binary", "e4m3fn"))  # float activations
@@ -47,10 +47,24 @@ def test_xnor_device_falls_back_for_other_layers():
     full = device.estimate_layer(conv("fp32", "fp32"))
     norm = device.estimate_layer(LayerWork("norm", "norm", 0, 8000, 0.0, 4000.0, 4000.0, 1, FP32))
     assert (binary.engine, full.engine, norm.engine) == ("xnor", "int8", "int8")
-    # binary x int4: 4 planes at 307 G binary MACs/s; energy: 2 binary ops of 35 fJ per MAC and plane at least
+    # binary x int4: 4 planes at 307 G binary MACs/s
     layer = conv("binary", "int4")
     assert binary.compute_s == pytest.approx(layer.macs * 4 / 307e9)
-    assert binary.energy_j > layer.macs * 4 * 2 * 35e-15
+
+
+@pytest.mark.parametrize("activation, planes", [("binary", 1), ("int2", 2), ("int4", 4)])
+def test_xnor_energy_by_hand_per_bit_plane(activation, planes):
+    device = load_device("braintta")
+    energy = device.engines["xnor"].energy
+    layer = conv("binary", activation)
+    batch, m, n, _ = layer.gemm_dims
+    # per MAC and plane two binary ops of 35 fJ (BrainTTA); per output and plane one int8 MAC of the table,
+    # scaled to the device's node; the traffic once through SRAM (scaled) and once through DRAM
+    array_pj = layer.macs * planes * 2 * 35e-3
+    post_pj = batch * m * n * planes * energy.table.mac_pj("int8") * energy.scale
+    movement_pj = layer.traffic_bytes * (energy.sram_pj_per_byte * energy.scale + energy.dram_pj_per_byte)
+    expected = (array_pj + post_pj + movement_pj) * 1e-12
+    assert device.estimate_layer(layer).energy_j == pytest.approx(expected, rel=1e-12)
 
 
 def test_systolic_weight_stationary_folds_and_traffic_by_hand():

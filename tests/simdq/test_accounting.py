@@ -8,11 +8,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from unet_fixtures import traced
 
-from simdq.accounting import weight_storage_bits
-from simdq.estimate import run_estimate
-from simdq.layers import Layer
-from simdq.model_config import parse_config
-from simdq.quant_formats import quant_format
+from simdq.cost.accounting import weight_storage_bits
+from simdq.cli.estimate import run_estimate
+from simdq.model.layer import Layer
+from simdq.config import parse_config
+from simdq.scheme import quant_format
 
 BEDROOMS = {"preset": "ldm4-lsun-bedrooms"}
 BINARYDM_FULL_PRECISION = ("time_embedding.linear_1", "time_embedding.linear_2", "conv_in", "conv_out")

@@ -8,10 +8,11 @@ import torch
 import yaml
 from unet_fixtures import TINY_UNET
 
-from simdq.artifact import load_artifact, read_metadata
+from simdq.artifact import read_metadata
+from simdq.calibrate.persist import load_artifact
 from simdq.cli import main
 from simdq.errors import SimdqError
-from simdq.quant_modules import QuantConv2d, QuantLinear
+from simdq.calibrate.modules import QuantConv2d, QuantLinear
 
 MODEL = {"model": {"diffusers": {"class": "UNet2DModel", "config": TINY_UNET}},
          "quant": {"weights": "int4", "activations": "int8", "policy": "binarydm"}}
@@ -45,7 +46,7 @@ def test_round_trip_gives_the_same_codes_and_outputs(artifact):
         a, b = dict(first.named_modules())[name], modules[name]
         assert torch.equal(a.quantized_weight.codes, b.quantized_weight.codes)
         # the stored codes are what quantizing the loaded weights gives again
-        from simdq.quant_modules import WeightQuantizer
+        from simdq.calibrate.weights import WeightQuantizer
 
         again = WeightQuantizer("int4").quantize(a.weight)
         assert torch.equal(again.codes, a.quantized_weight.codes)

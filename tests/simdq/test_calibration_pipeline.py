@@ -6,8 +6,8 @@ import pytest
 import torch
 from unet_fixtures import TINY_UNET
 
-from simdq.calibration import calibrate_unet, ddim_trajectory, sqnr_db
-from simdq.model_config import parse_config
+from simdq.calibrate.pipeline import calibrate_unet, ddim_trajectory, sqnr_db
+from simdq.config import parse_config
 
 
 def _unet():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from simdq.calibrators import calibrate_amax, minmax, mse, percentile, scale_for
+from simdq.calibrate.calibrators import calibrate_amax, minmax, mse, percentile, scale_for
 from simdq.errors import SimdqError
 
 
@@ -25,12 +25,31 @@ def test_mse_search_on_a_laplace_sample_clips_below_the_max(rng):
     clipped = mse(x, "int4")
     assert clipped.item() < 0.8 * minmax(x).item()  # heavy tails: clipping them pays at 4 bits
     # and the chosen clip really has lower error than no clipping
-    from simdq.torch_quant import fake_quantize
+    from simdq.calibrate.torch_quant import fake_quantize
 
     def error(amax):
         return (fake_quantize(x, "int4", scale_for(amax, "int4").reshape(())) - x).pow(2).mean().item()
 
     assert error(clipped) < error(minmax(x))
+
+
+def test_mse_picks_the_clip_ratio_of_least_mean_squared_error(rng):
+    from simdq.calibrate.calibrators import CLIP_RATIOS
+    from simdq.calibrate.torch_quant import fake_quantize
+
+    x = torch.from_numpy(rng.laplace(size=20_000).astype(np.float32))
+    top = x.abs().max().double()
+
+    def best(power):
+        errors = []
+        for ratio in CLIP_RATIOS:
+            scale = scale_for(top * ratio, "int4").reshape(())
+            errors.append((fake_quantize(x, "int4", scale) - x).abs().double().pow(power).mean().item())
+        return top * CLIP_RATIOS[int(np.argmin(errors))]
+
+    # the squared error and the absolute error prefer different clips on this sample, so the test tells them apart
+    assert best(2).item() != best(1).item()
+    assert mse(x, "int4").item() == best(2).item()
 
 
 def test_mse_keeps_the_max_for_a_uniform_sample_at_8_bits(rng):

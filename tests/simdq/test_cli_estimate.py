@@ -12,7 +12,7 @@ from unet_fixtures import TINY_UNET
 
 from simdq.cli import main
 
-EXAMPLE = str(Path(__file__).parents[1] / "examples" / "ldm4-bedrooms-w1a4.yaml")
+EXAMPLE = str(Path(__file__).parents[2] / "examples" / "ldm4-bedrooms-w1a4.yaml")
 
 
 def run(capsys, *argv):
@@ -159,7 +159,7 @@ def test_config_file_that_is_not_a_unet_config(capsys, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["estimate", "/nonexistent.yaml", "--hw", "jetson"], "/nonexistent.yaml: no such file"),
     (["estimate", EXAMPLE, "--hw", "tpu9"], "unknown device 'tpu9'"),
-    (["estimate", EXAMPLE, "--hw", "/nonexistent/device.yaml"], "cannot read device file"),
+    (["estimate", EXAMPLE, "--hw", "/nonexistent/device.yaml"], "/nonexistent/device.yaml: no such device file"),
     (["estimate", EXAMPLE, "--hw", "jetson", "--batch", "0"], "--batch: expected a positive integer, got 0"),
     (["estimate", EXAMPLE, "--hw", "jetson", "--steps", "many"], "--steps: expected a positive integer, got 'many'"),
     (["estimate", EXAMPLE, "--hw", "jetson", "--format", "xml"], "argument --format: invalid choice: 'xml'"),

@@ -11,13 +11,13 @@ from hypothesis import settings
 
 import emulator as em
 from simdq.cli import main
-from simdq.parity import expected as table
-from simdq.parity.conventions import Convention
-from simdq.parity.detect import detect
-from simdq.parity.refs import installed_references
-from simdq.parity.refs.affine import QuantizeReference
-from simdq.parity.refs.casts import CastReference
-from simdq.parity.versions import in_range, installed_version, release
+from simdq.emulate.parity import expected as table
+from simdq.emulate.parity.conventions import Convention
+from simdq.emulate.parity.detect import detect
+from simdq.emulate.parity.refs import installed_references
+from simdq.emulate.parity.refs.affine import QuantizeReference
+from simdq.emulate.parity.refs.casts import CastReference
+from simdq.emulate.parity.versions import in_range, installed_version, release
 
 INSTALLED, NOT_INSTALLED = installed_references()
 
@@ -29,7 +29,7 @@ def test_installed_reference_implements_the_tables_convention(reference):
     expected = table.expected_convention(reference, version)
     found = "; ".join(c.name for c in finding.matches) or "no named convention"
     if expected is None:
-        pytest.fail(f"{reference.library} {version} is outside the table in simdq/parity/expected.py for "
+        pytest.fail(f"{reference.library} {version} is outside the table in simdq/emulate/parity/expected.py for "
                     f"'{reference.id}': it implements {found}; add a row", pytrace=False)
     if expected not in finding.matches:
         counterexample = finding.counterexample_for(expected)
@@ -111,7 +111,7 @@ def test_the_issues_decisive_case_separates_torch_213_from_2141():
 
 
 def test_readme_documents_the_table_as_the_code_has_it():
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert table.table_markdown() in readme
 
 
@@ -133,7 +133,7 @@ def test_command_reports_json_and_exits_0_when_everything_matches(capsys):
 
 def test_command_exits_1_with_a_counterexample_when_a_reference_matches_nothing(capsys, monkeypatch):
     broken = e4m3fn_cast(lambda x: em.encode(x, "e4m3fn", rounding="rtz"), np.float32)
-    monkeypatch.setattr("simdq.parity.refs.installed_references", lambda: ([broken], ["gfloat"]))
+    monkeypatch.setattr("simdq.emulate.parity.refs.installed_references", lambda: ([broken], ["gfloat"]))
     code, out, _ = run_cli(capsys, "--format", "markdown", "--examples", "0")
     assert code == 1
     broken_row, missing_row = out.strip().splitlines()[2:]

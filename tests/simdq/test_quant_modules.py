@@ -6,11 +6,12 @@ import torch
 from unet_fixtures import TINY_UNET
 
 import emulator as em
-from simdq.calibrators import format_max
+from simdq.calibrate.calibrators import format_max
 from simdq.errors import SimdqError
-from simdq.model_config import parse_config
-from simdq.quant_modules import (ActivationQuantizer, QuantConv2d, QuantLinear, WeightQuantizer,
-                                 calibrate_activations, quantize_model)
+from simdq.config import parse_config
+from simdq.calibrate.activations import ActivationQuantizer
+from simdq.calibrate.modules import QuantConv2d, QuantLinear, calibrate_activations, quantize_model
+from simdq.calibrate.weights import WeightQuantizer
 
 
 @pytest.mark.parametrize("fmt", ["int8", "int4", "e4m3fn", "e2m1"])
@@ -118,7 +119,7 @@ def _step(t, batch=2, seed=3):
 
 
 def test_timestep_aware_ranges_come_from_each_steps_own_inputs():
-    from simdq.quant_modules import activation_quantizers
+    from simdq.calibrate.modules import activation_quantizers
 
     model = _quantized_tiny("per_step")
     calibrate_activations(model, [_step(10, seed=1), _step(900, seed=2) | {"sample": 50 * torch.randn(2, 3, 16, 16)}])
@@ -136,7 +137,7 @@ def test_timestep_aware_ranges_come_from_each_steps_own_inputs():
 
 
 def test_timestep_bins_and_merged_ranges():
-    from simdq.quant_modules import activation_quantizers
+    from simdq.calibrate.modules import activation_quantizers
 
     model = _quantized_tiny(4)  # bins of 250 timesteps
     calibrate_activations(model, [_step(10), _step(240), _step(260)], merge=True)
@@ -146,7 +147,7 @@ def test_timestep_bins_and_merged_ranges():
 
 
 def test_attention_matmuls_quantized_through_the_processor():
-    from simdq.quant_modules import AttentionQuantizers
+    from simdq.calibrate.attention import AttentionQuantizers
 
     quantizers = AttentionQuantizers("int8", "minmax", None, None, 1000)
     for name in "qkpv":
@@ -221,7 +222,7 @@ def test_binary_activations_threshold_each_channel_at_its_mean():
 
 
 def test_binary_weights_and_activations_model_round_trip(tmp_path):
-    from simdq.artifact import load_artifact, save_artifact
+    from simdq.calibrate.persist import load_artifact, save_artifact
 
     model = _tiny_unet()
     quant = parse_config({"model": {"preset": "sd15"}, "quant": {"weights": "binary", "activations": "binary",

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import emulator as em
-from simdq import torch_quant as tq
+from simdq.calibrate import torch_quant as tq
 from simdq.errors import SimdqError
 
 FORMATS = ["int8", "uint8", "int4", "int2", ("int8", {"narrow": True}), "e4m3fn", "e5m2", "e4m3fnuz", "e5m2fnuz",

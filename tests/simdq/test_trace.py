@@ -8,9 +8,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from unet_fixtures import layers_of, traced
 
-from simdq.layers import fuse_attention
-from simdq.workload import trace
-from simdq.unets import preset_names
+from simdq.model.grouping import fuse_attention
+from simdq.model.trace import trace
+from simdq.presets import preset_names
 
 PRESETS = sorted(set(preset_names().values()))
 
@@ -100,6 +100,21 @@ def test_fused_attention_drops_exactly_the_score_traffic():
     # QK^T writes the scores, softmax reads and writes them, AV reads them
     assert traffic(unfused) - traffic(fused) == 4 * scores
     assert sum(l.macs for l in unfused) == sum(l.macs for l in fused)
+
+
+def test_fused_attention_is_one_kernel_per_attention_module():
+    unfused = layers_of("ldm4-lsun-bedrooms")
+    fused = fuse_attention(layers_of("ldm4-lsun-bedrooms"))
+    _, model, _, _ = traced("ldm4-lsun-bedrooms")
+    attention = set(_attention_modules(model))
+    assert attention
+    kernels = lambda layers, module: sum(  # noqa: E731
+        l.kernels for l in layers if l.module == module and l.kind in ("attention_matmul", "softmax"))
+    for module in attention:
+        # unfused: QK^T, softmax and AV are three kernels; fused (flash / memory-efficient SDPA): one
+        assert (kernels(unfused, module), kernels(fused, module)) == (3, 1), module
+    others = lambda layers: [(l.name, l.kernels) for l in layers if l.module not in attention]  # noqa: E731
+    assert others(fused) == others(unfused)
 
 
 def test_batch_scales_activations_not_parameters():

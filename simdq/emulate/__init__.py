@@ -1,0 +1,1 @@
+"""Running quantized models on the emulator, and parity with other implementations (parity/)."""

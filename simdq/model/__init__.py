@@ -1,0 +1,1 @@
+"""UNets, their traced layers and their sampling (torch and diffusers live here)."""
