@@ -33,14 +33,14 @@ def main() -> int:
 
     split["import torch"] = time.perf_counter() - started
     started = time.perf_counter()
-    from simdq.unets import _import_diffusers
+    from simdq.model.unets import _import_diffusers
 
     _import_diffusers()
     split["import diffusers"] = time.perf_counter() - started
     started = time.perf_counter()
-    from simdq.estimate import run_estimate
-    from simdq.model_config import parse_config
-    from simdq.render import render
+    from simdq.cli.estimate import run_estimate
+    from simdq.config import parse_config
+    from simdq.report.render import render
 
     split["import simdq (emulator, hw_models, pydantic)"] = time.perf_counter() - started
     estimate = run_estimate(parse_config(config_data, "benchmark"), args.hw)

@@ -26,7 +26,7 @@ def _inputs(model, batch: int, device, dtype) -> dict:
     """A real forward's inputs: seeded latents, a timestep, and for conditional UNets a seeded context."""
     import torch
 
-    from simdq.calibration import conditioning
+    from simdq.model.sampling import conditioning
 
     generator = torch.Generator().manual_seed(batch)
     size = model.config.sample_size
@@ -46,8 +46,9 @@ def measure(out_dir: Path, device_name: str, quick: bool, preset: str, skip_suit
     import torch
 
     from hw_models import load_device
-    from simdq.gpu_calibration import default_suite, measure as measure_suite, time_op
-    from simdq.unets import build_unet, preset_spec
+    from simdq.microbench import default_suite, measure as measure_suite, time_op
+    from simdq.model.unets import build_unet
+    from simdq.presets import preset_spec
 
     device = torch.device(device_name)
     base = load_device("h100-sxm")
@@ -93,8 +94,8 @@ def measure(out_dir: Path, device_name: str, quick: bool, preset: str, skip_suit
 
 
 def _predict(device, batch: int, dtype: str, preset: str):
-    from simdq.estimate import run_estimate
-    from simdq.model_config import parse_config
+    from simdq.cli.estimate import run_estimate
+    from simdq.config import parse_config
 
     config = parse_config({"model": {"preset": preset, "dtype": dtype}, "input": {"batch": batch}}, "validation")
     estimate = run_estimate(config, device)
@@ -107,7 +108,7 @@ def report(measurements_path: Path, output: Path, device_file: Path, samples_fro
     from hw_models import load_device
     from hw_models.catalog import without_calibration
     from hw_models.fit import Sample
-    from simdq.gpu_calibration import calibrated_spec
+    from simdq.microbench import calibrated_spec
 
     data = json.loads(measurements_path.read_text())
     suite = json.loads(samples_from.read_text()) if samples_from else data  # the fit may come from another run

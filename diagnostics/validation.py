@@ -5,7 +5,12 @@ from __future__ import annotations
 from .messages import did_you_mean
 
 # pydantic's location parts that name a validator or a union member rather than a key
-_INTERNAL_PARTS = ("function-after", "function-", "literal[", "str", "list[", "dict[", "tagged-union[")
+_INTERNAL_PARTS = ("function-after", "function-", "literal[", "str", "list[", "dict[", "tagged-union[", "[key]")
+
+
+def _is_tag(part) -> bool:
+    """A discriminated union's tag: our schemas spell them KEY=VALUE (model=systolic)."""
+    return isinstance(part, str) and "=" in part
 
 
 def _location(loc) -> str:
@@ -13,9 +18,26 @@ def _location(loc) -> str:
     for part in loc:
         if isinstance(part, int):
             parts[-1] = f"{parts[-1]}[{part}]" if parts else f"[{part}]"
-        elif not str(part).startswith(_INTERNAL_PARTS):
+        elif not (_is_tag(part) or str(part).startswith(_INTERNAL_PARTS)):
             parts.append(str(part))
     return ".".join(parts)
+
+
+def _tagged_members(annotation) -> dict:
+    """tag -> model class of the discriminated unions an annotation holds."""
+    from typing import get_args
+
+    from pydantic import Tag
+
+    members = {}
+    args = get_args(annotation)
+    tags = [a.tag for a in args[1:] if isinstance(a, Tag)]
+    if tags and args:
+        members[tags[0]] = args[0]
+    for inner in args:
+        if not isinstance(inner, Tag):
+            members.update(_tagged_members(inner))
+    return members
 
 
 def _model_classes(annotation):
@@ -30,15 +52,19 @@ def _model_classes(annotation):
 
 def _model_for(root, loc):
     """The schema class that holds the last key of `loc`, to list its allowed keys."""
-    model = root
+    model, annotation = root, None
     for part in loc[:-1]:
+        if _is_tag(part) and annotation is not None:
+            model = _tagged_members(annotation).get(part, model)
+            continue
         if isinstance(part, int) or str(part).startswith(_INTERNAL_PARTS):
             continue
         fields = model.model_fields
         field = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
         if field is None:
             continue  # a key of a mapping (an engine's name): the value's class comes next
-        found = next(_model_classes(field.annotation), None)
+        annotation = field.annotation
+        found = next(_model_classes(annotation), None)
         if found is not None:
             model = found
     return model

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Union
 
+from diagnostics import did_you_mean
+
 SPECIAL_FAMILIES = ("ieee", "fn", "fnuz", "finite")
 OVERFLOW_POLICIES = ("saturate", "nan", "inf")
 NAN_POLICIES = ("raise", "zero")
@@ -415,8 +417,8 @@ def _parse_exmy(name: str) -> FloatFormat:
     match = _EXMY.match(name)
     if not match:
         raise ValueError(
-            f"unknown format {name!r}: use a preset ({', '.join(sorted(PRESETS))}) or "
-            "'e<E>m<M>[b<bias>][fn|fnuz|ieee|finite]'"
+            f"unknown format {name!r}{did_you_mean(name, sorted(PRESETS) + sorted(ALIASES))}: use a preset "
+            f"({', '.join(sorted(PRESETS))}) or 'e<E>m<M>[b<bias>][fn|fnuz|ieee|finite]'"
         )
     e, m, bias, special = match.groups()
     special = special or "ieee"

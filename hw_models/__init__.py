@@ -1,7 +1,7 @@
 """Device descriptions and the models that turn a per-layer workload into latency and energy.
 
-Depends on numpy and pyyaml only: simdq describes each layer with the plain records of `workload`, so
-this package never sees torch or the emulator.
+Depends on numpy, pyyaml and pydantic (the device-file schema) only: simdq describes each layer with the
+plain records of `workload`, so this package never sees torch or the emulator.
 """
 
 from .catalog import list_devices, load_device

@@ -79,6 +79,7 @@ def test_stochastic_rounding_is_unbiased_reproducible_and_thread_independent():
     (lambda: em.get_format("e9m2"), "exponent bits must be 1..8"),
     (lambda: em.get_format("e4m11"), "mantissa bits must be 0..10"),
     (lambda: em.get_format("fp7"), "unknown format"),
+    (lambda: em.get_format("e4m3fm"), r"unknown format 'e4m3fm' \(did you mean 'e4m3fn'\?\): use a preset"),
     (lambda: em.get_format("int33"), "integer width must be 1..32"),
     (lambda: em.get_format("e4m3fn", overflow="inf"), "overflow policy"),
     (lambda: em.get_format("e4m3fn", colour="red"), "has no option colour"),

@@ -72,9 +72,9 @@ def _calibrated_file(tmp_path, mutate):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda c: c["classes"].update(conv_fp61={"kernel_s": 1e-6, "efficiency": 0.5, "memory_efficiency": 0.5}),
-     r"classes\.conv_fp61: unknown op class \(did you mean 'conv_fp16'\?\)"),
+     r"calibration\.classes\.conv_fp61: unknown op class 'conv_fp61' \(did you mean 'conv_fp16'\?\); allowed: "),
     (lambda c: c["classes"]["norm"].update(efficiency=1.5), r"norm\.efficiency: an efficiency is at most 1"),
-    (lambda c: c.pop("source"), r"calibration: missing key 'source'"),
+    (lambda c: c.pop("source"), r"engines\.gpu\.calibration\.source: required key is missing$"),
     (lambda c: c.update(sms=0), r"calibration\.sms: expected a positive integer"),
 ])
 def test_calibration_block_errors(tmp_path, mutate, message):

@@ -128,11 +128,21 @@ def test_custom_device_file_is_used(tmp_path):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda d: d["engines"]["gpu"]["compute"]["fp16"].pop("source"), r"compute\.fp16: missing key 'source'"),
+    (lambda d: d["engines"]["gpu"]["compute"]["fp16"].pop("source"), r"engines\.gpu\.compute\.fp16\.source: required key is missing$"),
     (lambda d: d["engines"]["gpu"]["compute"].update(fp9={"peak": 1, "source": "x"}),
-     r"compute\.fp9: unknown compute precision \(did you mean 'fp8'\?\)"),
+     r"engines\.gpu\.compute\.fp9: unknown compute precision 'fp9' \(did you mean 'fp8'\?\); allowed: fp32, "),
     (lambda d: d["engines"]["gpu"]["vector"].update(peak=-1), r"vector\.peak: expected a positive number"),
     (lambda d: d["engines"]["gpu"].update(model="cycle-accurate"), r"engines\.gpu\.model: unknown engine model"),
+    (lambda d: d["engines"]["gpu"].update(model="systolc"),
+     r"engines\.gpu\.model: unknown engine model 'systolc' \(did you mean 'systolic'\?\); allowed: roofline, "),
+    (lambda d: d["engines"]["gpu"].update(vectr={}),
+     r"engines\.gpu\.vectr: unknown key \(did you mean 'vector'\?\); allowed: model, description, kinds, compute, "),
+    (lambda d: d["engines"]["gpu"]["kernel_overhead_s"].update(value=True),
+     r"kernel_overhead_s\.value: expected a positive number, got True$"),
+    (lambda d: d["engines"]["gpu"].update(kinds=["conv", "attention"]),
+     r"engines\.gpu\.kinds\[1\]: unknown layer kind 'attention' \(did you mean 'attention_matmul'\?\)"),
+    (lambda d: d.update(power_modes={"low": {"gpux": {"scale": 0.5, "source": "x"}}}),
+     r"power_modes\.low\.gpux: unknown engine 'gpux' \(did you mean 'gpu'\?\)"),
     (lambda d: d.update(default_engine="dla"), r"default_engine: 'dla' is not an engine"),
     (lambda d: d["memory"].update(dramm={}), r"memory\.dramm: unknown key \(did you mean 'dram'\?\)"),
 ])

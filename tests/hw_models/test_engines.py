@@ -154,3 +154,23 @@ def test_quantized_gemms_pay_for_unpacking_and_rescaling():
         2 * layer.macs / 171e12 + 2 * batch * m * n / 5.3e12)
     block = load_device("h100").estimate_layer(conv("mxfp4", "mxfp8_e4m3", (batch, m, n, k)))
     assert "per-block scales" in block.mapping and f"{k * n + 2 * m * n + m * n * (k // 32):,}" in block.mapping
+
+
+def test_an_unknown_key_of_a_systolic_engine_lists_the_systolic_keys(tmp_path):
+    import yaml
+
+    from hw_models.catalog import DEVICE_DIR
+
+    data = yaml.safe_load((DEVICE_DIR / "edgetpu-like.yaml").read_text())
+    data["engines"]["npu"]["rowz"] = data["engines"]["npu"].pop("rows")
+    path = tmp_path / "npu.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DeviceFileError, match=r"npu\.yaml: engines\.npu\.rowz: unknown key \(did you mean 'rows'\?\); "
+                                              r"allowed: model, description, kinds, rows, cols, clock_hz, dataflow, "):
+        load_device(str(path))
+    data["engines"]["npu"]["rows"] = data["engines"]["npu"].pop("rowz")
+    data["engines"]["npu"]["rows"]["value"] = 6.5
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DeviceFileError, match=r"engines\.npu\.rows\.value: expected a positive integer, got 6\.5$"):
+        load_device(str(path))
+
