@@ -8,9 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import EstimateConfig, load_config, parse_config, unet_spec
-from ..cost.estimate import Estimate, estimate_layers, overridden_input
-from ..output import write_text
 from ..scheme import CONVENTIONS
 from .arguments import positive
 
@@ -35,10 +32,13 @@ def add_parser(commands) -> None:
     estimate.set_defaults(run=run)
 
 
-def run_estimate(config: EstimateConfig, device, *, batch=None, steps=None, convention=None) -> Estimate:
-    """The Estimate of model.yaml's model on `device` (a name or device file for hw_models.load_device, or a Device)."""
+def run_estimate(config, device, *, batch=None, steps=None, convention=None):
+    """The simdq.cost.estimate.Estimate of model.yaml's model (a simdq.config.EstimateConfig) on `device`
+    (a name or device file for hw_models.load_device, or a Device)."""
     from hw_models import Device, load_device
 
+    from ..config import unet_spec
+    from ..cost.estimate import estimate_layers, overridden_input
     from ..model.grouping import layers_of
     from ..model.unets import build_unet
 
@@ -57,8 +57,10 @@ def run_estimate(config: EstimateConfig, device, *, batch=None, steps=None, conv
     return estimate_layers(layers, config, device, spec, run_input, convention or config.convention, timings)
 
 
-def traced_layers(config: EstimateConfig, batch=None) -> list:
+def traced_layers(config, batch=None) -> list:
     """The layers of the model of model.yaml, traced at its input (or `batch`)."""
+    from ..config import unet_spec
+    from ..cost.estimate import overridden_input
     from ..model.grouping import layers_of
     from ..model.unets import build_unet
 
@@ -68,9 +70,10 @@ def traced_layers(config: EstimateConfig, batch=None) -> list:
                      config.runtime.fused_attention)
 
 
-def artifact_config(directory: str) -> EstimateConfig:
+def artifact_config(directory: str):
     """The estimate config of a calibrated artifact: its model and scheme (checked as loading checks them)."""
     from ..artifact import METADATA, check_tensors, read_metadata
+    from ..config import parse_config
 
     metadata = read_metadata(directory)
     check_tensors(directory, metadata)
@@ -80,6 +83,8 @@ def artifact_config(directory: str) -> EstimateConfig:
 def run(args) -> int:
     from hw_models import load_device
 
+    from ..config import load_config
+    from ..output import write_text
     from ..report.render import render
 
     config = artifact_config(args.model) if Path(args.model).is_dir() else load_config(args.model)
