@@ -6,7 +6,7 @@ so that every package may import it without taking on a dependency.
 """
 
 from .messages import did_you_mean, unknown
-from .validation import explain
+from .validation import explain, validate
 from .yaml_files import YamlFileError, read_yaml
 
-__all__ = ["YamlFileError", "did_you_mean", "explain", "read_yaml", "unknown"]
+__all__ = ["YamlFileError", "did_you_mean", "explain", "read_yaml", "unknown", "validate"]

@@ -89,3 +89,16 @@ def explain(error, source: str, root) -> str:
     if first["type"] in ("value_error", "assertion_error"):
         return f"{prefix}: {message}"
     return f"{prefix}: {message[0].lower() + message[1:]}, got {first.get('input')!r}"
+
+
+def validate(root, data, source: str, error=ValueError):
+    """`data` (a YAML document) as an instance of the pydantic model `root`; `error` with one line otherwise."""
+    from pydantic import ValidationError
+
+    if not isinstance(data, dict):
+        keys = ", ".join(f.alias or name for name, f in root.model_fields.items())
+        raise error(f"{source}: expected a mapping with keys {keys}; got {type(data).__name__}")
+    try:
+        return root.model_validate(data)
+    except ValidationError as err:
+        raise error(explain(err, source, root)) from None

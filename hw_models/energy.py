@@ -26,7 +26,7 @@ from functools import lru_cache
 from math import exp, log
 from pathlib import Path
 
-import yaml
+from diagnostics import read_yaml, unknown
 
 from .actions import Actions
 
@@ -78,9 +78,8 @@ class EnergyTable:
 def load_table(name: str) -> EnergyTable:
     path = TABLE_DIR / f"{name}.yaml"
     if not path.exists():
-        known = ", ".join(sorted(p.stem for p in TABLE_DIR.glob("*.yaml")))
-        raise ValueError(f"unknown energy table {name!r}; allowed: {known}")
-    data = yaml.safe_load(path.read_text())
+        raise ValueError(unknown("energy table", name, sorted(p.stem for p in TABLE_DIR.glob("*.yaml"))))
+    data = read_yaml(path, "energy table")
     return EnergyTable(data["name"], data["source"], data["node_nm"], data["operations_pj"],
                        data["memory_pj_per_byte"])
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Annotated, Dict, List, Literal, Optional, Union
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag,
-                      ValidationError, field_validator, model_validator)
+                      field_validator, model_validator)
 
-from diagnostics import explain, unknown
+from diagnostics import unknown, validate
 
 from .device import DeviceFileError
 from .energy import TABLE_DIR
@@ -278,10 +278,4 @@ class DeviceSpec(_Strict):
 
 def read_spec(data, where: str) -> DeviceSpec:
     """The checked contents of a device file; DeviceFileError (one line) otherwise."""
-    if not isinstance(data, dict):
-        raise DeviceFileError(f"{where}: expected a mapping with keys {', '.join(DeviceSpec.model_fields)}, "
-                              f"got {type(data).__name__}")
-    try:
-        return DeviceSpec.model_validate(data)
-    except ValidationError as err:
-        raise DeviceFileError(explain(err, where, DeviceSpec)) from None
+    return validate(DeviceSpec, data, where, DeviceFileError)

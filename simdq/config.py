@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from diagnostics import YamlFileError, explain, read_yaml
+from diagnostics import YamlFileError, read_yaml, validate
 
 from .errors import SimdqError
 from .presets import UNET_CLASSES, UNetSpec, check_preset_name, config_file_spec, config_spec, preset_spec
@@ -133,13 +133,7 @@ class EstimateConfig(_Strict):
 
 
 def parse_config(data, source: str) -> EstimateConfig:
-    if not isinstance(data, dict):
-        raise SimdqError(f"{source}: expected a mapping with keys model, input, quant, convention; "
-                         f"got {type(data).__name__}")
-    try:
-        return EstimateConfig.model_validate(data)
-    except ValidationError as err:
-        raise SimdqError(explain(err, source, EstimateConfig)) from None
+    return validate(EstimateConfig, data, source, SimdqError)
 
 
 def load_config(path: str) -> EstimateConfig:

@@ -131,7 +131,7 @@ BAD_YAML = [
     ({"model": {"config_file": "/nonexistent/config.json"}}, "model.config_file: config file '/nonexistent/config.json' does not exist"),
     ({"model": {"diffusers": {"class": "UNet2DModel", "config": {"block_out_channels": [32, 64]}}}},
      "diffusers cannot build UNet2DModel from this config"),
-    (["model", "preset"], "expected a mapping with keys model, input, quant, convention; got list"),
+    (["model", "preset"], "expected a mapping with keys model, input, quant, runtime, convention; got list"),
     ("model:\n  preset: sd15\n   steps: 3\n", "line 3: not valid YAML"),
 ]
 
