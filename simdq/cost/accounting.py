@@ -80,7 +80,6 @@ def layer_cost(layer: Layer, scheme: LayerScheme, quant, model_format: QuantForm
     other_bits = layer.other_params * model_bits
     read_bits = _activation_bits(activation, layer.gemm_read) + layer.read * model_bits
     quantized = not (weight.full_precision and activation.full_precision)
-    is_gemm = layer.macs > 0
     if convention in PAPER_CONVENTIONS:
         counted = layer.is_weight_layer and scheme.count_ops
         macs = layer.macs if counted else 0
@@ -91,7 +90,7 @@ def layer_cost(layer: Layer, scheme: LayerScheme, quant, model_format: QuantForm
     else:
         counted = True
         macs = layer.macs
-        bops = weight.bits * activation.bits * macs if quantized and is_gemm else 0
+        bops = weight.bits * activation.bits * macs if quantized else 0
         flops = layer.vector_flops + (0 if quantized else 2 * macs)
         ops = 2 * macs + layer.vector_flops
         size = weight_bits + other_bits

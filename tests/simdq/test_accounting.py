@@ -168,3 +168,51 @@ def test_rules_match_module_paths_with_globs():
         if r.layer.is_weight_layer:
             expected = "int8" if fnmatchcase(r.layer.name, "up_blocks.*") else "int4"
             assert r.scheme.weight.name == expected, r.layer.name
+
+
+# One conv worked out by hand: 3x3, 64 -> 32 channels (K = 576 > the group size 128), 100 output positions,
+# 1,000 input elements read by the GEMM and 200 more by the ops around it (a strided copy).
+HAND_CONV = Layer("conv", "conv", "Conv2d", "conv", macs=100 * 32 * 576, gemm_read=1000, read=200, write=3200,
+                  kernels=1, weight_params=32 * 576, other_params=32, in_channels=64, out_channels=32,
+                  kernel_size=(3, 3), gemm_dims=(1, 100, 32, 576))
+
+
+def hand_cost(quant, convention="full", layer=HAND_CONV):
+    from simdq.cost.accounting import layer_cost
+    from simdq.scheme import resolve
+
+    config = parse_config({"model": {"preset": "sd15"}, "quant": quant}, "t")
+    scheme = resolve([layer], config.quant, "fp32")[0]
+    return layer_cost(layer, scheme, config.quant, quant_format("fp32"), 32, convention)
+
+
+@pytest.mark.parametrize("granularity, scales", [
+    ({"weights": "per_tensor"}, 1),
+    ({"weights": "per_channel"}, 32),
+    ({"weights": "per_group", "group_size": 128}, 32 * 5),  # ceil(576 / 128) groups per output channel
+])
+def test_stored_weight_bits_by_hand(granularity, scales):
+    cost = hand_cost({"weights": "int4", "activations": "int8", "granularity": granularity})
+    assert cost.weight_bytes == (32 * 576 * 4 + scales * 32 + 32 * 32) / 8  # codes, fp32 scales, the bias
+
+
+@pytest.mark.parametrize("activations, gemm_bits", [
+    ("int4", 1000 * 4),
+    ("e4m3fn", 1000 * 8),
+    ("mxfp4", 1000 * 4 + ceil(1000 / 32) * 8),  # an E8M0 scale per block of 32
+    ("nvfp4", 1000 * 4 + ceil(1000 / 16) * 8),  # an E4M3 scale per block of 16
+])
+def test_read_bytes_by_hand(activations, gemm_bits):
+    cost = hand_cost({"weights": "int4", "activations": activations})
+    assert cost.read_bytes == (gemm_bits + 200 * 32) / 8  # the GEMM's input at its format, the rest at fp32
+    assert cost.write_bytes == 3200 * 32 / 8
+
+
+@pytest.mark.parametrize("convention", ["binarydm", "full"])
+def test_weight_only_quantization_counts_bops_at_the_activations_width(convention):
+    cost = hand_cost({"weights": "int4"}, convention)  # activations stay fp32
+    assert cost.bops == 4 * 32 * HAND_CONV.macs
+    assert cost.flops == 0
+    assert cost.ops == (4 * 32 * HAND_CONV.macs / 64 if convention == "binarydm" else 2 * HAND_CONV.macs)
+    unquantized = hand_cost({}, convention)
+    assert (unquantized.bops, unquantized.flops) == (0, HAND_CONV.macs * (1 if convention == "binarydm" else 2))
