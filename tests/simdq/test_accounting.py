@@ -216,3 +216,62 @@ def test_weight_only_quantization_counts_bops_at_the_activations_width(conventio
     assert cost.ops == (4 * 32 * HAND_CONV.macs / 64 if convention == "binarydm" else 2 * HAND_CONV.macs)
     unquantized = hand_cost({}, convention)
     assert (unquantized.bops, unquantized.flops) == (0, HAND_CONV.macs * (1 if convention == "binarydm" else 2))
+
+
+def test_full_convention_counts_the_hand_conv_in_full():
+    quant = {"weights": "int4", "activations": "int8", "granularity": {"weights": "per_channel"}}
+    layer = Layer(**{**HAND_CONV.__dict__, "vector_flops": 3200})  # a bias add the GEMM did not fuse
+    cost = hand_cost(quant, "full", layer)
+    weight_bits = 32 * 576 * 4 + 32 * 32  # codes and one fp32 scale per output channel
+    assert cost.counted is True
+    assert (cost.macs, cost.bops, cost.flops, cost.ops) == (layer.macs, 4 * 8 * layer.macs, 3200,
+                                                           2 * layer.macs + 3200)
+    assert cost.size_bytes == (weight_bits + 32 * 32) / 8  # as stored, and the fp32 bias
+    assert cost.weight_bytes == cost.size_bytes
+    paper = hand_cost(quant, "binarydm", layer)
+    assert (paper.macs, paper.bops, paper.flops) == (layer.macs, 4 * 8 * layer.macs, 0)
+    assert paper.size_bytes == (32 * 576 * 4 + 32 * 32) / 8  # codes at 4 bits, no scales, the bias at 32
+
+
+def test_layer_work_is_what_the_device_model_is_given():
+    from simdq.cost.estimate import LayerResult, layer_work
+    from simdq.scheme import resolve
+
+    config = parse_config({"model": {"preset": "sd15", "dtype": "fp16"}, "quant": {"weights": "int8",
+                                                                                   "activations": "int4"}}, "t")
+    scheme = resolve([HAND_CONV], config.quant, "fp16")[0]
+    cost = hand_cost({"weights": "int8", "activations": "int4"})
+    work = layer_work(LayerResult(HAND_CONV, scheme, cost, None), "fp16")
+    assert (work.name, work.kind, work.macs, work.kernels, work.gemm_dims) == (
+        "conv", "conv", HAND_CONV.macs, 1, (1, 100, 32, 576))
+    assert (work.weight_format.name, work.activation_format.name, work.vector_dtype) == ("int8", "int4", "fp16")
+    assert (work.weight_bytes, work.read_bytes, work.write_bytes) == (cost.weight_bytes, cost.read_bytes,
+                                                                      cost.write_bytes)
+    unused = Layer("orphan", "orphan", "Linear", "unused", other_params=10)
+    assert layer_work(LayerResult(unused, scheme, cost, None), "fp16") is None
+
+
+def test_the_device_sees_the_weights_and_the_model_dtype():
+    result = estimate({"weights": "int8", "activations": "int4"}, {"preset": "sd15", "dtype": "fp16"})
+    conv = next(r for r in result.layers if r.layer.kind == "conv" and r.scheme.decided_by == "scheme")
+    assert conv.device.compute_precision == "int8"  # int8 weights hold int4 inputs; int4 x int4 would be int4
+    norm = next(r for r in result.layers if r.layer.kind == "norm")
+    assert norm.device.mapping == "vector fp16"
+
+
+def test_not_counted_names_the_attention_macs_the_papers_leave_out():
+    result = estimate({"weights": "binary", "activations": "int4", "policy": "binarydm"})
+    attention = sum(r.layer.macs for r in result.layers if r.layer.kind == "attention_matmul")
+    assert attention > 0 and result.uncounted["attention_macs"] == attention
+    assert estimate({"weights": "binary", "activations": "int4"}, convention="full").uncounted["attention_macs"] == 0
+
+
+def test_energy_total_is_unknown_when_one_layer_has_none():
+    from types import SimpleNamespace
+
+    from simdq.cost.estimate import totals_of
+
+    cost = hand_cost({})
+    timed = lambda energy: SimpleNamespace(cost=cost, device=SimpleNamespace(latency_s=1.0, energy_j=energy))  # noqa: E731
+    assert totals_of([timed(1.0), timed(2.0)])["energy_j"] == 3.0
+    assert totals_of([timed(1.0), timed(None)])["energy_j"] is None
