@@ -24,12 +24,19 @@ def replacing(path, what: str = ""):
         raise SimdqError(f"{label}: cannot write ({err.strerror})") from None
     try:
         yield Path(temporary)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would make the output private
         os.replace(temporary, path)
     except OSError as err:
         raise SimdqError(f"{label}: cannot write ({err.strerror})") from None
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path, text: str, what: str = "") -> None:

@@ -173,3 +173,17 @@ def test_bad_command_line_is_one_line_and_exit_2(capsys, argv, message):
     out, err = capsys.readouterr()
     assert code == 2 and not out and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_output_is_written_whole_with_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "estimate.json"
+    out.write_text("previous")
+    assert main(["estimate", EXAMPLE, "--hw", "jetson", "--format", "json", "-o", str(out)]) == 0
+    assert json.loads(out.read_text())["model"] == "ldm4-lsun-bedrooms"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["estimate.json"]  # no temporary left behind
