@@ -135,3 +135,26 @@ def test_format_properties_match_their_definitions():
     assert em.get_format("int8", narrow=True).qmin == -127
     assert em.get_format("e5m2b16fnuz").bias == 16 and em.get_format("e3m3").special == "ieee"
     assert em.get_format("nvfp4").bits_per_element == 4.5
+
+
+@pytest.mark.parametrize("name, expected", [
+    # max = (2 - 2^-M) x 2^emax, except where the top codes are NaN (fn: 1.75 x 2^8) or inf
+    ("e4m3fn", ("float", 8, 1.75 * 2**8, -1.75 * 2**8, 2.0**-6, 2.0**-9, "NaN, -0", "nan")),
+    ("e5m2", ("float", 8, 1.75 * 2**15, -1.75 * 2**15, 2.0**-14, 2.0**-16, "+-inf, NaN, -0", "inf")),
+    ("e4m3fnuz", ("float", 8, 1.875 * 2**7, -1.875 * 2**7, 2.0**-7, 2.0**-10, "NaN=0x80", "nan")),
+    ("e2m1", ("float", 4, 6.0, -6.0, 1.0, 0.5, "-0", "saturate")),
+    ("e8m0", ("float", 8, 2.0**127, 2.0**-127, 2.0**-127, None, "NaN, no zero, unsigned", "nan")),
+    ("int4", ("int", 4, 7, -8, None, None, "none", "saturate")),
+    ("uint3", ("int", 3, 7, 0, None, None, "none", "saturate")),
+    ("binary", ("binary", 1, 1.0, -1.0, None, None, "0 -> +1", "sign")),
+    # element bits plus the scale's bits shared by the block
+    ("mxfp4", ("block", 4, 6.0, None, None, None, "e2m1 x 32 + e8m0 scale; 4.25 bits/element", "saturate")),
+    ("nvfp4", ("block", 4, 6.0, None, None, None,
+               "e2m1 x 16 + e4m3fn scale + fp32 tensor scale; 4.5 bits/element", "saturate")),
+    ("mxint8", ("block", 8, 127 / 64, None, None, None, "int8 x 32 + e8m0 scale; 8.25 bits/element", "saturate")),
+])
+def test_describe_by_hand(name, expected):
+    keys = ("kind", "bits", "max_finite", "min_value", "min_normal", "min_subnormal", "specials", "overflow")
+    description = em.get_format(name).describe()
+    assert description["name"] == name
+    assert tuple(description[key] for key in keys) == expected
