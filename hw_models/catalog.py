@@ -8,7 +8,7 @@ import dataclasses
 from functools import lru_cache
 from pathlib import Path
 
-from diagnostics import YamlFileError, did_you_mean, read_yaml
+from diagnostics import YamlFileError, did_you_mean, read_yaml, unknown
 
 from .device import Device, DeviceFileError
 from .energy import EnergyModel, EnergyTable, load_table
@@ -82,7 +82,7 @@ def _power_scales(spec: DeviceSpec, where: str, mode):
     chosen = mode if mode is not None else next(iter(spec.power_modes))
     matches = [m for m in spec.power_modes if str(m).lower() == str(chosen).lower()]
     if not matches:
-        raise DeviceFileError(f"{where}: unknown power mode {chosen!r}; allowed: {', '.join(map(str, spec.power_modes))}")
+        raise DeviceFileError(f"{where}: " + unknown("power mode", chosen, list(spec.power_modes)))
     return matches[0], {engine: entry.scale for engine, entry in spec.power_modes[matches[0]].items()}
 
 

@@ -1,5 +1,5 @@
-"""GPU microbenchmarks for fitting a device model (`simdq hw calibrate`): time GEMMs, convolutions, attention, norms and elementwise ops on a real device
-and fit the calibrated GPU model's per-class parameters.
+"""GPU microbenchmarks for fitting a device model (`simdq hw calibrate`): time GEMMs, convolutions,
+attention, norms and elementwise ops on a real device and fit the calibrated GPU model's per-class parameters.
 
 Timing: every op is warmed up, captured `REPS` times into a CUDA graph, and the graph replayed; the
 result is the median over replays of replay time / REPS, so launch gaps are those of a graph (what

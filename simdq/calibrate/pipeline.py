@@ -1,5 +1,6 @@
 """Post-training calibration of a diffusers UNet: calibration inputs from the full-precision model's own
-DDIM trajectory (simdq.model.sampling; as Q-Diffusion and ModelOpt collect them), the quantized model, and its quality.
+DDIM trajectory (simdq.model.sampling; as Q-Diffusion and ModelOpt collect them), the quantized model, and
+its quality.
 
 Quality: per layer, the SQNR (dB) of the quantized weights and of the quantized inputs on the
 calibration inputs; per timestep, the MSE and cosine similarity of the quantized UNet's output against

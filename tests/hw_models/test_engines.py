@@ -114,7 +114,7 @@ def test_engine_selection_and_power_modes():
     assert slow.mode == "15W"
     assert slow.primary.rates.peaks["int8"] == pytest.approx(gpu.primary.rates.peaks["int8"] * 14 / 171, rel=1e-3)
     assert gpu.primary.rates.sparse_peaks["int8"] == 2 * gpu.primary.rates.peaks["int8"]
-    with pytest.raises(DeviceFileError, match=r"unknown power mode '20W'; allowed: MAXN, 50W, 30W, 15W"):
+    with pytest.raises(DeviceFileError, match=r"unknown power mode '20W' \(did you mean '50W'\?\); allowed: MAXN, 50W, 30W, 15W$"):
         load_device("jetson@20W")
     with pytest.raises(DeviceFileError, match=r"has no engine 'npu'; allowed: gpu, dla"):
         load_device("jetson:npu")
