@@ -275,3 +275,37 @@ def test_energy_total_is_unknown_when_one_layer_has_none():
     timed = lambda energy: SimpleNamespace(cost=cost, device=SimpleNamespace(latency_s=1.0, energy_j=energy))  # noqa: E731
     assert totals_of([timed(1.0), timed(2.0)])["energy_j"] == 3.0
     assert totals_of([timed(1.0), timed(None)])["energy_j"] is None
+
+
+@pytest.mark.parametrize("convention", ["binarydm", "full"])
+def test_the_baseline_is_the_unquantized_model_under_the_same_convention(convention):
+    import time
+
+    from hw_models import load_device
+    from simdq.presets import preset_spec
+
+    started = time.perf_counter()
+    quantized = estimate({"weights": "binary", "activations": "int4", "policy": "binarydm"}, convention=convention)
+    wall = time.perf_counter() - started
+    unquantized = estimate(convention=convention)
+    for key in ("params", "size_mib", "weight_bytes", "macs", "bops", "flops", "ops", "latency_s", "energy_j"):
+        assert quantized.baseline[key] == unquantized.totals[key], key
+    assert quantized.description == preset_spec("ldm4-lsun-bedrooms").description
+    assert quantized.device_description == load_device("jetson").description
+    assert set(quantized.timings) == {"model build", "tracing", "accounting"}
+    assert all(0 < seconds <= wall for seconds in quantized.timings.values())
+
+
+def test_per_image_keeps_an_unknown_energy_unknown(tmp_path):
+    import yaml
+
+    from hw_models.catalog import DEVICE_DIR
+
+    data = yaml.safe_load((DEVICE_DIR / "h100-sxm.yaml").read_text())
+    del data["energy"]
+    path = tmp_path / "no-energy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = estimate({"weights": "int8", "activations": "int8"}, {"preset": "ddpm-cifar10"}, str(path),
+                      input={"steps": 10})
+    assert result.totals["energy_j"] is None and result.per_image["energy_j"] is None
+    assert result.per_image["latency_s"] == pytest.approx(10 * result.totals["latency_s"], rel=1e-12)
