@@ -72,6 +72,8 @@ OP_CLASSES = tuple([f"{prefix}_{precision}" for prefix in sorted(set(GEMM_CLASS_
 OpClass = _one_of(OP_CLASSES, "op class")
 TABLE_NAMES = tuple(sorted(path.stem for path in TABLE_DIR.glob("*.yaml")))
 TableName = _one_of(TABLE_NAMES, "energy table")
+Dataflow = _one_of(DATAFLOWS, "dataflow")
+EngineModelName = _one_of(ENGINE_MODELS, "engine model")
 
 
 class _Strict(BaseModel):
@@ -144,7 +146,7 @@ class SystolicSpec(_Strict):
     rows: SourcedInteger
     cols: SourcedInteger
     clock_hz: Sourced
-    dataflow: _one_of(DATAFLOWS, "dataflow")
+    dataflow: Dataflow
     precisions: Annotated[Dict[ComputePrecision, MacsPerPe], Field(min_length=1)]
     buffer_bytes: Sourced
     kernel_overhead_s: Sourced
@@ -172,7 +174,7 @@ class UnknownEngine(BaseModel):
     """An engine whose model: is none of ENGINE_MODELS; only that is reported."""
 
     model_config = ConfigDict(extra="allow")
-    model: _one_of(ENGINE_MODELS, "engine model")
+    model: EngineModelName
 
 
 def _engine_model(value) -> str:
