@@ -26,7 +26,7 @@ from numba import njit, prange
 from .codec import check_codes, code_dtype, decode, encode, float_input
 from .formats import FloatFormat, IntFormat, get_format
 from .rounding import DEFAULT_SR_BITS, rounding_code
-from .scalar import round_float64
+from ._kernels.scalar import round_float64
 
 SCALE_OPS = ("divide", "reciprocal", "reciprocal_fma", "reciprocal_add", "reciprocal_round_add")
 _FLOAT32_SCALE_OPS = SCALE_OPS[1:]

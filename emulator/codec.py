@@ -6,10 +6,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import kernels
+from ._kernels import codec as kernels
 from .formats import BinaryFormat, BlockFormat, FloatFormat, IntFormat, get_format
 from .rounding import DEFAULT_SR_BITS, RNE, rounding_code
-from .scalar import OVERFLOW_INF, OVERFLOW_NAN, OVERFLOW_SATURATE, decode_minifloat_bits
+from ._kernels.scalar import OVERFLOW_INF, OVERFLOW_NAN, OVERFLOW_SATURATE, decode_minifloat_bits
 
 _OVERFLOW_CODES = {"saturate": OVERFLOW_SATURATE, "nan": OVERFLOW_NAN, "inf": OVERFLOW_INF}
 _SPECIAL_CODES = {"ieee": 0, "fn": 1, "fnuz": 2, "finite": 3}

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator import encode, get_format, kernels
+from emulator import encode, get_format
+from emulator._kernels import codec as kernels
 from emulator.codec import _fast_path_args, code_dtype, input_bits, minifloat_kernel_args
 
 FORMATS = [

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import emulator as em
-from emulator.reference import reference_decode_minifloat, reference_encode
+from emulator.reference.codec import reference_decode_minifloat, reference_encode
 from simdq.cli import main
 from simdq.cli.formats import formats_table
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import emulator as em
-from emulator.reference import reference_decode_minifloat, reference_encode
+from emulator.reference.codec import reference_decode_minifloat, reference_encode
 from emulator.rounding import random_bits_reference, seed_key
 
 TIE_FORMATS = ["e2m1", "e4m3fn", "e5m2", "e3m2", "e2m3", "e4m3fnuz"]

@@ -12,7 +12,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from .rounding import RNA, RNE, RTN, RTP, RTZ, random_bits
+from ..rounding import RNA, RNE, RTN, RTP, RTZ, random_bits
 
 OVERFLOW_SATURATE, OVERFLOW_NAN, OVERFLOW_INF = 0, 1, 2
 INVALID = -1  # a NaN into a format that has no NaN, under on_nan="raise"

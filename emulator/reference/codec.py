@@ -12,8 +12,8 @@ import math
 from fractions import Fraction
 from functools import lru_cache
 
-from .formats import BinaryFormat, FloatFormat, IntFormat
-from .rounding import random_bits_reference, seed_key
+from ..formats import BinaryFormat, FloatFormat, IntFormat
+from ..rounding import random_bits_reference, seed_key
 
 
 def _is_odd(n: int) -> bool:

@@ -1,0 +1,1 @@
+"""Every Numba kernel of the emulator; the public API around them lives one level up, the plain twins in reference/."""
