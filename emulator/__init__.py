@@ -1,4 +1,5 @@
-"""simdq's bit-accurate number emulator: formats, rounding, encode/decode, quantization, packing.
+"""simdq's bit-accurate number emulator: formats, rounding, encode/decode, quantization, packing, and the
+arithmetic: accumulators, GEMM and convolution kernels, binary XNOR-popcount, requantization.
 
 Depends on numpy and numba only. The formats load eagerly; the Numba kernels load on first use, so that
 code needing only format descriptions (the cost model) does not pay for importing numba.
@@ -6,6 +7,7 @@ code needing only format descriptions (the cost model) does not pay for importin
 
 import importlib
 
+from .accumulators import ACCUMULATORS, Accumulator, get_accumulator, list_accumulators
 from .formats import PRESETS, BinaryFormat, BlockFormat, FloatFormat, IntFormat, get_format, list_formats
 
 _LAZY = {
@@ -13,10 +15,15 @@ _LAZY = {
     "BlockEncoded": "block", "block_decode": "block", "block_encode": "block",
     "decode": "codec", "encode": "codec",
     "dequantize": "affine", "fake_quantize": "affine", "quantize": "affine",
+    "matmul": "gemm", "conv2d": "gemm",
+    "binary_matmul": "xnor", "binary_conv2d": "xnor", "bitplane_matmul": "xnor",
+    "REQUANT_CONVENTIONS": "requant", "requantize": "requant",
     "pack": "packing", "pack_bits64": "packing", "unpack": "packing", "unpack_bits64": "packing",
 }
 
 __all__ = [
+    "ACCUMULATORS", "Accumulator", "REQUANT_CONVENTIONS", "binary_conv2d", "binary_matmul", "bitplane_matmul",
+    "conv2d", "get_accumulator", "list_accumulators", "matmul", "requantize",
     "PRESETS", "ROUNDING_MODES", "BinaryFormat", "BlockEncoded", "BlockFormat", "FloatFormat", "IntFormat",
     "block_decode", "block_encode", "decode", "dequantize", "encode", "fake_quantize", "get_format",
     "list_formats", "pack", "pack_bits64", "quantize", "unpack", "unpack_bits64",

@@ -1,0 +1,357 @@
+"""Matrix products and convolutions on encoded operands, with a named accumulator (emulator/accumulators.py).
+
+matmul(a, b): `a` (M x K) and `b` (K x N) are codes as `encode` makes them (BlockEncoded for MX / NVFP4, blocked
+along K: axis 1 of a, axis 0 of b).
+- Integer and binary operands return the accumulator: int32 for int<P> with P <= 32, else int64. Zero points
+  are subtracted exactly first (onnxruntime's MatMulInteger / ConvInteger). Binary x binary runs bit-packed
+  (emulator.xnor); binary x integer as bit-planes under `exact`.
+- Float operands (minifloats, bf16, fp16, MX, NVFP4) return float32: the accumulator, times the scales, rounded
+  once to `out_format` (fp32, bf16 or fp16; None is fp32), as cuBLAS's epilogue does, measured on an H200:
+    scalar scales (tensor-wise):   out = round(f32(acc) * f32(f32(a_scale) * f32(b_scale)))
+    vector scales (row-wise):      out = round(f32(f32(acc) * b_scale[n]) * a_scale[m])
+  bf16 and fp16 results are returned as float32 holding the rounded (nearest even) value. NVFP4's tensor
+  scales join the scalar scales.
+conv2d(x, w): NCHW codes and OIHW codes, lowered to matmul by im2col (the accumulation order along K is
+  (c, kh, kw), as an im2col GEMM sums it); padding takes the zero point (value 0) unless `padding_value` says
+  otherwise (binary: None is exact zero padding, +1 / -1 pad with that value, as Larq's two modes / dabnn).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import xnor
+from ._kernels import gemm as kernels
+from .accumulators import Accumulator, get_accumulator
+from .block import BlockEncoded
+from .codec import check_codes, decode, encode
+from .formats import BinaryFormat, BlockFormat, FloatFormat, IntFormat, get_format
+from .im2col import conv_output_shape, im2col
+
+OUT_FORMATS = ("fp32", "bf16", "fp16")
+_F32_EXACT = 2.0**24
+_F64_EXACT = 2.0**53
+
+
+@dataclass(frozen=True)
+class Operand:
+    """Exact values of one operand: int64 for integer formats, float64 for the rest, plus what accumulators need."""
+
+    values: np.ndarray
+    integer: bool
+    fmt: object
+    tensor_scale: float = 1.0
+    significand_bits: int = 0
+
+
+def _int_values(codes, fmt: IntFormat, zero_point) -> np.ndarray:
+    arr = check_codes(codes, fmt).astype(np.int64)
+    if fmt.signed:
+        arr = np.where(arr >= 1 << (fmt.bits - 1), arr - (1 << fmt.bits), arr)
+    zero_point = np.asarray(zero_point, dtype=np.int64)
+    return arr - zero_point
+
+
+def operand(codes, fmt, *, zero_point=0, block_axis=None, what="a") -> Operand:
+    """Decode one operand's codes into exact values (block formats blocked along `block_axis`)."""
+    fmt = get_format(fmt)
+    if isinstance(fmt, BlockFormat):
+        if not isinstance(codes, BlockEncoded):
+            raise ValueError(f"{what}: {fmt.name} operands are BlockEncoded (emulator.block_encode along K)")
+        values = _block_values(codes, fmt, block_axis)
+        element_bits = 1 + (fmt.element.mbits if isinstance(fmt.element, FloatFormat) else fmt.element.bits)
+        scale_bits = 1 + fmt.scale.mbits
+        return Operand(values, False, fmt, float(np.float32(codes.tensor_scale or 1.0)), element_bits + scale_bits)
+    if np.any(np.asarray(zero_point) != 0) and not isinstance(fmt, IntFormat):
+        raise ValueError(f"{what}: zero points apply to integer formats, not {fmt.name}")
+    if isinstance(fmt, IntFormat):
+        return Operand(_int_values(codes, fmt, zero_point), True, fmt)
+    if isinstance(fmt, BinaryFormat):
+        bits = check_codes(codes, fmt).astype(np.int64)
+        return Operand(1 - 2 * bits, True, fmt)
+    values = decode(codes, fmt).astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{what} holds NaN or infinite codes of {fmt.name}: a GEMM of them is not modelled")
+    return Operand(values, False, fmt, significand_bits=fmt.mbits + 1)
+
+
+def _block_values(encoded: BlockEncoded, fmt: BlockFormat, axis: int) -> np.ndarray:
+    """element * block scale in float64 (exact); the tensor scale stays apart, for the epilogue."""
+    elements = np.moveaxis(np.asarray(encoded.elements), axis, -1)
+    shape = elements.shape
+    if shape[-1] % fmt.block_size:
+        raise ValueError(f"K = {shape[-1]} is not a multiple of {fmt.name}'s block size {fmt.block_size}")
+    blocks = elements.reshape(*shape[:-1], shape[-1] // fmt.block_size, fmt.block_size)
+    scales = np.asarray(encoded.scales)  # block_encode keeps the blocks' axis last
+    if scales.shape != blocks.shape[:-1]:
+        raise ValueError(f"{fmt.name} scales must have shape {blocks.shape[:-1]} (blocks along K), got {scales.shape}")
+    values = decode(blocks, fmt.element).astype(np.float64)
+    if isinstance(fmt.element, IntFormat):
+        values = values / 64.0
+    scale_values = decode(scales, fmt.scale).astype(np.float64)
+    if not np.isfinite(scale_values).all():
+        raise ValueError(f"{fmt.name} operand has NaN block scales")
+    return np.moveaxis((values * scale_values[..., None]).reshape(shape), -1, axis)
+
+
+# ---- accumulation on values ----------------------------------------------------------------------------------
+def _int_exact(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum_k a*b in int64, exactly: K-chunks small enough to be exact in float32 (or float64) BLAS."""
+    k = a.shape[1]
+    peak = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0))
+    if peak * k >= 2.0**63:
+        raise ValueError(f"an exact int64 accumulator could overflow: K = {k} products up to {peak:.3g}; "
+                         f"use int64 (wrapping) or a narrower operand")
+    out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
+    if peak == 0:
+        return out
+    for dtype, limit in ((np.float32, _F32_EXACT), (np.float64, _F64_EXACT)):
+        chunk = int(limit // peak)
+        if chunk >= min(k, 64):
+            for k0 in range(0, k, chunk):
+                part = a[:, k0:k0 + chunk].astype(dtype) @ b[k0:k0 + chunk].astype(dtype)
+                out += part.astype(np.int64)
+            return out
+    kernels.int_wrapping64(a, b, out)  # operands too wide for BLAS; the bound above makes this exact
+    return out
+
+
+def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
+    if bits == 64:
+        return x
+    half = np.int64(1) << (bits - 1)
+    return ((x + half) & ((np.int64(1) << bits) - 1)) - half
+
+
+def _int_accumulate(a: np.ndarray, b: np.ndarray, acc: Accumulator, exact=None) -> np.ndarray:
+    """int<P> (or exact int64) sums; `exact`, when given, is the exact result already computed (bit-packed)."""
+    if acc.kind not in ("exact", "int"):
+        raise ValueError(f"integer operands take an integer accumulator (exact, int<P>), not {acc.name}")
+    if exact is None and (acc.kind == "exact" or acc.overflow == "wrap" or _peak(a, b) <= acc.max_value):
+        exact = _int_exact(a, b) if acc.kind == "exact" or _peak(a, b) < 2.0**63 else None
+    if acc.kind == "exact":
+        return exact
+    out_dtype = np.int32 if acc.bits <= 32 else np.int64
+    if acc.overflow == "wrap":
+        if exact is None:  # the products themselves could pass int64: wrap while summing
+            exact = np.empty((a.shape[0], b.shape[1]), dtype=np.int64)
+            kernels.int_wrapping64(a, b, exact)
+        return _wrap(exact, acc.bits).astype(out_dtype)
+    if _peak(a, b) <= acc.max_value:  # no partial sum can reach the limits: saturation never acts
+        return exact.astype(out_dtype)
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.int64)
+    kernels.int_saturating(a, b, np.int64(acc.min_value), np.int64(acc.max_value), out)
+    return out.astype(out_dtype)
+
+
+def _peak(a: np.ndarray, b: np.ndarray) -> float:
+    """A bound on every partial sum's magnitude: K * max|a| * max|b|."""
+    return float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0)) * a.shape[1]
+
+
+def _lowest_bit_exponent(values: np.ndarray) -> int:
+    """The exponent of the lowest set bit over all nonzero values (all are exact dyadic rationals)."""
+    nonzero = np.abs(values[values != 0])
+    if nonzero.size == 0:
+        return 0
+    mantissa, exponent = np.frexp(nonzero)
+    integers = (mantissa * 2.0**53).astype(np.int64)
+    lowest = np.frexp((integers & -integers).astype(np.float64))[1] - 1
+    return int((exponent - 53 + lowest).min())
+
+
+def _top_exponent(values: np.ndarray) -> int:
+    peak = float(np.abs(values).max(initial=0))
+    return int(np.frexp(peak)[1]) if peak else 0
+
+
+def _float_exact(a: Operand, b: Operand) -> np.ndarray:
+    av, bv = a.values, b.values
+    k = av.shape[1]
+    out = np.empty((av.shape[0], bv.shape[1]), dtype=np.float32)
+    if k == 0:
+        out[:] = 0
+        return out
+    quantum = _lowest_bit_exponent(av) + _lowest_bit_exponent(bv)
+    peak = float(np.abs(av).max(initial=0)) * float(np.abs(bv).max(initial=0)) * k
+    if peak < np.ldexp(1.0, 53 + quantum):  # every partial sum is a multiple of 2^quantum below 2^53 of them
+        return (av @ bv).astype(np.float32)
+    if a.significand_bits + b.significand_bits > 30:
+        raise ValueError("exact float accumulation needs products of at most 30 significant bits")
+    top = _top_exponent(av) + _top_exponent(bv) + int(np.ceil(np.log2(k + 1)))
+    n_limbs = (top - quantum) // kernels.LIMB + 3
+    kernels.exact_float(np.ascontiguousarray(av), np.ascontiguousarray(bv), quantum, n_limbs, out)
+    return out
+
+
+def _exponents(op: Operand) -> np.ndarray:
+    """Each operand's exponent as the MMA aligns it: floor(log2 |x|), subnormals at the format's emin."""
+    fmt = op.fmt
+    if not isinstance(fmt, FloatFormat):
+        raise ValueError(f"tensor-core accumulators take minifloat operands (fp8, bf16, fp16, ...), not {fmt.name}")
+    values = np.abs(op.values)
+    exponent = np.frexp(np.where(values == 0, 1.0, values))[1].astype(np.int64) - 1
+    return np.where(values == 0, kernels.NO_EXPONENT, np.maximum(exponent, fmt.emin))
+
+
+def split_bounds(k: int, split_k: int, split_tile: int) -> np.ndarray:
+    """Where cuBLAS's split-K cuts K: ceil(tiles / S) tiles of `split_tile` per part, the last part shorter."""
+    tiles = -(-k // split_tile)
+    per_part = -(-tiles // split_k)
+    bounds = sorted({min(s * per_part * split_tile, k) for s in range(split_k)} | {k})
+    return np.array(bounds if k else [0, 0], dtype=np.int64)
+
+
+def _float_accumulate(a: Operand, b: Operand, acc: Accumulator) -> np.ndarray:
+    if acc.kind == "exact":
+        return _float_exact(a, b)
+    out = np.empty((a.values.shape[0], b.values.shape[1]), dtype=np.float32)
+    if acc.kind == "float32":
+        kernel = kernels.float32_sequential if acc.order == "sequential" else kernels.float32_pairwise
+        kernel(a.values.astype(np.float32), b.values.astype(np.float32), out)
+        return out
+    if acc.kind == "tensor_core":
+        kernels.tensor_core(np.ascontiguousarray(a.values), np.ascontiguousarray(b.values), _exponents(a),
+                            _exponents(b), acc.chunk, acc.fraction_bits, acc.accumulator_mbits, acc.promote_every,
+                            split_bounds(a.values.shape[1], acc.split_k, acc.split_tile), out)
+        return out
+    raise ValueError(f"float operands take exact, fp32, fp32_pairwise or a tensor-core accumulator, not {acc.name}")
+
+
+# ---- epilogue -------------------------------------------------------------------------------------------------
+def _scale(scale, length, what) -> np.ndarray | None:
+    if scale is None:
+        return None
+    arr = np.asarray(scale, dtype=np.float64)
+    if arr.size == 1:
+        return arr.reshape(()).astype(np.float32)
+    arr = arr.reshape(-1)
+    if arr.size != length:
+        raise ValueError(f"{what} must be a scalar or have {length} entries (one per {'row' if what == 'a_scale' else 'column'}), "
+                         f"got {arr.size}")
+    return arr.astype(np.float32)
+
+
+def epilogue(acc: np.ndarray, a_scale=None, b_scale=None, out_format=None) -> np.ndarray:
+    """What cuBLAS writes: the float32 accumulator times the scales, rounded once to out_format."""
+    out_format = "fp32" if out_format is None else str(out_format).lower()
+    if out_format not in OUT_FORMATS:
+        raise ValueError(f"out_format must be one of {', '.join(OUT_FORMATS)}, got {out_format!r}")
+    m, n = acc.shape
+    sa, sb = _scale(a_scale, m, "a_scale"), _scale(b_scale, n, "b_scale")
+    with np.errstate(over="ignore", invalid="ignore"):
+        if sa is None and sb is None:
+            out = acc.astype(np.float32)
+        elif (sa is None or sa.ndim == 0) and (sb is None or sb.ndim == 0):
+            one = np.float32(1.0)
+            out = acc.astype(np.float32) * np.float32((one if sa is None else sa) * (one if sb is None else sb))
+        else:
+            rows = np.float32(1.0) if sa is None else sa.reshape(-1, 1) if sa.ndim else sa
+            cols = np.float32(1.0) if sb is None else sb.reshape(1, -1) if sb.ndim else sb
+            out = (acc.astype(np.float32) * cols).astype(np.float32) * rows
+    out = out.astype(np.float32)
+    if out_format == "fp32":
+        return out
+    fmt = get_format(out_format)
+    return decode(encode(out, fmt), fmt)
+
+
+# ---- public API ----------------------------------------------------------------------------------------------
+def _check_2d(x, what):
+    shape = x.elements.shape if isinstance(x, BlockEncoded) else np.shape(x)
+    if len(shape) != 2:
+        raise ValueError(f"{what} must be a 2-D array of codes, got shape {tuple(shape)}")
+    return shape
+
+
+def matmul(a, b, *, a_format, b_format, accumulator="exact", a_scale=None, b_scale=None, out_format=None,
+           a_zero_point=0, b_zero_point=0) -> np.ndarray:
+    """a @ b on codes, summed by `accumulator`; see the module docstring for what comes back."""
+    (m, k), (k_b, n) = _check_2d(a, "a"), _check_2d(b, "b")
+    if k != k_b:
+        raise ValueError(f"inner dimensions differ: a is {m} x {k}, b is {k_b} x {n}")
+    acc = get_accumulator(accumulator)
+    a_fmt, b_fmt = get_format(a_format), get_format(b_format)
+    ops = (operand(a, a_fmt, zero_point=a_zero_point, block_axis=1, what="a"),
+           operand(b, b_fmt, zero_point=b_zero_point, block_axis=0, what="b"))
+    exact = None
+    if isinstance(a_fmt, BinaryFormat) and isinstance(b_fmt, BinaryFormat):
+        exact = xnor.binary_matmul(a, b).astype(np.int64)  # bit-packed XNOR-popcount, equal to the int64 sums
+    return accumulate(*ops, acc, a_scale=a_scale, b_scale=b_scale, out_format=out_format, exact=exact)
+
+
+def accumulate(a: Operand, b: Operand, accumulator, *, a_scale=None, b_scale=None, out_format=None,
+               exact=None) -> np.ndarray:
+    """The accumulated product of two decoded operands (matmul and conv2d both end here)."""
+    acc = get_accumulator(accumulator)
+    if a.integer != b.integer:
+        raise ValueError(f"mixed integer and float operands ({a.fmt.name} x {b.fmt.name}) are not a GEMM "
+                         "any device runs: decode one side or quantize both alike")
+    if a.integer:
+        if a_scale is not None or b_scale is not None or out_format is not None:
+            raise ValueError("integer GEMMs return the accumulator: requantize it with emulator.requantize")
+        return _int_accumulate(a.values, b.values, acc, exact)
+    if isinstance(a.fmt, BlockFormat) or isinstance(b.fmt, BlockFormat):
+        if acc.kind == "tensor_core":
+            raise ValueError("block-scaled tensor-core MMA (sm100) is not modelled: use exact, fp32 or fp32_pairwise")
+        if a.tensor_scale != 1.0 or b.tensor_scale != 1.0:
+            a_scale = np.float32(a.tensor_scale) * (np.float32(1.0) if a_scale is None else np.asarray(a_scale, np.float32))
+            b_scale = np.float32(b.tensor_scale) * (np.float32(1.0) if b_scale is None else np.asarray(b_scale, np.float32))
+    return epilogue(_float_accumulate(a, b, acc), a_scale, b_scale, out_format)
+
+
+def conv2d(x, w, *, x_format, w_format, stride=1, padding=0, dilation=1, groups=1, accumulator="exact",
+           x_zero_point=0, w_zero_point=0, padding_value=None, x_scale=None, w_scale=None,
+           out_format=None) -> np.ndarray:
+    """NCHW codes x OIHW codes -> NCHW accumulators (float formats: float32 after the epilogue, w_scale per filter).
+
+    padding_value is the value padded taps hold: None is 0 (the zero point, as ConvInteger pads); binary
+    activations also take +1 or -1 (Larq's +1 padding, dabnn's -1).
+    """
+    x_fmt, w_fmt = get_format(x_format), get_format(w_format)
+    acc = get_accumulator(accumulator)
+    if np.ndim(x) != 4 or np.ndim(w) != 4:
+        raise ValueError(f"conv2d needs NCHW and OIHW code arrays, got shapes {np.shape(x)} and {np.shape(w)}")
+    n, c = np.shape(x)[:2]
+    o, c_per_group, kh, kw = np.shape(w)
+    if groups < 1 or c != c_per_group * groups or o % groups:
+        raise ValueError(f"{c} input channels and {o} filters of {c_per_group} channels do not make {groups} groups")
+    binary_w = isinstance(w_fmt, BinaryFormat)
+    if binary_w and acc.kind == "exact" and not np.any(np.asarray(x_zero_point)) and (
+            isinstance(x_fmt, BinaryFormat) or (isinstance(x_fmt, IntFormat) and padding_value is None)):
+        return xnor.binary_conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                                  padding_value=padding_value,
+                                  x_format=None if isinstance(x_fmt, BinaryFormat) else x_fmt)
+    if padding_value is not None and not isinstance(x_fmt, BinaryFormat):
+        raise ValueError("padding_value applies to binary activations; integer padding is the zero point")
+    if padding_value not in xnor.BINARY_PADDING:
+        raise ValueError(f"binary padding_value must be None (zero padding), 1 or -1, got {padding_value!r}")
+    xo = operand(x, x_fmt, zero_point=_per_channel(x_zero_point, 1), what="x")
+    wo = operand(w, w_fmt, zero_point=_per_channel(w_zero_point, 0), what="w")
+    geometry = dict(kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
+    oh, ow = conv_output_shape(np.shape(x)[2:], **geometry)
+    o_per_group = o // groups
+    parts = []
+    for g in range(groups):
+        cols, _ = im2col(xo.values[:, g * c_per_group:(g + 1) * c_per_group], fill=padding_value or 0, **geometry)
+        filters = wo.values[g * o_per_group:(g + 1) * o_per_group].reshape(o_per_group, -1).T
+        scale = None if w_scale is None or np.size(w_scale) == 1 else np.asarray(w_scale).reshape(-1)[
+            g * o_per_group:(g + 1) * o_per_group]
+        result = accumulate(Operand(cols, xo.integer, xo.fmt, xo.tensor_scale, xo.significand_bits),
+                            Operand(np.ascontiguousarray(filters), wo.integer, wo.fmt, wo.tensor_scale,
+                                    wo.significand_bits),
+                            acc, a_scale=x_scale, b_scale=w_scale if scale is None else scale, out_format=out_format)
+        parts.append(result.reshape(n, oh, ow, o_per_group).transpose(0, 3, 1, 2))
+    return np.ascontiguousarray(np.concatenate(parts, axis=1))
+
+
+def _per_channel(zero_point, axis):
+    """A zero point per tensor (scalar) or per channel (vector along `axis` of NCHW / OIHW), broadcastable."""
+    arr = np.asarray(zero_point, dtype=np.int64)
+    if arr.ndim == 0 or arr.size == 1:
+        return arr.reshape(())
+    shape = [1, 1, 1, 1]
+    shape[axis] = arr.size
+    return arr.reshape(shape)

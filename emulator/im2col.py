@@ -1,0 +1,53 @@
+"""im2col: a convolution's input as the (positions x taps) matrix its GEMM multiplies, taps in (c, kh, kw) order."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pair(value, what):
+    pair = (value, value) if np.ndim(value) == 0 else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
+        raise ValueError(f"{what} must be an integer or a pair of integers, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def conv_geometry(kernel, stride=1, padding=0, dilation=1):
+    """The checked (kernel, stride, padding, dilation) pairs."""
+    kernel, stride, padding, dilation = (_pair(v, w) for v, w in ((kernel, "kernel"), (stride, "stride"),
+                                                                  (padding, "padding"), (dilation, "dilation")))
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or min(kernel) < 1:
+        raise ValueError(f"stride and dilation must be >= 1 and padding >= 0, got stride={stride}, "
+                         f"padding={padding}, dilation={dilation}")
+    return kernel, stride, padding, dilation
+
+
+def conv_output_shape(spatial, *, kernel, stride=1, padding=0, dilation=1):
+    kernel, stride, padding, dilation = conv_geometry(kernel, stride, padding, dilation)
+    out = tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
+                for size, k, s, p, d in zip(spatial, kernel, stride, padding, dilation))
+    if min(out) < 1:
+        raise ValueError(f"a {kernel} kernel (dilation {dilation}) does not fit a {tuple(spatial)} input "
+                         f"padded by {padding}")
+    return out
+
+
+def im2col(x: np.ndarray, *, kernel, stride=1, padding=0, dilation=1, fill=0):
+    """(N*OH*OW, C*KH*KW) columns of NCHW `x` padded with `fill`, and the (OH*OW, C*KH*KW) mask of real taps."""
+    kernel, stride, padding, dilation = conv_geometry(kernel, stride, padding, dilation)
+    n, c, h, w = x.shape
+    oh, ow = conv_output_shape((h, w), kernel=kernel, stride=stride, padding=padding, dilation=dilation)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    padded = np.full((n, c, h + 2 * ph, w + 2 * pw), fill, dtype=x.dtype)
+    padded[:, :, ph:ph + h, pw:pw + w] = x
+    inside = np.zeros((1, 1, h + 2 * ph, w + 2 * pw), dtype=bool)
+    inside[:, :, ph:ph + h, pw:pw + w] = True
+
+    def columns(image):
+        rows = np.arange(oh)[:, None] * sh + np.arange(kh)[None, :] * dh  # (OH, KH)
+        cols = np.arange(ow)[:, None] * sw + np.arange(kw)[None, :] * dw  # (OW, KW)
+        taps = image[:, :, rows[:, None, :, None], cols[None, :, None, :]]  # (N, C, OH, OW, KH, KW)
+        return taps.transpose(0, 2, 3, 1, 4, 5).reshape(image.shape[0] * oh * ow, -1)
+
+    mask = np.broadcast_to(columns(inside).reshape(oh * ow, 1, kh * kw), (oh * ow, c, kh * kw)).reshape(oh * ow, -1)
+    return np.ascontiguousarray(columns(padded)), mask

@@ -1,0 +1,106 @@
+"""Binary (1-bit) products on bit-packed words: XNOR-popcount, exact zero padding, and bit-planes (W1A<b>).
+
+Binary codes are emulator's: +1 -> bit 0, -1 -> bit 1. Packed 64 per uint64 along K (element 0 in bit 0), so
+  dot(a, w) = K - 2 * popcount(a XOR w)     (the padding bits past K are 0 in both and cancel).
+Convolutions pad the bit image with +1 (bit 0) and subtract, per output position, what the padded taps added
+(sum of w over the taps that fall in the padding): the exact zero-padding result, as Larq Compute Engine's
+LceBconv2d does with pad_values = 0. padding_value=+1 keeps the +1 padding (LCE's pad_values = 1); -1 pads with
+-1 (dabnn).
+Binary weights with b-bit integer activations (BinaryDM's W1A4) run as bit-planes: x = sum_p 2^p x_p (the top
+plane weighs -2^(b-1) for signed formats), and each plane's pass is
+  dot(x_p, w) = popcount(x_p) - 2 * popcount(x_p AND w),
+shifted and added: equal to the direct integer result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._kernels import xnor as kernels
+from .codec import check_codes
+from .formats import BinaryFormat, IntFormat, get_format
+from .im2col import conv_output_shape, im2col
+
+BINARY = BinaryFormat()
+BINARY_PADDING = (None, 1, -1)
+
+
+def pack_rows(bits: np.ndarray) -> np.ndarray:
+    """(R, K) 0/1 codes -> (R, ceil(K / 64)) uint64 words, element k in bit k % 64 of word k // 64."""
+    bits = np.ascontiguousarray(bits, dtype=np.uint8)
+    rows, k = bits.shape
+    padded = np.zeros((rows, -(-k // 64) * 64), dtype=np.uint8)
+    padded[:, :k] = bits
+    return np.packbits(padded, axis=1, bitorder="little").view("<u8").astype(np.uint64, copy=False)
+
+
+def binary_matmul(a, b) -> np.ndarray:
+    """int64 a @ b for binary codes a (M x K) and b (K x N): K - 2 * popcount(a XOR b) per output."""
+    a = check_codes(a, BINARY)
+    b = check_codes(b, BINARY)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"binary_matmul needs (M x K) @ (K x N) codes, got {a.shape} and {b.shape}")
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.int64)
+    kernels.xnor_popcount(pack_rows(a), pack_rows(b.T), a.shape[1], out)
+    return out
+
+
+def _planes(codes, fmt: IntFormat):
+    """The bit-planes of integer codes and each plane's weight (two's complement for signed formats)."""
+    arr = check_codes(codes, fmt).astype(np.int64)
+    weights = [1 << p for p in range(fmt.bits)]
+    if fmt.signed:
+        weights[-1] = -weights[-1]
+    return [((arr >> p) & 1).astype(np.uint8) for p in range(fmt.bits)], weights
+
+
+def bitplane_matmul(x, w, *, x_format) -> np.ndarray:
+    """int64 x @ w for integer codes x (M x K, `x_format`) and binary codes w (K x N), one pass per bit."""
+    fmt = get_format(x_format)
+    if not isinstance(fmt, IntFormat):
+        raise ValueError(f"bit-planes need integer activations, not {fmt.name}")
+    w = check_codes(w, BINARY)
+    planes, weights = _planes(x, fmt)
+    if planes[0].ndim != 2 or w.ndim != 2 or planes[0].shape[1] != w.shape[0]:
+        raise ValueError(f"bitplane_matmul needs (M x K) @ (K x N) codes, got {np.shape(x)} and {w.shape}")
+    w_words = pack_rows(w.T)
+    out = np.zeros((planes[0].shape[0], w.shape[1]), dtype=np.int64)
+    plane_dot = np.empty_like(out)
+    for plane, weight in zip(planes, weights):
+        kernels.and_popcount(pack_rows(plane), w_words, plane_dot)
+        out += weight * plane_dot
+    return out
+
+
+def binary_conv2d(x, w, *, stride=1, padding=0, dilation=1, groups=1, padding_value=None,
+                  x_format=None) -> np.ndarray:
+    """int64 NCHW convolution of binary weights (OIHW codes) with binary or integer (`x_format`) activations."""
+    if padding_value not in BINARY_PADDING:
+        raise ValueError(f"binary padding_value must be None (exact zero padding), 1 or -1, got {padding_value!r}")
+    fmt = BINARY if x_format is None else get_format(x_format)
+    x = check_codes(x, fmt)
+    w = check_codes(w, BINARY)
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"binary_conv2d needs NCHW and OIHW codes, got {x.shape} and {w.shape}")
+    n, c, _, _ = x.shape
+    o, c_per_group, kh, kw = w.shape
+    if c != c_per_group * groups or o % groups:
+        raise ValueError(f"{c} input channels and {o} filters of {c_per_group} channels do not make {groups} groups")
+    geometry = dict(kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
+    oh, ow = conv_output_shape(x.shape[2:], **geometry)
+    out = np.empty((n, o, oh, ow), dtype=np.int64)
+    o_per_group = o // groups
+    for g in range(groups):
+        xs = x[:, g * c_per_group:(g + 1) * c_per_group]
+        wg = w[g * o_per_group:(g + 1) * o_per_group].reshape(o_per_group, -1).T  # (C*KH*KW, O)
+        if isinstance(fmt, BinaryFormat):
+            pad_bit = 1 if padding_value == -1 else 0
+            cols, inside = im2col(xs, fill=pad_bit, **geometry)
+            result = binary_matmul(cols, wg).reshape(n, oh * ow, o_per_group)
+            if padding_value is None:  # remove what the +1 padding added: sum of w over padded taps
+                result -= (~inside).astype(np.int64) @ (1 - 2 * wg.astype(np.int64))
+        else:  # integer activations: padded taps are code 0 (value 0) in every plane
+            cols, _ = im2col(xs, fill=0, **geometry)
+            result = bitplane_matmul(cols, wg, x_format=fmt)
+        out[:, g * o_per_group:(g + 1) * o_per_group] = result.reshape(n, oh, ow, o_per_group).transpose(0, 3, 1, 2)
+    return out
