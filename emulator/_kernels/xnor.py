@@ -24,11 +24,25 @@ def xnor_popcount(a_words, b_words, k, out):
     """out[i, j] = k - 2 * popcount(a_words[i] XOR b_words[j]); rows of words along K."""
     m, n_words = a_words.shape
     n = b_words.shape[0]
+    n4 = n - n % 4
     for i in prange(m):
-        for j in range(n):
+        row = a_words[i]
+        for j in range(0, n4, 4):  # four columns at once: each word of the row is loaded once for four popcounts
+            c0 = c1 = c2 = c3 = 0
+            for t in range(n_words):
+                w = row[t]
+                c0 += popcount64(w ^ b_words[j, t])
+                c1 += popcount64(w ^ b_words[j + 1, t])
+                c2 += popcount64(w ^ b_words[j + 2, t])
+                c3 += popcount64(w ^ b_words[j + 3, t])
+            out[i, j] = k - 2 * c0
+            out[i, j + 1] = k - 2 * c1
+            out[i, j + 2] = k - 2 * c2
+            out[i, j + 3] = k - 2 * c3
+        for j in range(n4, n):
             count = 0
             for t in range(n_words):
-                count += popcount64(a_words[i, t] ^ b_words[j, t])
+                count += popcount64(row[t] ^ b_words[j, t])
             out[i, j] = k - 2 * count
 
 

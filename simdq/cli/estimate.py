@@ -39,6 +39,7 @@ def run_estimate(config, device, *, batch=None, steps=None, convention=None):
 
     from ..config import unet_spec
     from ..cost.estimate import estimate_layers, overridden_input
+    from ..scheme.accumulators import device_accumulators
     from ..model.grouping import layers_of
     from ..model.unets import build_unet
 
@@ -46,6 +47,7 @@ def run_estimate(config, device, *, batch=None, steps=None, convention=None):
     started = time.perf_counter()
     run_input = overridden_input(config, batch, steps)
     device = device if isinstance(device, Device) else load_device(device)
+    device_accumulators(device)  # a device file naming an unknown accumulator fails before the work
     spec = unet_spec(config)
     model = build_unet(spec)
     timings["model build"] = time.perf_counter() - started

@@ -48,7 +48,11 @@ def device_file(name: str) -> str:
 
     from hw_models import load_device
 
-    return yaml.safe_dump(load_device(name).spec, sort_keys=False, width=120).rstrip()
+    from ..scheme.accumulators import device_accumulators
+
+    device = load_device(name)
+    device_accumulators(device)
+    return yaml.safe_dump(device.spec, sort_keys=False, width=120).rstrip()
 
 
 def run_calibrate(args) -> int:

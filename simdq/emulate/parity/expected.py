@@ -27,6 +27,14 @@ class Expectation:
 
 
 TABLE: tuple[Expectation, ...] = (
+    # integer GEMM requantization (oracles.md): onnxruntime's MlasRequantizeOutput; fbgemm / x86 the same
+    Expectation("onnxruntime", "onnxruntime: QLinearMatMul *", ">=1.20", "requant=onnxruntime"),
+    Expectation("onnx", "onnx: reference QLinearMatMul *", ">=1.16", "requant=onnx_reference",
+                "int32 times float32 is float64 in numpy: one rint of acc * m + zp"),
+    Expectation("torch", "torch: ops.quantized.linear (fbgemm) *", ">=2.13", "requant=onnxruntime"),
+    Expectation("torch", "torch: ops.quantized.linear (x86) *", ">=2.13", "requant=onnxruntime"),
+    Expectation("torch", "torch: ops.quantized.linear (qnnpack) *", ">=2.13", "requant=qnnpack",
+                "m = f32(f32(sw * sx) * f32(1 / sy))"),
     # ml_dtypes: float32 input
     Expectation("ml_dtypes", "ml_dtypes: astype(*", ">=0.5", "rounding=rne, overflow=inf"),
     Expectation("ml_dtypes", "ml_dtypes: astype(float8_e4m3fn) *", ">=0.5", "overflow=nan"),

@@ -13,9 +13,11 @@ from .base import Reference
 FACTORIES = {
     "ml_dtypes": ["casts:ml_dtypes_references"],
     "numpy": ["casts:numpy_references"],
-    "torch": ["casts:torch_cast_references", "affine:torch_quantize_references"],
+    "torch": ["casts:torch_cast_references", "affine:torch_quantize_references", "requant:torch_quantized_references"],
     "torchao": ["blocks:torchao_references"],
     "gfloat": ["gfloat_rounding:gfloat_references"],
+    "onnxruntime": ["requant:onnxruntime_references"],
+    "onnx": ["requant:onnx_reference_references"],
 }
 
 

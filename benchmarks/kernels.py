@@ -1,0 +1,105 @@
+"""Speed of the emulator's GEMM and convolution kernels, each as a ratio against a baseline timed in the same run
+on the same shapes (issue 11's goals):
+
+  exact int8 x int8 -> int32 matmul, 1024^3      >= 0.5x numpy float32 matmul's throughput   (int4: >= 0.8x)
+  binary XNOR-popcount matmul                    >= 4x numpy float32 matmul's multiply-accumulate rate
+  sm90_fp8 tensor-core matmul                    >= 100x the plain Python reference of the same rule
+  conv2d at LDM-4 shapes (448 ch, 32x32, 3x3)    int8 and W1A4, against torch float32 conv2d
+
+    python benchmarks/kernels.py [--repeat 5]
+
+Times are the median of `--repeat` runs after a warm-up (Numba compiles, caches and first-touch page faults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import emulator as em
+from emulator.gemm import _exponents, operand, split_bounds
+from emulator.reference.gemm import reference_dot
+from emulator.xnor import pack_rows
+
+
+def timed(fn, repeat):
+    fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def row(name, ours, baseline, baseline_name, goal):
+    ratio = baseline / ours
+    print(f"| {name} | {ours * 1e3:.1f} | {baseline_name} | {baseline * 1e3:.1f} | {ratio:.2f}x | {goal} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    n = 1024
+    print("| kernel | ours ms | baseline | baseline ms | baseline/ours | goal |")
+    print("|---|---|---|---|---|---|")
+    fa, fb = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    blas = timed(lambda: fa @ fb, args.repeat)
+    for fmt, goal in (("int8", ">= 0.5x"), ("int4", ">= 0.8x")):
+        f = em.get_format(fmt)
+        a = em.encode(rng.integers(f.qmin, f.qmax + 1, (n, n)).astype(np.float64), f)
+        b = em.encode(rng.integers(f.qmin, f.qmax + 1, (n, n)).astype(np.float64), f)
+        ours = timed(lambda: em.matmul(a, b, a_format=fmt, b_format=fmt, accumulator="int32"), args.repeat)
+        row(f"{fmt} x {fmt} -> int32 matmul {n}^3 (exact)", ours, blas, "numpy float32 matmul", goal)
+    bits_a = rng.integers(0, 2, (n, n)).astype(np.uint8)
+    bits_b = rng.integers(0, 2, (n, n)).astype(np.uint8)
+    words_a, words_b = pack_rows(bits_a), pack_rows(bits_b.T)
+    out = np.empty((n, n), dtype=np.int64)
+    from emulator._kernels import xnor as xnor_kernels
+
+    packed = timed(lambda: xnor_kernels.xnor_popcount(words_a, words_b, n, out), args.repeat)
+    row(f"binary XNOR-popcount matmul {n}^3 (packed operands)", packed, blas, "numpy float32 matmul", ">= 4x")
+    whole = timed(lambda: em.matmul(bits_a, bits_b, a_format="binary", b_format="binary"), args.repeat)
+    row(f"binary matmul {n}^3 (codes in, packing included)", whole, blas, "numpy float32 matmul", "-")
+
+    m, k, p = 64, 512, 64
+    a8 = em.encode(rng.standard_normal((m, k)) * 20, "e4m3fn")
+    b8 = em.encode(rng.standard_normal((k, p)), "e4m3fn")
+    acc = em.get_accumulator("sm90_fp8")
+    ours = timed(lambda: em.matmul(a8, b8, a_format="e4m3fn", b_format="e4m3fn", accumulator=acc), args.repeat)
+    oa, ob = operand(a8, "e4m3fn"), operand(b8, "e4m3fn")
+    ea, eb, bounds = _exponents(oa), _exponents(ob), split_bounds(k, 1, 128)
+    rows = 2  # the reference is slow: time two rows and scale to the whole product
+    start = time.perf_counter()
+    for i in range(rows):
+        for j in range(p):
+            reference_dot(oa.values[i], ob.values[:, j], acc, ea[i], eb[:, j], bounds)
+    reference = (time.perf_counter() - start) * m / rows
+    row(f"sm90_fp8 matmul {m}x{k}x{p}", ours, reference, "plain Python reference", ">= 100x")
+
+    import torch
+
+    torch.set_num_threads(2)
+    x = rng.standard_normal((1, 448, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((448, 448, 3, 3)).astype(np.float32)
+    tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+    conv = timed(lambda: torch.nn.functional.conv2d(tx, tw, padding=1), args.repeat)
+    x8 = em.encode(np.clip(np.round(x * 30), -128, 127), "int8")
+    w8 = em.encode(np.clip(np.round(w * 30), -128, 127), "int8")
+    ours = timed(lambda: em.conv2d(x8, w8, x_format="int8", w_format="int8", padding=1, accumulator="int32"),
+                 args.repeat)
+    row("int8 conv2d 448->448, 32x32, 3x3", ours, conv, "torch float32 conv2d", "ratio")
+    x4 = em.encode(np.clip(np.round(np.abs(x) * 5), 0, 15), "uint4")
+    w1 = em.encode(w, "binary")
+    ours = timed(lambda: em.conv2d(x4, w1, x_format="uint4", w_format="binary", padding=1), args.repeat)
+    row("W1A4 conv2d (bit-planes) 448->448, 32x32, 3x3", ours, conv, "torch float32 conv2d", "ratio")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
