@@ -8,7 +8,11 @@ on the same shapes (issue 11's goals):
 
     python benchmarks/kernels.py [--repeat 5]
 
-Times are the median of `--repeat` runs after a warm-up (Numba compiles, caches and first-touch page faults).
+Times are the median of `--repeat` back-to-back runs after a warm-up (Numba compiles, caches and first-touch page
+faults); each kernel starts 0.3 s after the previous one: OpenBLAS's threads keep spinning for a while after a
+BLAS call and take the cores from Numba's, so a kernel timed right after another's BLAS calls measures that
+contention, not itself (the packed XNOR product: 2 ms settled, 5 to 8 ms right after numpy's matmul).
+`--no-settle` leaves the pause out.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from emulator.reference.gemm import reference_dot
 from emulator.xnor import pack_rows
 
 
+SETTLE_S = 0.3
+
+
 def timed(fn, repeat):
+    time.sleep(SETTLE_S)
     fn()
     samples = []
     for _ in range(repeat):
@@ -43,19 +51,25 @@ def row(name, ours, baseline, baseline_name, goal):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-settle", action="store_true", help="no pause between kernels")
     args = parser.parse_args()
+    global SETTLE_S
+    SETTLE_S = 0.0 if args.no_settle else SETTLE_S
     rng = np.random.default_rng(0)
     n = 1024
     print("| kernel | ours ms | baseline | baseline ms | baseline/ours | goal |")
     print("|---|---|---|---|---|---|")
     fa, fb = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    blas = timed(lambda: fa @ fb, args.repeat)
+
+    def blas():  # re-timed for every row, right before it: the machine's speed drifts between rows
+        return timed(lambda: fa @ fb, args.repeat)
+
     for fmt, goal in (("int8", ">= 0.5x"), ("int4", ">= 0.8x")):
         f = em.get_format(fmt)
         a = em.encode(rng.integers(f.qmin, f.qmax + 1, (n, n)).astype(np.float64), f)
         b = em.encode(rng.integers(f.qmin, f.qmax + 1, (n, n)).astype(np.float64), f)
         ours = timed(lambda: em.matmul(a, b, a_format=fmt, b_format=fmt, accumulator="int32"), args.repeat)
-        row(f"{fmt} x {fmt} -> int32 matmul {n}^3 (exact)", ours, blas, "numpy float32 matmul", goal)
+        row(f"{fmt} x {fmt} -> int32 matmul {n}^3 (exact)", ours, blas(), "numpy float32 matmul", goal)
     bits_a = rng.integers(0, 2, (n, n)).astype(np.uint8)
     bits_b = rng.integers(0, 2, (n, n)).astype(np.uint8)
     words_a, words_b = pack_rows(bits_a), pack_rows(bits_b.T)
@@ -63,9 +77,9 @@ def main() -> int:
     from emulator._kernels import xnor as xnor_kernels
 
     packed = timed(lambda: xnor_kernels.xnor_popcount(words_a, words_b, n, out), args.repeat)
-    row(f"binary XNOR-popcount matmul {n}^3 (packed operands)", packed, blas, "numpy float32 matmul", ">= 4x")
+    row(f"binary XNOR-popcount matmul {n}^3 (packed operands)", packed, blas(), "numpy float32 matmul", ">= 4x")
     whole = timed(lambda: em.matmul(bits_a, bits_b, a_format="binary", b_format="binary"), args.repeat)
-    row(f"binary matmul {n}^3 (codes in, packing included)", whole, blas, "numpy float32 matmul", "-")
+    row(f"binary matmul {n}^3 (codes in, packing included)", whole, blas(), "numpy float32 matmul", "-")
 
     m, k, p = 64, 512, 64
     a8 = em.encode(rng.standard_normal((m, k)) * 20, "e4m3fn")

@@ -29,11 +29,12 @@ and is not measured here.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 
 from diagnostics import did_you_mean
+
+from .formats import check_options, replaced
 
 ACCUMULATOR_KINDS = ("exact", "int", "float32", "tensor_core")
 INT_OVERFLOW = ("wrap", "saturate")
@@ -163,9 +164,5 @@ def get_accumulator(spec, **overrides) -> Accumulator:
         raise ValueError(f"an accumulator must be a name or an Accumulator, got {type(spec).__name__}")
     if not overrides:
         return acc
-    fields = {f.name for f in dataclasses.fields(acc)} - {"name"}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"accumulator {acc.name} has no option {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}")
-    label = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-    return dataclasses.replace(acc, name=f"{acc.name}[{label}]", **overrides)
+    check_options(acc, overrides)
+    return replaced(acc, overrides)

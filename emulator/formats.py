@@ -447,16 +447,26 @@ def get_format(spec, **overrides) -> Format:
         raise ValueError(f"a format must be a name or a format object, got {type(spec).__name__}")
     if not overrides:
         return fmt
-    fields = {f.name for f in dataclasses.fields(fmt)} - {"name"}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"{fmt.name} has no option {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}")
+    check_options(fmt, overrides)
     if isinstance(fmt, FloatFormat) and "special" in overrides and "overflow" not in overrides:
         overrides["overflow"] = ""  # the new family's default
     if isinstance(fmt, FloatFormat) and "ebits" in overrides and "bias" not in overrides:
         overrides["bias"] = _ieee_bias(overrides["ebits"])
+    return replaced(fmt, overrides)
+
+
+def check_options(spec, overrides: dict) -> None:
+    """Reject overrides that name no field of the frozen spec (formats, accumulators)."""
+    fields = {f.name for f in dataclasses.fields(spec)} - {"name"}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"{spec.name} has no option {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}")
+
+
+def replaced(spec, overrides: dict):
+    """The spec with fields replaced, named after them: e4m3fn[overflow=saturate], sm90_fp8[split_k=3]."""
     label = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()) if v != "")
-    return dataclasses.replace(fmt, name=f"{fmt.name}[{label}]", **overrides)
+    return dataclasses.replace(spec, name=f"{spec.name}[{label}]", **overrides)
 
 
 def list_formats() -> list:

@@ -18,6 +18,7 @@ conv2d(x, w): NCHW codes and OIHW codes, lowered to matmul by im2col (the accumu
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ from .accumulators import Accumulator, get_accumulator
 from .block import BlockEncoded
 from .codec import check_codes, decode, encode
 from .formats import BinaryFormat, BlockFormat, FloatFormat, IntFormat, get_format
-from .im2col import conv_output_shape, im2col
+from .im2col import conv_groups, conv_shape, to_nchw
 
 OUT_FORMATS = ("fp32", "bf16", "fp16")
 _F32_EXACT = 2.0**24
@@ -97,41 +98,46 @@ def _block_values(encoded: BlockEncoded, fmt: BlockFormat, axis: int) -> np.ndar
 
 
 # ---- accumulation on values ----------------------------------------------------------------------------------
-def _int_exact(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """sum_k a*b in int64, exactly: K-chunks small enough to be exact in float32 (or float64) BLAS."""
+def _blas_sum(a: np.ndarray, b: np.ndarray, peak_product: float, dtype) -> np.ndarray | None:
+    """sum_k a*b of integer-valued operands through BLAS, exactly: K-chunks whose partial sums stay below 2^24
+    (float32) or 2^53 (float64), so every order BLAS sums in is exact; chunks added in `dtype`. None when even
+    float64 chunks would be shorter than 64."""
     k = a.shape[1]
-    peak = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0))
-    if peak * k >= 2.0**63:
-        raise ValueError(f"an exact int64 accumulator could overflow: K = {k} products up to {peak:.3g}; "
-                         f"use int64 (wrapping) or a narrower operand")
-    out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
-    if peak == 0:
-        return out
-    for dtype, limit in ((np.float32, _F32_EXACT), (np.float64, _F64_EXACT)):
-        chunk = int(limit // peak)
+    for ftype, limit in ((np.float32, _F32_EXACT), (np.float64, _F64_EXACT)):
+        chunk = int(limit // max(peak_product, 1.0))
         if chunk >= min(k, 64):
-            for k0 in range(0, k, chunk):
-                part = a[:, k0:k0 + chunk].astype(dtype) @ b[k0:k0 + chunk].astype(dtype)
-                out += part.astype(np.int64)
+            af, bf = a.astype(ftype, copy=False), b.astype(ftype, copy=False)
+            out = (af[:, :chunk] @ bf[:chunk]).astype(dtype)
+            for k0 in range(chunk, k, chunk):
+                out += (af[:, k0:k0 + chunk] @ bf[k0:k0 + chunk]).astype(dtype)
             return out
-    kernels.int_wrapping64(a, b, out)  # operands too wide for BLAS; the bound above makes this exact
+    return None
+
+
+def _int_exact(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum_k a*b in int64, exactly (int64 operand values)."""
+    peak = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0))
+    if peak * a.shape[1] >= 2.0**63:
+        raise ValueError(f"an exact int64 accumulator could overflow: K = {a.shape[1]} products up to {peak:.3g}; "
+                         f"use int64 (wrapping) or a narrower operand")
+    out = _blas_sum(a, b, peak, np.int64)
+    if out is None:  # operands too wide for BLAS; the bound above makes the wrapping kernel exact
+        out = np.empty((a.shape[0], b.shape[1]), dtype=np.int64)
+        kernels.int_wrapping64(a, b, out)
     return out
 
 
 def _small_int_blas(a, b, a_fmt, b_fmt, a_zero_point, b_zero_point, acc: Accumulator):
-    """The common case in one float32 BLAS call: integer formats of <= 16 bits with scalar zero points, where the
-    formats' own ranges bound every partial sum below 2^24 (so float32 sums are exact in any order) and the
-    result below the accumulator's limits (so no wrap or saturation can act). None when that does not hold."""
+    """The common case, straight from the codes: integer formats of <= 16 bits with scalar zero points, whose
+    own ranges bound every result within the accumulator's limits (so no wrap or saturation can act).
+    None when that does not hold."""
     if not (isinstance(a_fmt, IntFormat) and isinstance(b_fmt, IntFormat) and a_fmt.bits <= 16 and b_fmt.bits <= 16
             and np.ndim(a_zero_point) == 0 and np.ndim(b_zero_point) == 0 and acc.kind in ("exact", "int")):
         return None
     za, zb = int(a_zero_point), int(b_zero_point)
-    peak_a = max(abs(a_fmt.qmin - za), abs(a_fmt.qmax - za))
-    peak_b = max(abs(b_fmt.qmin - zb), abs(b_fmt.qmax - zb))
-    k = np.shape(a)[1]
-    chunk = int(_F32_EXACT) // max(peak_a * peak_b, 1)
+    peak = max(abs(a_fmt.qmin - za), abs(a_fmt.qmax - za)) * max(abs(b_fmt.qmin - zb), abs(b_fmt.qmax - zb))
     limit = 2**63 - 1 if acc.kind == "exact" else acc.max_value
-    if chunk < min(k, 256) or peak_a * peak_b * k > limit:
+    if peak * np.shape(a)[1] > limit or int(_F32_EXACT) // peak < min(np.shape(a)[1], 256):
         return None
     # plain numpy sign extension, not the parallel Numba decode: its threads would fight OpenBLAS's
     # still-spinning ones for the cores (7 ms instead of 0.3 ms a decode, measured)
@@ -140,11 +146,12 @@ def _small_int_blas(a, b, a_fmt, b_fmt, a_zero_point, b_zero_point, acc: Accumul
         av -= np.float32(za)
     if zb:
         bv -= np.float32(zb)
-    dtype = np.int64 if acc.kind == "exact" or acc.bits > 32 or peak_a * peak_b * k > 2**31 - 1 else np.int32
-    out = (av[:, :chunk] @ bv[:chunk]).astype(dtype)
-    for k0 in range(chunk, k, chunk):
-        out += (av[:, k0:k0 + chunk] @ bv[k0:k0 + chunk]).astype(dtype)
-    return out.astype(np.int64 if acc.kind == "exact" else np.int32 if acc.bits <= 32 else np.int64, copy=False)
+    return _blas_sum(av, bv, peak, _int_dtype(acc))
+
+
+def _int_dtype(acc: Accumulator):
+    """What an integer GEMM returns: int64 for exact and int<P> with P > 32, else int32."""
+    return np.int64 if acc.kind == "exact" or acc.bits > 32 else np.int32
 
 
 def _small_int_values(codes, fmt: IntFormat) -> np.ndarray:
@@ -166,25 +173,22 @@ def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
     return ((x + half) & ((np.int64(1) << bits) - 1)) - half
 
 
-def _int_accumulate(a: np.ndarray, b: np.ndarray, acc: Accumulator, exact=None) -> np.ndarray:
-    """int<P> (or exact int64) sums; `exact`, when given, is the exact result already computed (bit-packed)."""
+def _int_accumulate(a: np.ndarray, b: np.ndarray, acc: Accumulator) -> np.ndarray:
+    """exact (int64) or int<P> sums of int64 operand values."""
     if acc.kind not in ("exact", "int"):
         raise ValueError(f"integer operands take an integer accumulator (exact, int<P>), not {acc.name}")
-    if exact is None and (acc.kind == "exact" or acc.overflow == "wrap" or _peak(a, b) <= acc.max_value):
-        exact = _int_exact(a, b) if acc.kind == "exact" or _peak(a, b) < 2.0**63 else None
-    if acc.kind == "exact":
-        return exact
-    out_dtype = np.int32 if acc.bits <= 32 else np.int64
-    if acc.overflow == "wrap":
-        if exact is None:  # the products themselves could pass int64: wrap while summing
-            exact = np.empty((a.shape[0], b.shape[1]), dtype=np.int64)
-            kernels.int_wrapping64(a, b, exact)
-        return _wrap(exact, acc.bits).astype(out_dtype)
-    if _peak(a, b) <= acc.max_value:  # no partial sum can reach the limits: saturation never acts
-        return exact.astype(out_dtype)
+    peak = _peak(a, b)
+    if acc.kind == "exact" or peak <= acc.max_value:  # no partial sum can reach the limits
+        return _int_exact(a, b).astype(_int_dtype(acc), copy=False)
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.int64)
-    kernels.int_saturating(a, b, np.int64(acc.min_value), np.int64(acc.max_value), out)
-    return out.astype(out_dtype)
+    if acc.overflow == "saturate":
+        kernels.int_saturating(a, b, np.int64(acc.min_value), np.int64(acc.max_value), out)
+        return out.astype(_int_dtype(acc))
+    if peak < 2.0**63:
+        out = _int_exact(a, b)
+    else:  # the products themselves could pass int64: wrap while summing
+        kernels.int_wrapping64(a, b, out)
+    return _wrap(out, acc.bits).astype(_int_dtype(acc))
 
 
 def _peak(a: np.ndarray, b: np.ndarray) -> float:
@@ -318,16 +322,16 @@ def matmul(a, b, *, a_format, b_format, accumulator="exact", a_scale=None, b_sca
     fast = _small_int_blas(a, b, a_fmt, b_fmt, a_zero_point, b_zero_point, acc)
     if fast is not None:
         return fast
+    if (isinstance(a_fmt, BinaryFormat) and isinstance(b_fmt, BinaryFormat) and acc.kind in ("exact", "int")
+            and (acc.kind == "exact" or k <= acc.max_value)
+            and not (np.any(np.asarray(a_zero_point)) or np.any(np.asarray(b_zero_point)))):  # |every partial sum| <= K: nothing to wrap or clamp
+        return xnor.binary_matmul(a, b).astype(_int_dtype(acc))  # bit-packed XNOR-popcount
     ops = (operand(a, a_fmt, zero_point=a_zero_point, block_axis=1, what="a"),
            operand(b, b_fmt, zero_point=b_zero_point, block_axis=0, what="b"))
-    exact = None
-    if isinstance(a_fmt, BinaryFormat) and isinstance(b_fmt, BinaryFormat):
-        exact = xnor.binary_matmul(a, b).astype(np.int64)  # bit-packed XNOR-popcount, equal to the int64 sums
-    return accumulate(*ops, acc, a_scale=a_scale, b_scale=b_scale, out_format=out_format, exact=exact)
+    return accumulate(*ops, acc, a_scale=a_scale, b_scale=b_scale, out_format=out_format)
 
 
-def accumulate(a: Operand, b: Operand, accumulator, *, a_scale=None, b_scale=None, out_format=None,
-               exact=None) -> np.ndarray:
+def accumulate(a: Operand, b: Operand, accumulator, *, a_scale=None, b_scale=None, out_format=None) -> np.ndarray:
     """The accumulated product of two decoded operands (matmul and conv2d both end here)."""
     acc = get_accumulator(accumulator)
     if a.integer != b.integer:
@@ -336,7 +340,7 @@ def accumulate(a: Operand, b: Operand, accumulator, *, a_scale=None, b_scale=Non
     if a.integer:
         if a_scale is not None or b_scale is not None or out_format is not None:
             raise ValueError("integer GEMMs return the accumulator: requantize it with emulator.requantize")
-        return _int_accumulate(a.values, b.values, acc, exact)
+        return _int_accumulate(a.values, b.values, acc)
     if isinstance(a.fmt, BlockFormat) or isinstance(b.fmt, BlockFormat):
         if acc.kind == "tensor_core":
             raise ValueError("block-scaled tensor-core MMA (sm100) is not modelled: use exact, fp32 or fp32_pairwise")
@@ -356,54 +360,36 @@ def conv2d(x, w, *, x_format, w_format, stride=1, padding=0, dilation=1, groups=
     """
     x_fmt, w_fmt = get_format(x_format), get_format(w_format)
     acc = get_accumulator(accumulator)
-    if np.ndim(x) != 4 or np.ndim(w) != 4:
-        raise ValueError(f"conv2d needs NCHW and OIHW code arrays, got shapes {np.shape(x)} and {np.shape(w)}")
-    n, c = np.shape(x)[:2]
-    o, c_per_group, kh, kw = np.shape(w)
-    if groups < 1 or c != c_per_group * groups or o % groups:
-        raise ValueError(f"{c} input channels and {o} filters of {c_per_group} channels do not make {groups} groups")
-    binary_w = isinstance(w_fmt, BinaryFormat)
-    if binary_w and acc.kind == "exact" and not np.any(np.asarray(x_zero_point)) and (
+    geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    n, _, oh, ow = conv_shape(np.shape(x), np.shape(w), groups, **geometry)
+    if isinstance(w_fmt, BinaryFormat) and acc.kind == "exact" and not np.any(np.asarray(x_zero_point)) and (
             isinstance(x_fmt, BinaryFormat) or (isinstance(x_fmt, IntFormat) and padding_value is None)):
-        return xnor.binary_conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                                  padding_value=padding_value,
-                                  x_format=None if isinstance(x_fmt, BinaryFormat) else x_fmt)
+        return xnor.binary_conv2d(x, w, groups=groups, padding_value=padding_value,
+                                  x_format=None if isinstance(x_fmt, BinaryFormat) else x_fmt, **geometry)
     if padding_value is not None and not isinstance(x_fmt, BinaryFormat):
         raise ValueError("padding_value applies to binary activations; integer padding is the zero point")
     if padding_value not in xnor.BINARY_PADDING:
         raise ValueError(f"binary padding_value must be None (zero padding), 1 or -1, got {padding_value!r}")
-    geometry = dict(kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
-    oh, ow = conv_output_shape(np.shape(x)[2:], **geometry)
-    o_per_group = o // groups
     if (isinstance(x_fmt, IntFormat) and isinstance(w_fmt, IntFormat) and np.ndim(x_zero_point) == 0
-            and np.ndim(w_zero_point) == 0):  # im2col on the codes, then one BLAS call per group when exact
-        x_codes = check_codes(x, x_fmt)
-        w_codes = check_codes(w, w_fmt)
+            and np.ndim(w_zero_point) == 0):  # im2col on the codes, then one BLAS call per group, when exact
         fill = int(x_zero_point) & ((1 << x_fmt.bits) - 1)  # padded taps hold the zero point's code
-        parts = []
-        for g in range(groups):
-            cols, _ = im2col(x_codes[:, g * c_per_group:(g + 1) * c_per_group], fill=fill, **geometry)
-            filters = np.ascontiguousarray(w_codes[g * o_per_group:(g + 1) * o_per_group].reshape(o_per_group, -1).T)
-            result = _small_int_blas(cols, filters, x_fmt, w_fmt, x_zero_point, w_zero_point, acc)
-            if result is None:
+        results = []
+        for cols, filters, _, _ in conv_groups(check_codes(x, x_fmt), check_codes(w, w_fmt), groups, fill=fill,
+                                               **geometry):
+            results.append(_small_int_blas(cols, filters, x_fmt, w_fmt, x_zero_point, w_zero_point, acc))
+            if results[-1] is None:
                 break
-            parts.append(result.reshape(n, oh, ow, o_per_group).transpose(0, 3, 1, 2))
         else:
-            return np.ascontiguousarray(np.concatenate(parts, axis=1))
+            return to_nchw(results, n, oh, ow)
     xo = operand(x, x_fmt, zero_point=_per_channel(x_zero_point, 1), what="x")
     wo = operand(w, w_fmt, zero_point=_per_channel(w_zero_point, 0), what="w")
-    parts = []
-    for g in range(groups):
-        cols, _ = im2col(xo.values[:, g * c_per_group:(g + 1) * c_per_group], fill=padding_value or 0, **geometry)
-        filters = wo.values[g * o_per_group:(g + 1) * o_per_group].reshape(o_per_group, -1).T
-        scale = None if w_scale is None or np.size(w_scale) == 1 else np.asarray(w_scale).reshape(-1)[
-            g * o_per_group:(g + 1) * o_per_group]
-        result = accumulate(Operand(cols, xo.integer, xo.fmt, xo.tensor_scale, xo.significand_bits),
-                            Operand(np.ascontiguousarray(filters), wo.integer, wo.fmt, wo.tensor_scale,
-                                    wo.significand_bits),
-                            acc, a_scale=x_scale, b_scale=w_scale if scale is None else scale, out_format=out_format)
-        parts.append(result.reshape(n, oh, ow, o_per_group).transpose(0, 3, 1, 2))
-    return np.ascontiguousarray(np.concatenate(parts, axis=1))
+    per_filter = w_scale is not None and np.size(w_scale) > 1
+    results = []
+    for cols, filters, _, channels in conv_groups(xo.values, wo.values, groups, fill=padding_value or 0, **geometry):
+        results.append(accumulate(dataclasses.replace(xo, values=cols), dataclasses.replace(wo, values=filters),
+                                  acc, a_scale=x_scale, out_format=out_format,
+                                  b_scale=np.asarray(w_scale).reshape(-1)[channels] if per_filter else w_scale))
+    return to_nchw(results, n, oh, ow)
 
 
 def _per_channel(zero_point, axis):

@@ -51,3 +51,32 @@ def im2col(x: np.ndarray, *, kernel, stride=1, padding=0, dilation=1, fill=0):
 
     mask = np.broadcast_to(columns(inside).reshape(oh * ow, 1, kh * kw), (oh * ow, c, kh * kw)).reshape(oh * ow, -1)
     return np.ascontiguousarray(columns(padded)), mask
+
+
+def conv_shape(x_shape, w_shape, groups, **geometry):
+    """(N, O, OH, OW) of an NCHW x OIHW grouped convolution, or one line saying why the shapes do not fit."""
+    if len(x_shape) != 4 or len(w_shape) != 4:
+        raise ValueError(f"a convolution needs NCHW and OIHW code arrays, got shapes {tuple(x_shape)} and "
+                         f"{tuple(w_shape)}")
+    n, c = x_shape[:2]
+    o, c_per_group, kh, kw = w_shape
+    if not isinstance(groups, int) or groups < 1 or c != c_per_group * groups or o % groups:
+        raise ValueError(f"{c} input channels and {o} filters of {c_per_group} channels do not make {groups} groups")
+    return (n, o, *conv_output_shape(x_shape[2:], kernel=(kh, kw), **geometry))
+
+
+def conv_groups(x: np.ndarray, w: np.ndarray, groups: int, *, fill, **geometry):
+    """Per group: the im2col columns (N*OH*OW, C/g*KH*KW), the filters as (C/g*KH*KW, O/g), the mask of real taps,
+    and the group's output channels (a slice)."""
+    c_per_group, o_per_group = w.shape[1], w.shape[0] // groups
+    kernel = w.shape[2:]
+    for g in range(groups):
+        cols, inside = im2col(x[:, g * c_per_group:(g + 1) * c_per_group], kernel=kernel, fill=fill, **geometry)
+        channels = slice(g * o_per_group, (g + 1) * o_per_group)
+        yield cols, np.ascontiguousarray(w[channels].reshape(o_per_group, -1).T), inside, channels
+
+
+def to_nchw(results, n, oh, ow) -> np.ndarray:
+    """The groups' (N*OH*OW, O/g) GEMM results as one NCHW array."""
+    return np.ascontiguousarray(np.concatenate([r.reshape(n, oh, ow, -1) for r in results], axis=3)
+                                .transpose(0, 3, 1, 2))

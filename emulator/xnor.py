@@ -19,7 +19,7 @@ import numpy as np
 from ._kernels import xnor as kernels
 from .codec import check_codes
 from .formats import BinaryFormat, IntFormat, get_format
-from .im2col import conv_output_shape, im2col
+from .im2col import conv_groups, conv_shape, to_nchw
 
 BINARY = BinaryFormat()
 BINARY_PADDING = (None, 1, -1)
@@ -80,27 +80,19 @@ def binary_conv2d(x, w, *, stride=1, padding=0, dilation=1, groups=1, padding_va
     fmt = BINARY if x_format is None else get_format(x_format)
     x = check_codes(x, fmt)
     w = check_codes(w, BINARY)
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"binary_conv2d needs NCHW and OIHW codes, got {x.shape} and {w.shape}")
-    n, c, _, _ = x.shape
-    o, c_per_group, kh, kw = w.shape
-    if c != c_per_group * groups or o % groups:
-        raise ValueError(f"{c} input channels and {o} filters of {c_per_group} channels do not make {groups} groups")
-    geometry = dict(kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
-    oh, ow = conv_output_shape(x.shape[2:], **geometry)
-    out = np.empty((n, o, oh, ow), dtype=np.int64)
-    o_per_group = o // groups
-    for g in range(groups):
-        xs = x[:, g * c_per_group:(g + 1) * c_per_group]
-        wg = w[g * o_per_group:(g + 1) * o_per_group].reshape(o_per_group, -1).T  # (C*KH*KW, O)
-        if isinstance(fmt, BinaryFormat):
-            pad_bit = 1 if padding_value == -1 else 0
-            cols, inside = im2col(xs, fill=pad_bit, **geometry)
-            result = binary_matmul(cols, wg).reshape(n, oh * ow, o_per_group)
-            if padding_value is None:  # remove what the +1 padding added: sum of w over padded taps
-                result -= (~inside).astype(np.int64) @ (1 - 2 * wg.astype(np.int64))
-        else:  # integer activations: padded taps are code 0 (value 0) in every plane
-            cols, _ = im2col(xs, fill=0, **geometry)
-            result = bitplane_matmul(cols, wg, x_format=fmt)
-        out[:, g * o_per_group:(g + 1) * o_per_group] = result.reshape(n, oh, ow, o_per_group).transpose(0, 3, 1, 2)
-    return out
+    geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    n, _, oh, ow = conv_shape(x.shape, w.shape, groups, **geometry)
+    binary_x = isinstance(fmt, BinaryFormat)
+    if not binary_x and padding_value is not None:
+        raise ValueError("padding_value applies to binary activations; integer activations pad with 0")
+    fill = (1 if padding_value == -1 else 0) if binary_x else 0  # integer activations: code 0 is value 0
+    results = []
+    for cols, filters, inside, _ in conv_groups(x, w, groups, fill=fill, **geometry):
+        if not binary_x:
+            results.append(bitplane_matmul(cols, filters, x_format=fmt))
+            continue
+        result = binary_matmul(cols, filters).reshape(n, oh * ow, -1)
+        if padding_value is None:  # remove what the +1 padding added: sum of w over the padded taps
+            result -= (~inside).astype(np.int64) @ (1 - 2 * filters.astype(np.int64))
+        results.append(result)
+    return to_nchw(results, n, oh, ow)

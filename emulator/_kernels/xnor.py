@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
