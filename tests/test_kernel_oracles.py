@@ -207,3 +207,64 @@ def test_conventions_disagree_on_ties_as_their_formulas_say():
     assert run("onnxruntime") == [0, 0, 1, 2, 0, 0, -2]
     assert run("tflite_single_rounding") == [0, 1, 1, 2, 0, 0, -1]
     assert run("gemmlowp") == [1, 1, 1, 2, 0, -1, -2]
+
+
+@pytest.mark.parametrize("name", ["mxfp8_e4m3", "mxfp4"])
+def test_mx_matmul_on_torchao_quantized_operands_is_the_exact_sum_of_torchao_values(rng, name):
+    """Operands quantized by torchao's to_mx; the exact accumulator against Fractions of torchao's own
+    dequantization (to_dtype), rounded once to float32."""
+    from torchao.prototype.mx_formats.mx_tensor import to_dtype, to_mx
+
+    from emulator.accumulators import get_accumulator
+    from emulator.reference.gemm import reference_dot
+
+    torch_dtype = torch.float8_e4m3fn if name == "mxfp8_e4m3" else torch.float4_e2m1fn_x2
+    a = (rng.standard_normal((6, 128)) * np.exp2(rng.integers(-8, 8, (6, 1)))).astype(np.float32)
+    bt = rng.standard_normal((5, 128)).astype(np.float32)  # b^T: blocks of 32 along K, as to_mx blocks rows
+
+    def quantized(x):
+        scales, data = to_mx(torch.from_numpy(x), torch_dtype, 32)
+        values = to_dtype(data, scales, torch_dtype, 32, torch.float32).numpy().astype(np.float64)
+        codes = data.view(torch.uint8).numpy()
+        if name == "mxfp4":
+            codes = em.unpack(codes.reshape(-1), 4, x.size).reshape(x.shape)
+        return em.BlockEncoded(codes, scales.view(torch.uint8).numpy()), values
+
+    ea, va = quantized(a)
+    eb_t, vb_t = quantized(bt)
+    eb = em.BlockEncoded(eb_t.elements.T, eb_t.scales)  # b is K x N; its scales keep the blocks' axis last
+    got = em.matmul(ea, eb, a_format=name, b_format=name)
+    exact = get_accumulator("exact")
+    expected = [[reference_dot(va[i], vb_t[j], exact) for j in range(5)] for i in range(6)]
+    np.testing.assert_array_equal(got, np.array(expected, dtype=np.float32))
+
+
+def test_nvfp4_matmul_on_torchao_quantized_operands(rng):
+    """NVFP4 operands from torchao's nvfp4_quantize (with per-tensor scales): the exact block sums, from torchao's
+    own element and scale values, then the tensor scales in the float32 epilogue."""
+    from torchao.prototype.mx_formats.nvfp4_tensor import f4_unpacked_to_f32, nvfp4_quantize, per_tensor_amax_to_scale
+
+    from emulator.accumulators import get_accumulator
+    from emulator.reference.gemm import reference_dot
+
+    a = (rng.standard_normal((4, 64)) * 3).astype(np.float32)
+    bt = rng.standard_normal((3, 64)).astype(np.float32)
+
+    def quantized(x):
+        tensor_scale = per_tensor_amax_to_scale(torch.from_numpy(x).abs().max())
+        scales, data = nvfp4_quantize(torch.from_numpy(x), 16, tensor_scale)
+        codes = em.unpack(data.view(torch.uint8).numpy().reshape(-1), 4, x.size).reshape(x.shape)
+        elements = f4_unpacked_to_f32(torch.from_numpy(codes)).numpy().astype(np.float64)
+        block_scales = scales.float().numpy().astype(np.float64).reshape(x.shape[0], -1)
+        values = (elements.reshape(x.shape[0], -1, 16) * block_scales[..., None]).reshape(x.shape)
+        return em.BlockEncoded(codes, scales.view(torch.uint8).numpy().reshape(x.shape[0], -1),
+                               float(tensor_scale)), values
+
+    ea, va = quantized(a)
+    eb_t, vb_t = quantized(bt)
+    eb = em.BlockEncoded(eb_t.elements.T, eb_t.scales, eb_t.tensor_scale)
+    got = em.matmul(ea, eb, a_format="nvfp4", b_format="nvfp4")
+    exact = get_accumulator("exact")
+    sums = np.array([[reference_dot(va[i], vb_t[j], exact) for j in range(3)] for i in range(4)], dtype=np.float32)
+    tensor = np.float32(np.float32(ea.tensor_scale) * np.float32(eb.tensor_scale))
+    np.testing.assert_array_equal(got, sums * tensor)
