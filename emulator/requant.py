@@ -10,6 +10,10 @@ and output scales, zp the output zero point. f32(.) is a float32 operation, rne 
   qnnpack         as onnxruntime with m = f32(f32(sw * sx) * f32(1 / sy))   (torch.ops.quantized, qnnpack).
   onnx_reference  y = clamp(rint(f64(a) * f64(m) + zp)),  m = f32(f32(sx * sw) / sy)   (onnx.reference's
                   QLinearMatMul / QLinearConv: an int32 array times a float32 array is float64 in numpy).
+  tflite_reference
+                  y = clamp(round-half-away(f64(a) * m) + zp),  m = f64(f32(sx * sw)) / f64(sy): TFLite's reference
+                  kernels as ai-edge-litert 2.3.0 runs them (OpResolverType.BUILTIN_REF; measured, tests/
+                  test_tflite.py): a float64 product rounded half away from zero, not the fixed point below.
   gemmlowp        m = f64(f32(sx * sw)) / f64(sy) = q * 2^(e - 31), q = round-half-away(frac(m) * 2^31);
                   y = clamp(RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(a * 2^max(e, 0), q), max(-e, 0))
                   + zp): gemmlowp's fixedpoint.h, TFLite's default MultiplyByQuantizedMultiplier (both steps
@@ -29,7 +33,8 @@ from diagnostics import did_you_mean
 from .codec import code_dtype
 from .formats import IntFormat, get_format
 
-REQUANT_CONVENTIONS = ("onnxruntime", "qnnpack", "onnx_reference", "gemmlowp", "tflite_single_rounding")
+REQUANT_CONVENTIONS = ("onnxruntime", "qnnpack", "onnx_reference", "tflite_reference", "gemmlowp",
+                       "tflite_single_rounding")
 _INT32 = np.int64(1) << 31
 f32 = np.float32
 
@@ -135,6 +140,10 @@ def requantize(acc, input_scale, weight_scale, output_scale, *, output_zero_poin
     sw = _per_channel(weight_scale, acc.shape, channel_axis, np.float32)
     if convention in ("gemmlowp", "tflite_single_rounding"):
         y = _fixed_point(a, sx, sw, sy, convention) + zp
+    elif convention == "tflite_reference":
+        m = np.float64(f32(sx * sw)) / np.float64(sy)
+        product = a.astype(np.float64) * m
+        y = np.sign(product) * np.floor(np.abs(product) + 0.5) + zp
     else:
         m = _float_multiplier(sx, sw, sy, convention)
         if convention == "onnx_reference":

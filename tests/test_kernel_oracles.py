@@ -197,7 +197,8 @@ def test_each_convention_matches_its_plain_twin(case, convention, zp, bias):
 
 def test_conventions_disagree_on_ties_as_their_formulas_say():
     """acc * 0.25 for acc = 1, 2, 3, 6, -1, -2, -6 (0.25, 0.5, 0.75, 1.5, -0.25, -0.5, -1.5), worked by hand:
-    onnxruntime rounds half to even; TFLite's single rounding adds 2^(30-e) then shifts (half up); gemmlowp
+    onnxruntime rounds half to even; TFLite's single rounding adds 2^(30-e) then shifts (half up); its reference
+    kernels round the float64 product half away from zero; gemmlowp
     rounds a/2 half up in the doubling high multiply, then halves again rounding half away from zero."""
     acc = np.array([1, 2, 3, 6, -1, -2, -6])
 
@@ -206,6 +207,7 @@ def test_conventions_disagree_on_ties_as_their_formulas_say():
 
     assert run("onnxruntime") == [0, 0, 1, 2, 0, 0, -2]
     assert run("tflite_single_rounding") == [0, 1, 1, 2, 0, 0, -1]
+    assert run("tflite_reference") == [0, 1, 1, 2, 0, -1, -2]  # float64, half away from zero
     assert run("gemmlowp") == [1, 1, 1, 2, 0, -1, -2]
 
 

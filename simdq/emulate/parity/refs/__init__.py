@@ -18,6 +18,7 @@ FACTORIES = {
     "gfloat": ["gfloat_rounding:gfloat_references"],
     "onnxruntime": ["requant:onnxruntime_references"],
     "onnx": ["requant:onnx_reference_references"],
+    "ai_edge_litert": ["requant:litert_references"],
 }
 
 

@@ -1,5 +1,5 @@
-"""Integer GEMMs with requantization: onnxruntime's and onnx.reference's QLinearMatMul and torch.ops.quantized.linear
-(fbgemm, x86, qnnpack) against emulator.matmul (int32) followed by emulator.requantize under each convention.
+"""Integer GEMMs with requantization: onnxruntime's and onnx.reference's QLinearMatMul, torch.ops.quantized.linear
+(fbgemm, x86, qnnpack) and TFLite's FULLY_CONNECTED (ai-edge-litert: reference kernels, XNNPACK) against emulator.matmul (int32) followed by emulator.requantize under each convention.
 
 Cases draw int8 x int8 (u8 x s8 for torch) GEMMs of small operands with scales whose ratio puts outputs on ties
 on purpose (steps of 1/2, 1/4, 1/12) and random ones, outputs inside int8. Small operands also keep the u8 x s8
@@ -84,6 +84,73 @@ def _feeds(case, a_type):
     return {"a": case["a"], "sa": np.array(case["sx"], np.float32), "za": np.array(case["za"], a_type),
             "b": case["b"], "sb": np.array(case["sw"], np.float32), "zb": np.array(0, np.int8),
             "sy": np.array(case["sy"], np.float32), "zy": np.array(case["zy"], a_type)}
+
+
+def fully_connected(w, bias, sx, zx, sw, sy, zy, m) -> bytes:
+    """A one-op int8 TFLite model, built with the schema ai-edge-litert ships: x (m x K; sx, zx) times w^T (w is
+    N x K; sw, zero point 0) plus an int32 bias (scale sx * sw), to y (sy, zy)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    def tensor(shape, type_, buffer, name, scale, zero_point):
+        t = schema.TensorT()
+        t.shape, t.type, t.buffer, t.name = list(shape), type_, buffer, name
+        t.quantization = schema.QuantizationParametersT()
+        t.quantization.scale, t.quantization.zeroPoint = [float(scale)], [int(zero_point)]
+        return t
+
+    def buffer(data=None):
+        b = schema.BufferT()
+        b.data = None if data is None else np.frombuffer(np.ascontiguousarray(data).tobytes(), dtype=np.uint8)
+        return b
+
+    n, k = w.shape
+    types_ = schema.TensorType
+    subgraph = schema.SubGraphT()
+    subgraph.tensors = [tensor((m, k), types_.INT8, 1, "x", sx, zx), tensor((n, k), types_.INT8, 2, "w", sw, 0),
+                        tensor((n,), types_.INT32, 3, "b", np.float32(sx) * np.float32(sw), 0),
+                        tensor((m, n), types_.INT8, 4, "y", sy, zy)]
+    subgraph.inputs, subgraph.outputs = [0], [3]
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1, 2], [3]
+    op.builtinOptionsType = schema.BuiltinOptions.FullyConnectedOptions
+    op.builtinOptions = schema.FullyConnectedOptionsT()
+    subgraph.operators = [op]
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.FULLY_CONNECTED
+    code.version = 4
+    model = schema.ModelT()
+    model.version, model.operatorCodes, model.subgraphs = 3, [code], [subgraph]
+    model.buffers = [buffer(), buffer(), buffer(w.astype(np.int8)), buffer(np.asarray(bias).astype(np.int32)), buffer()]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def run_tflite(model, x, resolver):
+    from ai_edge_litert import interpreter as litert
+
+    interpreter = litert.Interpreter(model_content=model, experimental_op_resolver_type=resolver, num_threads=1)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def litert_references() -> list[Reference]:
+    from ai_edge_litert.interpreter import OpResolverType
+
+    def run(resolver):
+        def fc(case):
+            w = np.ascontiguousarray(case["b"].T)
+            model = fully_connected(w, np.zeros(w.shape[0], np.int32), case["sx"], case["za"], case["sw"],
+                                    case["sy"], case["zy"], case["a"].shape[0])
+            return run_tflite(model, case["a"], resolver)
+        return fc
+
+    return [RequantReference("ai_edge_litert", f"ai_edge_litert: FULLY_CONNECTED int8 ({label})", run(resolver), False)
+            for label, resolver in (("reference kernels", OpResolverType.BUILTIN_REF),
+                                    ("XNNPACK", OpResolverType.AUTO))]
 
 
 def onnxruntime_references() -> list[Reference]:
