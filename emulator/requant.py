@@ -11,7 +11,7 @@ and output scales, zp the output zero point. f32(.) is a float32 operation, rne 
   onnx_reference  y = clamp(rint(f64(a) * f64(m) + zp)),  m = f32(f32(sx * sw) / sy)   (onnx.reference's
                   QLinearMatMul / QLinearConv: an int32 array times a float32 array is float64 in numpy).
   tflite_reference
-                  y = clamp(round-half-away(f64(a) * m) + zp),  m = f64(f32(sx * sw)) / f64(sy): TFLite's reference
+                  y = clamp(round-half-away(f64(a) * m) + zp),  m = f64(sx) * f64(sw) / f64(sy): TFLite's reference
                   kernels as ai-edge-litert 2.3.0 runs them (OpResolverType.BUILTIN_REF; measured, tests/
                   test_tflite.py): a float64 product rounded half away from zero, not the fixed point below.
   gemmlowp        m = f64(f32(sx * sw)) / f64(sy) = q * 2^(e - 31), q = round-half-away(frac(m) * 2^31);
@@ -141,7 +141,7 @@ def requantize(acc, input_scale, weight_scale, output_scale, *, output_zero_poin
     if convention in ("gemmlowp", "tflite_single_rounding"):
         y = _fixed_point(a, sx, sw, sy, convention) + zp
     elif convention == "tflite_reference":
-        m = np.float64(f32(sx * sw)) / np.float64(sy)
+        m = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
         product = a.astype(np.float64) * m
         y = np.sign(product) * np.floor(np.abs(product) + 0.5) + zp
     else:

@@ -41,11 +41,11 @@ def reference_requantize(acc: int, sx: float, sw: float, sy: float, zp: int, qmi
             scaled = float(F32(F32(a) * m))
             y = _rne(min(max(scaled, qmin - zp), qmax - zp)) + zp
         return min(max(y, qmin), qmax)
-    real = float(F32(sx * sw)) / float(sy)
     if convention == "tflite_reference":
-        product = a * real
+        product = a * (float(sx) * float(sw) / float(sy))
         y = int(math.copysign(math.floor(abs(product) + 0.5), product))
         return min(max(y + zp, qmin), qmax)
+    real = float(F32(sx * sw)) / float(sy)
     fraction, e = math.frexp(real)
     q = math.floor(fraction * 2**31 + 0.5)
     if q == 1 << 31:
