@@ -120,12 +120,12 @@ def main():
         arrays[f"x{n}"], arrays[f"w{n}"], arrays[f"y{n}"] = x, w, np.asarray(y, np.float32).reshape(1, oh, ow, o)
         index.append(dict(case=n, height=h, width=w_, channels=c, filters=o, kernel=k, stride=stride,
                           dilation=dilation, padding=padding, pad_values=pad_values, threads=threads))
-    np.savez_compressed(out / "bconv2d.npz", **arrays)
+    np.savez_compressed(out / "larq_bconv2d.npz", **arrays)
     from importlib.metadata import version
 
     meta = {"larq_compute_engine": version("larq_compute_engine"), "numpy": np.__version__, "layout": "NHWC / OHWI",
             "cases": index}
-    (out / "bconv2d.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (out / "larq_bconv2d.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"{len(index)} cases written to {out}")
 
 

@@ -1,5 +1,6 @@
 """Binary convolutions against larq-compute-engine 0.16.0's LceBconv2d, from vectors it produced
-(scripts/record-larq-vectors runs it in its own numpy < 2 environment; tests/data/larq holds the result).
+(scripts/record-larq-vectors runs it in its own numpy < 2 environment; simdq/emulate/parity/data holds the result,
+which `simdq parity refs` replays too).
 
 LCE pads with +1 bits and corrects the border so that pad_values = 0 gives exact zero padding; pad_values = 1
 keeps the +1 padding. Channel counts include non-multiples of LCE's 32-channel words.
@@ -13,9 +14,9 @@ import pytest
 
 import emulator as em
 
-DATA = Path(__file__).resolve().parent / "data" / "larq"
-META = json.loads((DATA / "bconv2d.json").read_text())
-ARRAYS = np.load(DATA / "bconv2d.npz")
+DATA = Path(__file__).resolve().parent.parent / "simdq" / "emulate" / "parity" / "data"
+META = json.loads((DATA / "larq_bconv2d.json").read_text())
+ARRAYS = np.load(DATA / "larq_bconv2d.npz")
 
 
 def run(case, padding_value):

@@ -17,14 +17,14 @@ from simdq.emulate.parity.detect import detect
 from simdq.emulate.parity.refs import installed_references
 from simdq.emulate.parity.refs.affine import QuantizeReference
 from simdq.emulate.parity.refs.casts import CastReference
-from simdq.emulate.parity.versions import in_range, installed_version, release
+from simdq.emulate.parity.versions import in_range, installed_version, reference_version, release
 
 INSTALLED, NOT_INSTALLED = installed_references()
 
 
 @pytest.mark.parametrize("reference", INSTALLED, ids=lambda r: r.id)
 def test_installed_reference_implements_the_tables_convention(reference):
-    version = installed_version(reference.library)
+    version = reference_version(reference)
     finding = detect(reference, examples=settings.default.max_examples)
     expected = table.expected_convention(reference, version)
     found = "; ".join(c.name for c in finding.matches) or "no named convention"

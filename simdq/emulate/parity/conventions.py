@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import emulator as em
 
-_ORDER = ("scale_op", "scale_rule", "rounding", "sr_bits", "overflow", "on_nan", "float64", "recipe", "requant")
+_ORDER = ("scale_op", "scale_rule", "rounding", "sr_bits", "overflow", "on_nan", "float64", "recipe", "requant", "padding")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .conventions import Convention
 from .refs.base import Reference
-from .versions import installed_version
+from .versions import reference_version
 
 DEFAULT_EXAMPLES = 200
 
@@ -96,4 +96,4 @@ def detect(reference: Reference, examples: int = DEFAULT_EXAMPLES) -> Finding:
                     units = _differing_units(reference, convention, case)
                     found.append(_counterexample(reference, convention, case, int(units[0]) if units.size else 0))
                     survivors.remove(convention)
-    return Finding(reference, installed_version(reference.library) or "?", tuple(survivors), tuple(found), examples)
+    return Finding(reference, reference_version(reference) or "?", tuple(survivors), tuple(found), examples)

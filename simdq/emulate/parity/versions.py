@@ -47,3 +47,8 @@ def in_range(version: str, spec: str) -> bool:
         if not _COMPARE[op](*_padded(have, release(bound))):
             return False
     return True
+
+
+def reference_version(reference) -> str | None:
+    """The version a reference speaks for: its recorded one, else its library's installed version."""
+    return reference.recorded_version or installed_version(reference.library)

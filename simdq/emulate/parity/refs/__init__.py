@@ -19,6 +19,7 @@ FACTORIES = {
     "onnxruntime": ["requant:onnxruntime_references"],
     "onnx": ["requant:onnx_reference_references"],
     "ai_edge_litert": ["requant:litert_references"],
+    "larq_compute_engine": ["larq:larq_recorded_references"],  # recorded vectors: nothing to import
 }
 
 

@@ -21,6 +21,7 @@ class Reference:
     id: str  # "ml_dtypes: astype(float8_e4m3fn) from float64"
     conventions: list[Convention]
     domain = "every input"  # what is drawn; anything left out, and why
+    recorded_version = None  # set by references replayed from vectors a library made elsewhere
 
     def reference(self, case: dict) -> np.ndarray:
         raise NotImplementedError
