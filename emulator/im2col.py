@@ -44,9 +44,9 @@ def im2col(x: np.ndarray, *, kernel, stride=1, padding=0, dilation=1, fill=0):
     inside[:, :, ph:ph + h, pw:pw + w] = True
 
     def columns(image):
-        rows = np.arange(oh)[:, None] * sh + np.arange(kh)[None, :] * dh  # (OH, KH)
-        cols = np.arange(ow)[:, None] * sw + np.arange(kw)[None, :] * dw  # (OW, KW)
-        taps = image[:, :, rows[:, None, :, None], cols[None, :, None, :]]  # (N, C, OH, OW, KH, KW)
+        # a strided view of every window (no copy), then one copy into (positions, taps) order
+        windows = np.lib.stride_tricks.sliding_window_view(image, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+        taps = windows[:, :, ::sh, ::sw][:, :, :oh, :ow, ::dh, ::dw]  # (N, C, OH, OW, KH, KW)
         return taps.transpose(0, 2, 3, 1, 4, 5).reshape(image.shape[0] * oh * ow, -1)
 
     mask = np.broadcast_to(columns(inside).reshape(oh * ow, 1, kh * kw), (oh * ow, c, kh * kw)).reshape(oh * ow, -1)

@@ -25,13 +25,13 @@ BINARY = BinaryFormat()
 BINARY_PADDING = (None, 1, -1)
 
 
-def pack_rows(bits: np.ndarray) -> np.ndarray:
-    """(R, K) 0/1 codes -> (R, ceil(K / 64)) uint64 words, element k in bit k % 64 of word k // 64."""
-    bits = np.ascontiguousarray(bits, dtype=np.uint8)
-    rows, k = bits.shape
-    padded = np.zeros((rows, -(-k // 64) * 64), dtype=np.uint8)
-    padded[:, :k] = bits
-    return np.packbits(padded, axis=1, bitorder="little").view("<u8").astype(np.uint64, copy=False)
+def pack_rows(codes: np.ndarray, planes: int = 1) -> np.ndarray:
+    """(R, K) codes -> (planes, R, ceil(K / 64)) uint64 words: bit p of element k in bit k % 64 of word k // 64
+    of plane p. One plane (binary codes) comes back as (R, words)."""
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    out = np.zeros((planes, codes.shape[0], -(-codes.shape[1] // 64)), dtype=np.uint64)
+    kernels.pack_planes(codes, out)
+    return out[0] if planes == 1 else out
 
 
 def binary_matmul(a, b) -> np.ndarray:
@@ -45,29 +45,29 @@ def binary_matmul(a, b) -> np.ndarray:
     return out
 
 
-def _planes(codes, fmt: IntFormat):
-    """The bit-planes of integer codes and each plane's weight (two's complement for signed formats)."""
-    arr = check_codes(codes, fmt).astype(np.int64)
+def _plane_weights(fmt: IntFormat) -> list:
+    """Each bit-plane's weight: 2^p, the top plane -2^(b-1) for signed (two's complement) formats."""
     weights = [1 << p for p in range(fmt.bits)]
     if fmt.signed:
         weights[-1] = -weights[-1]
-    return [((arr >> p) & 1).astype(np.uint8) for p in range(fmt.bits)], weights
+    return weights
 
 
 def bitplane_matmul(x, w, *, x_format) -> np.ndarray:
     """int64 x @ w for integer codes x (M x K, `x_format`) and binary codes w (K x N), one pass per bit."""
     fmt = get_format(x_format)
-    if not isinstance(fmt, IntFormat):
-        raise ValueError(f"bit-planes need integer activations, not {fmt.name}")
+    if not isinstance(fmt, IntFormat) or fmt.bits > 8:
+        raise ValueError(f"bit-planes need integer activations of at most 8 bits, not {fmt.name}")
+    x = check_codes(x, fmt)
     w = check_codes(w, BINARY)
-    planes, weights = _planes(x, fmt)
-    if planes[0].ndim != 2 or w.ndim != 2 or planes[0].shape[1] != w.shape[0]:
-        raise ValueError(f"bitplane_matmul needs (M x K) @ (K x N) codes, got {np.shape(x)} and {w.shape}")
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
+        raise ValueError(f"bitplane_matmul needs (M x K) @ (K x N) codes, got {x.shape} and {w.shape}")
+    planes = pack_rows(x, fmt.bits).reshape(fmt.bits, x.shape[0], -1)
     w_words = pack_rows(w.T)
-    out = np.zeros((planes[0].shape[0], w.shape[1]), dtype=np.int64)
+    out = np.zeros((x.shape[0], w.shape[1]), dtype=np.int64)
     plane_dot = np.empty_like(out)
-    for plane, weight in zip(planes, weights):
-        kernels.and_popcount(pack_rows(plane), w_words, plane_dot)
+    for plane, weight in zip(planes, _plane_weights(fmt)):
+        kernels.and_popcount(plane, w_words, plane_dot)
         out += weight * plane_dot
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
@@ -60,3 +61,18 @@ def and_popcount(plane_words, w_words, out):
             for t in range(n_words):
                 minus += popcount64(plane_words[i, t] & w_words[j, t])
             out[i, j] = ones - 2 * minus
+
+
+@njit(parallel=True, cache=True)
+def pack_planes(codes, out):
+    """out[p, r, k // 64] bit k % 64 = bit p of codes[r, k]: every bit-plane of integer codes, packed along K.
+    `out` (planes, R, words) must start zeroed."""
+    planes = out.shape[0]
+    rows, k_size = codes.shape
+    for r in prange(rows):
+        for k in range(k_size):
+            code = np.uint64(codes[r, k])
+            bit = np.uint64(1) << np.uint64(k & 63)
+            for p in range(planes):
+                if (code >> np.uint64(p)) & np.uint64(1):
+                    out[p, r, k >> 6] |= bit
