@@ -137,6 +137,7 @@ class RooflineSpec(_Strict):
 class MacsPerPe(_Strict):
     macs_per_pe: Positive
     source: Text
+    accumulate: Optional[str] = None
 
 
 class SystolicSpec(_Strict):

@@ -11,15 +11,16 @@ def device_accumulators(device) -> dict:
     """{(engine, precision): Accumulator} for every precision that names one; a wrong name is one line."""
     found = {}
     for engine_name, engine in (device.spec.get("engines") or {}).items():
-        for precision, peak in ((engine or {}).get("compute") or {}).items():
-            name = (peak or {}).get("accumulate")
-            if name is None:
-                continue
-            try:
-                found[engine_name, precision] = get_accumulator(name)
-            except ValueError as err:
-                raise DeviceFileError(f"device {device.name}: engines.{engine_name}.compute.{precision}.accumulate: "
-                                      f"{err}") from None
+        for table in ("compute", "precisions"):  # roofline and calibrated engines; systolic ones
+            for precision, entry in ((engine or {}).get(table) or {}).items():
+                name = (entry or {}).get("accumulate")
+                if name is None:
+                    continue
+                try:
+                    found[engine_name, precision] = get_accumulator(name)
+                except ValueError as err:
+                    raise DeviceFileError(f"device {device.name}: engines.{engine_name}.{table}.{precision}."
+                                          f"accumulate: {err}") from None
     return found
 
 

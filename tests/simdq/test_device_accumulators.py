@@ -10,10 +10,14 @@ from simdq.cli.main import main
 from simdq.scheme.accumulators import accumulator_for, device_accumulators
 
 
-def test_every_shipped_device_names_known_accumulators():
-    named = {(device.name, key): acc for device in list_devices() for key, acc in device_accumulators(device).items()}
-    assert len(named) > 40
-    assert {acc.name for acc in named.values()} >= {"fp32", "int32", "sm90_fp8", "sm90_bf16", "int32_saturate"}
+def test_every_compute_precision_of_every_shipped_device_names_a_known_accumulator():
+    for device in list_devices():
+        named = device_accumulators(device)
+        for engine_name, engine in device.spec["engines"].items():
+            precisions = engine.get("compute") or engine.get("precisions") or {}
+            assert {p for (e, p) in named if e == engine_name} == set(precisions), (device.name, engine_name)
+    every = {acc.name for device in list_devices() for acc in device_accumulators(device).values()}
+    assert every >= {"fp32", "int32", "int64", "sm90_fp8", "sm90_bf16", "int32_saturate"}
 
 
 def test_hopper_devices_use_the_measured_tensor_core_rules():
