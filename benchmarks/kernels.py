@@ -6,7 +6,10 @@ on the same shapes (issue 11's goals):
   sm90_fp8 tensor-core matmul                    >= 100x the plain Python reference of the same rule
   conv2d at LDM-4 shapes (448 ch, 32x32, 3x3)    int8 and W1A4, against torch float32 conv2d
 
-    python benchmarks/kernels.py [--repeat 5]
+    python benchmarks/kernels.py [--repeat 5] [--mmasim MMASIM_DIR]
+
+With --mmasim (a checkout of microsoft/MMA-Sim) the sm90_fp8_fast product is also timed against MMA-Sim's wgmma
+chain computing the same bits (it is checked to).
 
 Times are the median of `--repeat` back-to-back runs after a warm-up (Numba compiles, caches and first-touch page
 faults); each kernel starts 0.3 s after the previous one: OpenBLAS's threads keep spinning for a while after a
@@ -48,10 +51,37 @@ def row(name, ours, baseline, baseline_name, goal):
     print(f"| {name} | {ours * 1e3:.1f} | {baseline_name} | {baseline * 1e3:.1f} | {ratio:.2f}x | {goal} |")
 
 
+def mmasim_comparison(path, a8, b8, repeat):
+    """(ours, MMA-Sim) seconds for the same product as a chain of wgmma m64n8k32 (no promotion: sm90_fp8_fast)."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, path)
+    from mmasim.simulator import nv_ptx
+
+    wgmma = nv_ptx.wgmma("Hopper", "m64n8k32.f32.e4m3.e4m3")
+    a = torch.from_numpy(a8).view(torch.float8_e4m3fn)
+    b = torch.from_numpy(b8).view(torch.float8_e4m3fn)
+    out = torch.zeros((a.shape[0], b.shape[1]), dtype=torch.float32)
+    start = time.perf_counter()
+    for j in range(0, b.shape[1], 8):
+        d = torch.zeros((a.shape[0], 8), dtype=torch.float32)
+        for k0 in range(0, a.shape[1], 32):
+            d = wgmma(a[:, k0:k0 + 32], b[k0:k0 + 32, j:j + 8], d)
+        out[:, j:j + 8] = d
+    simulated = time.perf_counter() - start
+    ours = em.matmul(a8, b8, a_format="e4m3fn", b_format="e4m3fn", accumulator="sm90_fp8_fast")
+    assert ours.tobytes() == out.numpy().tobytes(), "MMA-Sim and sm90_fp8_fast disagree"
+    fast = timed(lambda: em.matmul(a8, b8, a_format="e4m3fn", b_format="e4m3fn", accumulator="sm90_fp8_fast"), repeat)
+    return fast, simulated, "MMA-Sim wgmma chain"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-settle", action="store_true", help="no pause between kernels")
+    parser.add_argument("--mmasim", help="a checkout of microsoft/MMA-Sim, to time against")
     args = parser.parse_args()
     global SETTLE_S
     SETTLE_S = 0.0 if args.no_settle else SETTLE_S
@@ -95,6 +125,8 @@ def main() -> int:
             reference_dot(oa.values[i], ob.values[:, j], acc, ea[i], eb[:, j], bounds)
     reference = (time.perf_counter() - start) * m / rows
     row(f"sm90_fp8 matmul {m}x{k}x{p}", ours, reference, "plain Python reference", ">= 100x")
+    if args.mmasim:
+        row(f"sm90_fp8_fast matmul {m}x{k}x{p}", *mmasim_comparison(args.mmasim, a8, b8, args.repeat), "-")
 
     import torch
 

@@ -23,8 +23,9 @@ kind = "tensor_core"  (the family measured on Hopper; tests/data/tensor_cores ha
 
 Presets with the hardware in the name were fitted to bit patterns recorded on an H200 (the H100's tensor
 cores) with scripts/record-tensor-core-vectors: bit-exact on every recorded case (tests/emulator/
-test_tensor_cores.py). `sm80_fp16` follows MMA-Sim's description of Ampere (24 fraction bits, groups of 8)
-and is not measured here.
+test_tensor_cores.py), and agree bit for bit with MMA-Sim's wgmma on chains along K (tests/test_mmasim.py).
+`sm80_fp16` and `sm80_bf16` follow MMA-Sim's Ampere mma (24 fraction bits, two groups of 8 per instruction),
+checked against MMA-Sim only: no Ampere GPU was measured.
 """
 
 from __future__ import annotations
@@ -132,8 +133,10 @@ ACCUMULATORS = {
         # Hopper bf16/fp16 wgmma: k = 16, 25 fraction bits, result truncated to fp32 (bit-exact, same data).
         _tensor_core("sm90_bf16", 16, 25, 23),
         _tensor_core("sm90_fp16", 16, 25, 23),
-        # Ampere mma.sync fp16: 24 fraction bits in groups of 8 (MMA-Sim's description; not measured here).
+        # Ampere mma.sync m16n8k16 fp16 / bf16: two groups of 8 per instruction, 24 fraction bits (MMA-Sim's
+        # model; bit-exact on its chains, tests/data/mmasim; not measured on an Ampere GPU here).
         _tensor_core("sm80_fp16", 8, 24, 23),
+        _tensor_core("sm80_bf16", 8, 24, 23),
     )
 }
 _INT_NAME = re.compile(r"^int(\d+)(?:_(wrap|saturate))?$")
