@@ -16,11 +16,13 @@ and output scales, zp the output zero point. f32(.) is a float32 operation, rne 
                   test_tflite.py): a float64 product rounded half away from zero, not the fixed point below.
   gemmlowp        m = f64(f32(sx * sw)) / f64(sy) = q * 2^(e - 31), q = round-half-away(frac(m) * 2^31);
                   y = clamp(RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(a * 2^max(e, 0), q), max(-e, 0))
-                  + zp): gemmlowp's fixedpoint.h, TFLite's default MultiplyByQuantizedMultiplier (both steps
-                  round half away from zero: a double rounding).
+                  + zp): gemmlowp's fixedpoint.h as TFLite's default MultiplyByQuantizedMultiplier composes it
+                  (matched against fixedpoint.h itself, tests/test_gemmlowp.py). A double rounding: the high
+                  multiply rounds half up, the division by 2^-e half away from zero.
   tflite_single_rounding
-                  same q and e; y = clamp(((a * q + 2^(30 - e)) >> (31 - e)) + zp): TFLite built with
-                  TFLITE_SINGLE_ROUNDING (its reference kernels), one rounding, half up.
+                  same q and e; y = clamp(((a * q + 2^(30 - e)) >> (31 - e)) + zp): TFLite's
+                  MultiplyByQuantizedMultiplier built with TFLITE_SINGLE_ROUNDING, one rounding, half up (from its
+                  source: ai-edge-litert 2.3.0's kernels do not build it, so only the plain twin checks it).
 Results are the output format's codes, as `encode` writes them (two's complement low bits for signed formats).
 """
 
