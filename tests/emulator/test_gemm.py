@@ -251,3 +251,21 @@ def test_block_formats_exact_equals_float64_of_decoded_blocks(rng, name):
     else:
         expected = (da @ db).astype(np.float32)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_fp8_conv2d_with_per_filter_scales_matches_torch_and_the_cublas_epilogue(rng):
+    """e4m3 NCHW x OIHW, exact accumulation: float64 torch convolution of the decoded values (exact: e4m3
+    products sum exactly in float64 at this K), rounded once to float32, then the row-wise epilogue
+    f32(f32(acc * w_scale[o]) * x_scale); groups take their filters' scales."""
+    x = em.encode(rng.standard_normal((2, 4, 7, 7)) * 8, "e4m3fn")
+    w = em.encode(rng.standard_normal((6, 2, 3, 3)), "e4m3fn")
+    w_scale = rng.uniform(0.5, 2.0, 6).astype(np.float32)
+    got = em.conv2d(x, w, x_format="e4m3fn", w_format="e4m3fn", padding=1, groups=2, x_scale=0.37, w_scale=w_scale)
+    xs = torch.tensor(em.decode(x, "e4m3fn").astype(np.float64))
+    ws = torch.tensor(em.decode(w, "e4m3fn").astype(np.float64))
+    acc = torch.nn.functional.conv2d(xs, ws, padding=1, groups=2).numpy().astype(np.float32)
+    expected = (acc * w_scale[None, :, None, None]).astype(np.float32) * np.float32(0.37)
+    np.testing.assert_array_equal(got, expected)
+    tensor_core = em.conv2d(x, w, x_format="e4m3fn", w_format="e4m3fn", padding=1, groups=2,
+                            accumulator="sm90_fp8")
+    assert tensor_core.shape == got.shape and np.abs(tensor_core - acc).max() <= np.abs(acc).max() * 2.0**-10
