@@ -235,3 +235,28 @@ def exact_float(a, b, quantum, n_limbs, out):
                 if p != 0.0:
                     _add_product(limbs, p, quantum)
             out[i, j] = _round_limbs_to_float32(limbs, quantum)
+
+
+# ---- integer GEMMs through BLAS -------------------------------------------------------------------------------
+# Serial on purpose: these run between BLAS calls, whose OpenBLAS threads keep spinning afterwards; a parallel
+# Numba loop there competes with them for the cores (a 0.3 ms decode took 7 ms, measured).
+@njit(cache=True)
+def int_code_values(codes, half, zero_point, out):
+    """out[i] = float32(value of codes[i] - zero_point) (flat arrays); half = 2^(bits-1) sign-extends signed
+    codes (0 for unsigned ones). Vectorizes, unlike a table lookup (0.21 against 0.32 ms per 2^20 codes)."""
+    for i in range(codes.size):
+        v = np.int32(codes[i])
+        out[i] = np.float32((v ^ half) - half - zero_point)
+
+
+@njit(cache=True)
+def floats_to_ints(values, ints):
+    """ints[i] = values[i] for integer-valued floats; `ints` may be a view of the same memory (same item size)."""
+    for i in range(values.size):
+        ints[i] = values[i]
+
+
+@njit(cache=True)
+def add_floats_to_ints(values, ints):
+    for i in range(values.size):
+        ints[i] += np.int64(values[i])
