@@ -325,7 +325,7 @@ def matmul(a, b, *, a_format, b_format, accumulator="exact", a_scale=None, b_sca
     if (isinstance(a_fmt, BinaryFormat) and isinstance(b_fmt, BinaryFormat) and acc.kind in ("exact", "int")
             and (acc.kind == "exact" or k <= acc.max_value)
             and not (np.any(np.asarray(a_zero_point)) or np.any(np.asarray(b_zero_point)))):  # |every partial sum| <= K: nothing to wrap or clamp
-        return xnor.binary_matmul(a, b).astype(_int_dtype(acc))  # bit-packed XNOR-popcount
+        return xnor.binary_matmul(a, b).astype(_int_dtype(acc), copy=False)  # bit-packed XNOR-popcount
     ops = (operand(a, a_fmt, zero_point=a_zero_point, block_axis=1, what="a"),
            operand(b, b_fmt, zero_point=b_zero_point, block_axis=0, what="b"))
     return accumulate(*ops, acc, a_scale=a_scale, b_scale=b_scale, out_format=out_format)
