@@ -14,6 +14,8 @@ along K: axis 1 of a, axis 0 of b).
 conv2d(x, w): NCHW codes and OIHW codes, lowered to matmul by im2col (the accumulation order along K is
   (c, kh, kw), as an im2col GEMM sums it); padding takes the zero point (value 0) unless `padding_value` says
   otherwise (binary: None is exact zero padding, +1 / -1 pad with that value, as Larq's two modes / dabnn).
+  Either operand may also be an Operand (`operand(...)`'s decoded values, NCHW / OIHW): how block-scaled
+  operands enter, since their blocks run along channels (x) and along the filters' flattened taps (w).
 """
 
 from __future__ import annotations
@@ -350,7 +352,7 @@ def accumulate(a: Operand, b: Operand, accumulator, *, a_scale=None, b_scale=Non
     return epilogue(_float_accumulate(a, b, acc), a_scale, b_scale, out_format)
 
 
-def conv2d(x, w, *, x_format, w_format, stride=1, padding=0, dilation=1, groups=1, accumulator="exact",
+def conv2d(x, w, *, x_format=None, w_format=None, stride=1, padding=0, dilation=1, groups=1, accumulator="exact",
            x_zero_point=0, w_zero_point=0, padding_value=None, x_scale=None, w_scale=None,
            out_format=None) -> np.ndarray:
     """NCHW codes x OIHW codes -> NCHW accumulators (float formats: float32 after the epilogue, w_scale per filter).
@@ -358,20 +360,24 @@ def conv2d(x, w, *, x_format, w_format, stride=1, padding=0, dilation=1, groups=
     padding_value is the value padded taps hold: None is 0 (the zero point, as ConvInteger pads); binary
     activations also take +1 or -1 (Larq's +1 padding, dabnn's -1).
     """
-    x_fmt, w_fmt = get_format(x_format), get_format(w_format)
+    decoded = isinstance(x, Operand) or isinstance(w, Operand)
+    x_fmt = x.fmt if isinstance(x, Operand) else get_format(x_format)
+    w_fmt = w.fmt if isinstance(w, Operand) else get_format(w_format)
     acc = get_accumulator(accumulator)
     geometry = dict(stride=stride, padding=padding, dilation=dilation)
-    n, _, oh, ow = conv_shape(np.shape(x), np.shape(w), groups, **geometry)
-    if isinstance(w_fmt, BinaryFormat) and acc.kind == "exact" and not np.any(np.asarray(x_zero_point)) and (
-            isinstance(x_fmt, BinaryFormat) or (isinstance(x_fmt, IntFormat) and padding_value is None)):
+    n, _, oh, ow = conv_shape(np.shape(x.values if isinstance(x, Operand) else x),
+                              np.shape(w.values if isinstance(w, Operand) else w), groups, **geometry)
+    if not decoded and isinstance(w_fmt, BinaryFormat) and acc.kind == "exact" and not np.any(
+            np.asarray(x_zero_point)) and (isinstance(x_fmt, BinaryFormat) or (isinstance(x_fmt, IntFormat)
+                                                                                and padding_value is None)):
         return xnor.binary_conv2d(x, w, groups=groups, padding_value=padding_value,
                                   x_format=None if isinstance(x_fmt, BinaryFormat) else x_fmt, **geometry)
     if padding_value is not None and not isinstance(x_fmt, BinaryFormat):
         raise ValueError("padding_value applies to binary activations; integer padding is the zero point")
     if padding_value not in xnor.BINARY_PADDING:
         raise ValueError(f"binary padding_value must be None (zero padding), 1 or -1, got {padding_value!r}")
-    if (isinstance(x_fmt, IntFormat) and isinstance(w_fmt, IntFormat) and np.ndim(x_zero_point) == 0
-            and np.ndim(w_zero_point) == 0):  # im2col on the codes, then one BLAS call per group, when exact
+    if (not decoded and isinstance(x_fmt, IntFormat) and isinstance(w_fmt, IntFormat)
+            and np.ndim(x_zero_point) == 0 and np.ndim(w_zero_point) == 0):  # im2col on the codes, one BLAS call a group
         fill = int(x_zero_point) & ((1 << x_fmt.bits) - 1)  # padded taps hold the zero point's code
         results = []
         for cols, filters, _, _ in conv_groups(check_codes(x, x_fmt), check_codes(w, w_fmt), groups, fill=fill,
@@ -381,8 +387,8 @@ def conv2d(x, w, *, x_format, w_format, stride=1, padding=0, dilation=1, groups=
                 break
         else:
             return to_nchw(results, n, oh, ow)
-    xo = operand(x, x_fmt, zero_point=_per_channel(x_zero_point, 1), what="x")
-    wo = operand(w, w_fmt, zero_point=_per_channel(w_zero_point, 0), what="w")
+    xo = x if isinstance(x, Operand) else operand(x, x_fmt, zero_point=_per_channel(x_zero_point, 1), what="x")
+    wo = w if isinstance(w, Operand) else operand(w, w_fmt, zero_point=_per_channel(w_zero_point, 0), what="w")
     per_filter = w_scale is not None and np.size(w_scale) > 1
     results = []
     for cols, filters, _, channels in conv_groups(xo.values, wo.values, groups, fill=padding_value or 0, **geometry):

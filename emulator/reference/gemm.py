@@ -102,3 +102,9 @@ def reference_dot(a, b, acc: Accumulator, a_exponents=None, b_exponents=None, sp
         part = _tensor_core_part(products[k0:k1], exponents[k0:k1], acc)
         total = part if s == 0 else F32(total + part)
     return total
+
+
+def exponents(values, emin: int) -> list:
+    """Each value's exponent as a tensor core aligns it: floor(log2 |x|), subnormals at `emin` (zeros: emin,
+    which reference_dot never reads, since zero products take no part in the alignment)."""
+    return [max(floor_log2(Fraction(float(v))), emin) if v else emin for v in values]

@@ -75,17 +75,21 @@ class ActivationQuantizer(nn.Module):
                 flat = flat[torch.randperm(flat.numel(), device=flat.device)[:MAX_CALIBRATION_VALUES]]
             self.samples.setdefault(key, []).append(flat.cpu())
             return x
-        if key not in self.scales:
-            known = sorted(k for k in self.scales if k is not None)
-            raise SimdqError("activation quantizer used before calibration" if not self.scales else
-                             f"no calibrated range for timestep group {key!r}; calibrated: {known}")
-        scale = self.scales[key]
+        scale = self.scale_for(key)
         if isinstance(self.fmt, BinaryFormat):
             shape = [1] * x.dim()
             shape[self.block_axis] = -1
             centred = x - self.thresholds.reshape(shape).to(x.dtype)
             return torch.where(centred < 0, -1.0, 1.0).to(x.dtype) * scale.to(x.dtype)
         return torch_quant.fake_quantize(x, self.fmt, scale).to(x.dtype)
+
+    def scale_for(self, key) -> torch.Tensor:
+        """The calibrated scale of timestep group `key` (self.group() in a UNet forward)."""
+        if key not in self.scales:
+            known = sorted(k for k in self.scales if k is not None)
+            raise SimdqError("activation quantizer used before calibration" if not self.scales else
+                             f"no calibrated range for timestep group {key!r}; calibrated: {known}")
+        return self.scales[key]
 
     def _fit(self, values: torch.Tensor) -> torch.Tensor:
         if self.dynamic:

@@ -102,8 +102,12 @@ def load_artifact(directory, unet):
                 raise SimdqError(f"{path}: {name}: stored weight shape {list(shape)} does not match the model's "
                                  f"{list(module.weight.shape)}")
             packed = tensor(tensors, f"{name}.weight.codes", path)
+            count = int(np.prod(shape))
+            if entry["granularity"] == "per_block":  # rows were zero-padded to whole blocks
+                block = entry["group_size"]
+                count = shape[0] * (-(-(count // shape[0]) // block) * block)
             try:
-                codes = unpack_codes(packed.numpy(), fmt.bits, int(np.prod(shape)))
+                codes = unpack_codes(packed.numpy(), fmt.bits, count)
             except ValueError as err:
                 raise SimdqError(f"{path}: {name}: weight codes damaged ({err})") from None
             scale = tensor(tensors, f"{name}.weight.scale", path)
@@ -111,7 +115,8 @@ def load_artifact(directory, unet):
             if scale.dtype != expected:
                 raise SimdqError(f"{path}: {name}.weight.scale is {scale.dtype}, expected {expected}")
             tensor_scale = tensors.get(f"{name}.weight.tensor_scale")
-            stored = QuantizedWeight(fmt, torch.from_numpy(codes.astype(np.int64)).reshape(shape[0], -1), scale,
+            # the narrowest dtype that holds the codes: an LDM-4's int64 codes alone would take 2 GB
+            stored = QuantizedWeight(fmt, torch.from_numpy(codes).reshape(shape[0], -1), scale,
                                      entry["granularity"], entry["group_size"], shape,
                                      None if tensor_scale is None else float(tensor_scale))
             module.quantized_weight = stored

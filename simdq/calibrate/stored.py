@@ -14,7 +14,7 @@ from . import torch_quant
 
 @dataclass
 class QuantizedWeight:
-    """A weight as stored: codes (the format's bit patterns, int64, one row per output channel) and
+    """A weight as stored: codes (the format's bit patterns as integers, one row per output channel) and
     scales (float64: one, one per output channel, or one per output channel and group)."""
 
     fmt: object
@@ -31,7 +31,7 @@ class QuantizedWeight:
             rows = block_decode(encoded, self.fmt, axis=1)[:, : int(np.prod(self.shape[1:]))]
             return torch.from_numpy(np.ascontiguousarray(rows)).reshape(self.shape)
         if isinstance(self.fmt, BinaryFormat):  # code 0 is +1, code 1 is -1
-            values = (1 - 2 * self.codes).double() * self.scale.reshape(-1, 1)
+            values = (1 - 2 * self.codes.long()).double() * self.scale.reshape(-1, 1)
             return values.float().reshape(self.shape)
         if self.granularity == "per_group":
             rows = torch_quant.dequantize(self.codes, self.fmt, self.scale, axis=1, group_size=self.group_size)

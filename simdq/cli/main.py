@@ -1,4 +1,4 @@
-"""The simdq command line: estimate a quantized UNet's cost, calibrate it, check parity, list devices and formats.
+"""The simdq command line: estimate a quantized UNet's cost, calibrate it, emulate it, check parity, list devices and formats.
 
 One module per command; each adds its parser and sets `run`, the function that carries it out.
 """
@@ -9,10 +9,10 @@ import sys
 
 from .. import __version__
 from ..errors import SimdqError
-from . import calibrate, estimate, formats, hw, parity
+from . import calibrate, emulate, estimate, formats, hw, parity
 from .arguments import Parser
 
-COMMANDS = (formats, estimate, calibrate, parity, hw)
+COMMANDS = (formats, estimate, calibrate, emulate, parity, hw)
 
 
 def build_parser() -> Parser:
@@ -38,6 +38,9 @@ def main(argv=None) -> int:
     except (SimdqError, DeviceFileError) as err:
         print(f"simdq: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outputs are written atomically: nothing partial is left behind
+        print("simdq: interrupted; no output written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`simdq parity refs`: which named convention each installed reference implements."""
+"""`simdq parity model` (a calibrated UNet on the emulator against exact arithmetic, torch fake-quant and full
+precision) and `simdq parity refs` (which named convention each installed reference implements)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from fnmatch import fnmatchcase
 
 from ..errors import SimdqError
 from .arguments import Parser, non_negative
+from .emulated import add_arithmetic_arguments, load_model, schedule
 
 
 def add_parser(commands) -> None:
@@ -21,6 +23,49 @@ def add_parser(commands) -> None:
                       help="only references whose id matches, e.g. 'torch: quantize*' (repeatable)")
     refs.add_argument("--progress", action="store_true", help="show which reference runs, on stderr")
     refs.set_defaults(run=run_parity_refs)
+    model = parity_commands.add_parser(
+        "model", help="a calibrated UNet on the emulator: per layer and per step, against exact arithmetic, torch "
+                      "fake-quant and full precision")
+    add_arithmetic_arguments(model)
+    model.add_argument("--samples", type=non_negative, default=4,
+                       help="outputs per layer and call checked against the plain reference of a device rule "
+                            "(default 4)")
+    model.add_argument("--reference-checkpoint", metavar="DIR",
+                       help="the full-precision UNet (save_pretrained folder), if not the artifact's own")
+    model.add_argument("--format", default="table", choices=("table", "markdown", "json"))
+    model.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    model.add_argument("--plot", metavar="FILE", help="a chart of SQNR per layer and per step (needs matplotlib)")
+    model.set_defaults(run=run_parity_model)
+
+
+def run_parity_model(args) -> int:
+    from ..emulate.parity.model import model_parity
+    from ..emulate.progress import Progress
+    from ..emulate.runtime import full_precision_unet
+    from ..output import write_text
+    from ..report.parity_model import plot_parity, render
+
+    model, device = load_model(args)
+    steps = schedule(model, args)
+    fp_unet, how = full_precision_unet(args.artifact, model.metadata, model.config, args.reference_checkpoint)
+    with Progress(model, enabled=sys.stderr.isatty()) as progress:
+        progress.start(steps)
+        report = model_parity(model, fp_unet, artifact=str(args.artifact),
+                              device=device.name if device else (args.accumulator or "exact"), steps=steps,
+                              seed=args.seed, guidance_scale=args.guidance_scale, samples=args.samples,
+                              fp_reference=how if fp_unet is not None else f"none ({how})",
+                              on_step=progress.step)
+    text = render(report, args.format)
+    if args.output:
+        write_text(args.output, text, "-o")
+    else:
+        sys.stdout.write(text)
+    if args.plot:
+        try:
+            plot_parity(report, args.plot)
+        except OSError as err:
+            raise SimdqError(f"--plot {args.plot}: cannot write ({err.strerror})") from None
+    return 0 if report.passed else 1
 
 
 def run_parity_refs(args) -> int:

@@ -56,3 +56,61 @@ def ddim_trajectory(unet, samples: int, steps: int, seed: int = 0, batch: int = 
     if progress:
         print(file=sys.stderr)
     return inputs
+
+
+def ddim_timesteps(steps: int, num_train_timesteps: int = 1000) -> list:
+    """The timesteps diffusers' DDIMScheduler visits in `steps` steps (the calibration's own schedule)."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(num_train_timesteps=num_train_timesteps)
+    scheduler.set_timesteps(steps)
+    return [int(t) for t in scheduler.timesteps]
+
+
+def guided(unet) -> bool:
+    """Whether classifier-free guidance applies: the UNet takes a cross-attention context to drop (class-label
+    UNets have no null class that a stand-in could name)."""
+    return bool(getattr(unet.config, "cross_attention_dim", None))
+
+
+def ddim_sample(model, unet_config_of, *, steps: int, seed: int = 0, batch: int = 1, guidance_scale: float = 1.0,
+                context_length: int = 77, on_step=None) -> torch.Tensor:
+    """Final latents of DDIM sampling (diffusers' DDIMScheduler, eta 0) from seeded noise.
+
+    model(**inputs) returns the noise prediction; unet_config_of is the UNet whose config gives shapes and
+    conditioning (seeded stand-ins, as `conditioning`). With guidance_scale > 1 and a conditional UNet, each
+    step runs the unconditional (zero context: the stand-in of an empty prompt) and the conditional half in one
+    batch, eps = eps_u + g (eps_c - eps_u). on_step(index, timestep, inputs, prediction) sees every step."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(num_train_timesteps=1000)
+    scheduler.set_timesteps(steps)
+    generator = torch.Generator().manual_seed(seed)
+    config = unet_config_of.config
+    size = config.sample_size
+    size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+    latents = torch.randn(batch, config.in_channels, *size, generator=generator)
+    extra = conditioning(unet_config_of, batch, generator, context_length)
+    guide = guidance_scale != 1.0 and guided(unet_config_of)
+    if guide:
+        extra = {key: _with_unconditional(value, key) for key, value in extra.items()}
+    for index, t in enumerate(scheduler.timesteps):
+        sample = torch.cat([latents, latents]) if guide else latents
+        inputs = {"sample": sample, "timestep": torch.full((len(sample),), int(t)), **extra}
+        prediction = model(**inputs)
+        if guide:
+            unconditional, conditional = prediction.chunk(2)
+            prediction = unconditional + guidance_scale * (conditional - unconditional)
+        if on_step is not None:
+            on_step(index, int(t), inputs, prediction)
+        latents = scheduler.step(prediction, t, latents).prev_sample
+    return latents
+
+
+def _with_unconditional(value, key):
+    """The unconditional half first: a zero context; the other conditions (SDXL's, labels) as they are."""
+    if isinstance(value, dict):
+        return {k: _with_unconditional(v, k) for k, v in value.items()}
+    if key == "encoder_hidden_states":
+        return torch.cat([torch.zeros_like(value), value])
+    return torch.cat([value, value])

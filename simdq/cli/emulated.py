@@ -1,0 +1,60 @@
+"""What `simdq emulate` and `simdq parity model` share: the artifact, the device whose arithmetic the layers take,
+and the threads they run on."""
+
+from __future__ import annotations
+
+from ..errors import SimdqError
+from .arguments import positive
+
+
+def add_arithmetic_arguments(parser) -> None:
+    parser.add_argument("artifact", metavar="ART_DIR", help="an artifact written by simdq calibrate")
+    parser.add_argument("--hw", metavar="DEVICE", help="take each layer's accumulator from this device (simdq hw "
+                                                       "list; default: exact accumulation everywhere)")
+    parser.add_argument("--accumulator", metavar="NAME", help="one accumulator for every layer (exact, int32, "
+                                                              "int32_saturate, fp32, sm90_fp8, ...), over --hw")
+    parser.add_argument("--steps", type=positive, help="DDIM steps (default: the artifact's calibration steps)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the starting noise and conditioning")
+    parser.add_argument("--guidance-scale", type=float, default=7.5,
+                        help="classifier-free guidance for cross-attention UNets (default 7.5; 1: off)")
+    parser.add_argument("--threads", type=positive, help="CPU threads for torch and the emulator's kernels")
+
+
+def load_model(args):
+    """The EmulatedUNet of args.artifact with the arithmetic args ask for, and the device (or None)."""
+    from emulator import get_accumulator
+    from hw_models import load_device
+
+    from ..emulate.runtime import artifact_config, load_emulated
+    from ..artifact import read_metadata
+    from .estimate import run_estimate
+
+    if args.threads:
+        import numba
+        import torch
+
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    if args.accumulator:
+        try:
+            get_accumulator(args.accumulator)
+        except ValueError as err:
+            raise SimdqError(f"--accumulator: {err}") from None
+    device, device_layers = None, None
+    if args.hw:
+        device = load_device(args.hw)
+        config = artifact_config(args.artifact, read_metadata(args.artifact))
+        estimate = run_estimate(config, device, batch=1)
+        device_layers = {r.layer.name: r.device for r in estimate.layers if r.device is not None}
+    return load_emulated(args.artifact, device=device, device_layers=device_layers,
+                         accumulator=args.accumulator), device
+
+
+def schedule(model, args) -> int:
+    """The number of DDIM steps, checked against the artifact's calibrated timesteps."""
+    from ..emulate.runtime import check_timesteps
+    from ..model.sampling import ddim_timesteps
+
+    steps = args.steps or model.metadata.get("settings", {}).get("steps") or 10
+    check_timesteps(model, ddim_timesteps(steps))
+    return steps

@@ -1,0 +1,172 @@
+"""Emulated layers: a calibrated conv, linear or attention matmul computed by the emulator's kernels.
+
+EmulatedGemm replaces a fake-quantized QuantConv2d / QuantLinear (which it keeps, as `fake`, for parity and
+for layers with an unquantized operand). Its forward quantizes the input with the artifact's range, runs
+emulator.conv2d / emulator.matmul on the codes with the layer's accumulator, then the epilogue as cuBLAS
+applies it (emulator.gemm.epilogue: the float32 accumulator times the activation and weight scales), then
+adds the bias in float32. Everything around it (norms, SiLU, softmax, residual adds, resampling) stays the
+UNet's own float32 torch code.
+
+Hooks: `observer(product)` sees every emulated Product (simdq.emulate.parity.model), and
+`clock` adds the time spent quantizing activations and in kernels (the benchmark's split).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+import emulator
+from emulator import BlockFormat
+from emulator.gemm import Operand, accumulate, epilogue, operand
+
+from ..calibrate.modules import QuantConv2d
+from ..errors import SimdqError
+from .arithmetic import LayerArithmetic
+from .operands import Encoded, encode_activation, encode_weight, operand_values
+
+
+class Clock:
+    """Seconds spent quantizing activations and in the emulator's kernels (epilogue included)."""
+
+    def __init__(self):
+        self.quantize = self.kernels = 0.0
+
+
+@dataclass
+class Product:
+    """One emulated GEMM as an observer sees it: its operands, the raw accumulator (before the epilogue), the
+    output (after it, bias added), and what recomputes the same output the fake-quantized way."""
+
+    name: str
+    arithmetic: LayerArithmetic
+    activation: Encoded
+    weight: Encoded
+    accumulator: np.ndarray
+    output: torch.Tensor
+    fake_output: object  # () -> the fake-quantized module's output on the same input
+    conv: object = None  # the geometry (stride, padding, dilation, groups) of a convolution
+    bias: object = None
+
+
+def gemm_product(a: Encoded, b: Encoded, accumulator: str) -> np.ndarray:
+    """a (M x K) @ b (K x N) on the emulator, before the epilogue."""
+    if isinstance(a.data, Operand) or isinstance(b.data, Operand):  # block-scaled: decoded values
+        left, right = (e.data if isinstance(e.data, Operand) else operand(e.data, e.fmt) for e in (a, b))
+        return accumulate(left, right, accumulator)
+    return emulator.matmul(a.data, b.data, a_format=a.fmt, b_format=b.fmt, accumulator=accumulator)
+
+
+def conv_product(x: Encoded, w: Encoded, accumulator: str, conv) -> np.ndarray:
+    """NCHW x OIHW on the emulator, before the epilogue; `conv` gives the geometry (padding: exact zeros)."""
+    return emulator.conv2d(x.data, w.data, x_format=x.fmt, w_format=w.fmt, stride=conv.stride,
+                           padding=conv.padding, dilation=conv.dilation, groups=conv.groups, accumulator=accumulator)
+
+
+def apply_epilogue(raw: np.ndarray, a: Encoded, b: Encoded, channel_axis: int) -> np.ndarray:
+    """The float32 output: raw accumulators (channels along `channel_axis`) times the scales, as cuBLAS."""
+    moved = np.moveaxis(raw, channel_axis, -1)
+    flat = moved.reshape(-1, moved.shape[-1])
+    out = epilogue(flat, a_scale=a.scale, b_scale=b.scale)
+    return np.moveaxis(out.reshape(moved.shape), -1, channel_axis)
+
+
+class EmulatedGemm(nn.Module):
+    def __init__(self, name: str, fake: nn.Module, arithmetic: LayerArithmetic):
+        super().__init__()
+        self.name, self.fake, self.arithmetic = name, fake, arithmetic
+        self.conv = isinstance(fake, QuantConv2d)
+        if self.conv and getattr(fake, "padding_mode", "zeros") != "zeros":
+            raise SimdqError(f"{name}: only zero padding is emulated")
+        self.weight = encode_weight(fake.quantized_weight, self.conv) if arithmetic.emulated else None
+        if self.weight is not None:
+            fake.quantized_weight = None  # the codes now live here, in their narrow dtype
+        self.accumulator = arithmetic.accumulator
+        self.observer = None
+        self.clock = None
+        self.emulating = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.emulating and self.arithmetic.emulated):
+            return self.fake(x)
+        started = time.perf_counter()
+        shape = x.shape
+        inputs = x if self.conv else x.reshape(-1, shape[-1])
+        activation = encode_activation(self.fake.input_quantizer, inputs, axis=1)
+        encoded = time.perf_counter()
+        if self.conv:
+            raw = conv_product(activation, self.weight, self.accumulator, self.fake)
+        else:
+            raw = gemm_product(activation, self.weight, self.accumulator)
+        out = torch.from_numpy(apply_epilogue(raw, activation, self.weight, channel_axis=1))
+        if self.fake.bias is not None:
+            out = out + self.fake.bias.detach().reshape((1, -1, 1, 1) if self.conv else (1, -1))
+        if self.clock is not None:
+            self.clock.quantize += encoded - started
+            self.clock.kernels += time.perf_counter() - encoded
+        if self.observer is not None:
+            self.observer(Product(self.name, self.arithmetic, activation, self.weight, raw, out,
+                                  lambda: self.fake(inputs), self.fake if self.conv else None, self.fake.bias))
+        return out if self.conv else out.reshape(*shape[:-1], out.shape[-1])
+
+
+class EmulatedAttention(nn.Module):
+    """An attention module's QK^T and softmax(QK^T) V on the emulator, replacing the fake-quantized ones
+    (simdq.calibrate.attention.AttentionQuantizers) inside the module's own processor."""
+
+    def __init__(self, name: str, fake, qk: LayerArithmetic, av: LayerArithmetic):
+        super().__init__()
+        if isinstance(fake.q.fmt, BlockFormat):
+            raise SimdqError(f"{name}: block-scaled attention operands are not emulated (V's blocks run across "
+                             "the reduction of softmax x V)")
+        self.name, self.fake, self.qk, self.av = name, fake, qk, av
+        self.observer = None
+        self.clock = None
+        self.emulating = True
+
+    def _batched(self, arithmetic, role, a, b_t, qa, qb, b_axis) -> torch.Tensor:
+        """a @ b_t^T per leading index (batch x heads), each on the emulator; b_t's last axis is the reduction."""
+        started = time.perf_counter()
+        ea, eb = encode_activation(qa, a, -1), encode_activation(qb, b_t, b_axis)
+        encoded = time.perf_counter()
+        a_codes, b_codes = ea.data.reshape(-1, *a.shape[-2:]), eb.data.reshape(-1, *b_t.shape[-2:])
+        outs = []
+        for left_codes, right_codes in zip(a_codes, b_codes):
+            left = Encoded(left_codes, ea.fmt, ea.scale)
+            right = Encoded(np.ascontiguousarray(right_codes.T), eb.fmt, eb.scale)
+            raw = gemm_product(left, right, arithmetic.accumulator)
+            out = torch.from_numpy(apply_epilogue(raw, left, right, channel_axis=1))
+            if self.observer is not None:
+                self.observer(Product(f"{self.name}.{role}", arithmetic, left, right, raw, out,
+                                      lambda: fake_matmul(left, right)))
+            outs.append(out)
+        if self.clock is not None:
+            self.clock.quantize += encoded - started
+            self.clock.kernels += time.perf_counter() - encoded
+        return torch.stack(outs).reshape(*a.shape[:-1], outs[0].shape[-1])
+
+    def attention(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **_):
+        if not self.emulating:
+            return self.fake.attention(query, key, value, attn_mask, dropout_p, is_causal, scale)
+        if attn_mask is not None or is_causal:
+            raise SimdqError(f"{self.name}: masked attention is not emulated")
+        scale = scale if scale is not None else query.shape[-1] ** -0.5
+        fake = self.fake
+        scores = self._batched(self.qk, "qk", query, key, fake.q, fake.k, -1) * scale
+        # V enters transposed, so that the reduction (tokens) is its last axis; its binary thresholds stay
+        # per channel of V (now axis -2)
+        return self._batched(self.av, "av", scores.softmax(dim=-1), value.transpose(-2, -1), fake.p, fake.v, -2)
+
+
+def fake_matmul(a: Encoded, b: Encoded) -> torch.Tensor:
+    """What the fake-quantized attention computes: float32 dequantized operands, a float32 torch matmul."""
+    return torch.from_numpy(_dequantized(a)) @ torch.from_numpy(_dequantized(b))
+
+
+def _dequantized(encoded: Encoded) -> np.ndarray:
+    """float32 of value x scale, rounded once from float64 (as torch_quant.dequantize)."""
+    return (operand_values(encoded) * (1.0 if encoded.scale is None else encoded.scale)).astype(np.float32)

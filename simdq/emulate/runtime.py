@@ -1,0 +1,188 @@
+"""A calibrated artifact run on the emulator: the UNet rebuilt from the artifact, every quantized conv, linear
+and (when quantized) attention matmul replaced by its emulated self, and the sampling loop around it.
+
+EmulatedUNet.emulating(False) switches every layer back to the fake-quantized torch path (the same model,
+the same codes: what `load_artifact` gives), and .accumulating("exact") runs every emulated layer with exact
+accumulation; simdq parity model compares the three.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..artifact import METADATA, TENSORS, pack_codes, read_metadata
+from ..calibrate.modules import QuantConv2d, QuantLinear
+from ..calibrate.persist import load_artifact
+from ..config import parse_config, unet_spec
+from ..errors import SimdqError
+from ..model.unets import build_unet, load_checkpoint
+from .arithmetic import LayerArithmetic, plan_layer
+from .modules import Clock, EmulatedAttention, EmulatedGemm
+
+
+@dataclass
+class EmulatedUNet:
+    unet: nn.Module
+    metadata: dict
+    config: object  # the artifact's simdq.config.EstimateConfig
+    plan: dict  # layer name -> LayerArithmetic (attention matmuls as MODULE.qk and MODULE.av)
+    modules: dict = field(default_factory=dict)  # name -> EmulatedGemm / EmulatedAttention
+
+    def __call__(self, **inputs):
+        with torch.no_grad():
+            return self.unet(**inputs).sample
+
+    @contextmanager
+    def emulating(self, on: bool):
+        """Emulated layers (on) or the fake-quantized torch path (off) inside the block."""
+        before = {name: m.emulating for name, m in self.modules.items()}
+        for module in self.modules.values():
+            module.emulating = on
+        try:
+            yield self
+        finally:
+            for name, module in self.modules.items():
+                module.emulating = before[name]
+
+    @contextmanager
+    def accumulating(self, accumulator: str):
+        """Every emulated GEMM summed by `accumulator` inside the block (the plan's rules restored after)."""
+        gemms = [m for m in self.modules.values() if isinstance(m, EmulatedGemm)]
+        attentions = [m for m in self.modules.values() if isinstance(m, EmulatedAttention)]
+        before = ([m.accumulator for m in gemms], [(m.qk, m.av) for m in attentions])
+        for m in gemms:
+            m.accumulator = accumulator
+        for m in attentions:
+            m.qk, m.av = (_with_accumulator(a, accumulator) for a in (m.qk, m.av))
+        try:
+            yield self
+        finally:
+            for m, acc in zip(gemms, before[0]):
+                m.accumulator = acc
+            for m, (qk, av) in zip(attentions, before[1]):
+                m.qk, m.av = qk, av
+
+    def observe(self, observer) -> None:
+        for module in self.modules.values():
+            module.observer = observer
+
+    def clock(self) -> Clock:
+        clock = Clock()
+        for module in self.modules.values():
+            module.clock = clock
+        return clock
+
+    @property
+    def timestep_groups(self):
+        return self.metadata.get("settings", {}).get("timestep_groups")
+
+
+def _with_accumulator(arithmetic: LayerArithmetic, accumulator: str) -> LayerArithmetic:
+    import dataclasses
+
+    return dataclasses.replace(arithmetic, accumulator=accumulator)
+
+
+def artifact_config(directory, metadata: dict):
+    return parse_config({"model": metadata["model"], "quant": metadata["quant"]}, str(Path(directory) / METADATA))
+
+
+def build_artifact_unet(config, metadata: dict, seed: int = 0):
+    """The artifact's UNet (weights still those of diffusers' seeded initialisation), on the CPU."""
+    torch.manual_seed(seed)
+    return build_unet(unet_spec(config), device="cpu")
+
+
+def load_emulated(directory, *, device=None, device_layers=None, accumulator=None) -> EmulatedUNet:
+    """The artifact's UNet with every quantized layer emulated. device: a hw_models.Device whose accumulators
+    the layers take, at the precisions `device_layers` (name -> hw_models.LayerEstimate) give; accumulator:
+    one rule for every layer."""
+    metadata = read_metadata(directory)
+    config = artifact_config(directory, metadata)
+    unet, metadata = load_artifact(directory, build_artifact_unet(config, metadata))
+    unet.eval()
+    device_layers = device_layers or {}
+    plan, modules = {}, {}
+
+    def arithmetic(name, weight_format, activation_format):
+        plan[name] = plan_layer(name, weight_format, activation_format, accumulator=accumulator, device=device,
+                                device_layer=device_layers.get(name))
+        return plan[name]
+
+    layers = metadata["layers"]
+    activations = metadata.get("activations", {})
+    for name, module in list(unet.named_modules()):
+        if isinstance(module, (QuantConv2d, QuantLinear)):
+            entry = layers[name]
+            weight_format = entry.get("weight_format", config.model.dtype)
+            activation_format = activations.get(f"{name}.input_quantizer", {}).get("format", config.model.dtype)
+            emulated = EmulatedGemm(name, module, arithmetic(name, weight_format, activation_format))
+            parent, _, child = name.rpartition(".")
+            setattr(unet.get_submodule(parent) if parent else unet, child, emulated)
+            modules[name] = emulated
+        quantizers = getattr(module, "attention_quantizers", None)
+        if quantizers is not None:
+            fmt = activations[f"{name}.attention_quantizers.q"]["format"]
+            attention = EmulatedAttention(name, quantizers, arithmetic(f"{name}.qk", fmt, fmt),
+                                          arithmetic(f"{name}.av", fmt, fmt))
+            module.processor.quantizers = attention
+            modules[name] = attention
+    return EmulatedUNet(unet, metadata, config, plan, modules)
+
+
+def full_precision_unet(directory, metadata: dict, config, checkpoint: str | None = None):
+    """The full-precision UNet the artifact was calibrated from, and how it was found: `checkpoint`, the
+    artifact's own --checkpoint, or (presets) the seeded initialisation rebuilt. Its weights must quantize to
+    the stored codes, or it is not that UNet: (None, why) then."""
+    from ..calibrate.weights import WeightQuantizer
+
+    settings = metadata.get("settings", {})
+    path = checkpoint or settings.get("checkpoint")
+    if path:
+        if not Path(path).is_dir():
+            return None, f"checkpoint {path} is not here"
+        unet, _ = load_checkpoint(path)
+        how = f"checkpoint {path}"
+    else:
+        seed = settings.get("seed", 0)
+        unet = build_artifact_unet(config, metadata, seed)
+        how = f"diffusers' initialisation with seed {seed}, as simdq calibrate built it"
+    from safetensors import safe_open
+
+    from ..calibrate.torch_quant import saturating
+
+    fp_modules = dict(unet.named_modules())
+    granularity = config.quant.granularity
+    with safe_open(str(Path(directory) / TENSORS), framework="numpy") as stored:
+        for name, entry in metadata["layers"].items():
+            if "weight_format" not in entry:
+                continue
+            fmt = saturating(entry["weight_format"])
+            again = WeightQuantizer(entry["weight_format"], granularity.weights, granularity.group_size,
+                                    settings.get("calibrator", "minmax")).quantize(fp_modules[name].weight)
+            if not np.array_equal(pack_codes(again.codes.numpy(), fmt.bits), stored.get_tensor(f"{name}.weight.codes")):
+                return None, f"{how}: its weights do not quantize to the artifact's codes ({name})"
+    return unet.eval(), how
+
+
+def check_timesteps(model: EmulatedUNet, timesteps) -> None:
+    """Every timestep has a calibrated activation range (per_step artifacts know only their own schedule)."""
+    groups = model.timestep_groups
+    if groups != "per_step":
+        return
+    calibrated = set()
+    for entry in model.metadata.get("activations", {}).values():
+        calibrated = {int(k) for k in entry.get("scales", {}) if k != "all"}
+        break
+    missing = [int(t) for t in timesteps if int(t) not in calibrated]
+    if calibrated and missing:
+        steps = model.metadata.get("settings", {}).get("steps")
+        raise SimdqError(f"timesteps {missing[:4]}{' ...' if len(missing) > 4 else ''} have no calibrated activation "
+                         f"range: the artifact is calibrated per step at {steps} steps ({sorted(calibrated, reverse=True)[:4]} "
+                         f"...); use --steps {steps} or recalibrate with --timestep-groups N")
