@@ -26,6 +26,7 @@ from numba import njit, prange
 from .codec import check_codes, code_dtype, decode, encode, float_input
 from .formats import FloatFormat, IntFormat, get_format
 from .rounding import DEFAULT_SR_BITS, rounding_code
+from ._kernels import codec as codec_kernels
 from ._kernels.scalar import round_float64
 
 SCALE_OPS = ("divide", "reciprocal", "reciprocal_fma", "reciprocal_add", "reciprocal_round_add")
@@ -115,6 +116,12 @@ def quantize(x, fmt, scale, zero_point=0, *, axis=None, group_size=None, roundin
     mode, key = rounding_code(rounding, seed, sr_bits)
     s = _checked_scale(scale, x.shape, axis, group_size)
     z = _checked_zero_point(zero_point, fmt, x.shape, axis, group_size)
+    if isinstance(fmt, IntFormat) and scale_op == "divide" and rounding == "rne" and s.ndim == 0 and z.ndim == 0:
+        out = np.empty(x.size, dtype=code_dtype(fmt.bits))
+        if not codec_kernels.quantize_int_divide_rne(np.ascontiguousarray(x).reshape(-1), float(s), int(z), fmt.qmin,
+                                                     fmt.qmax, (1 << fmt.bits) - 1, out):
+            raise ValueError("x contains NaN: quantize has no NaN code to give it")
+        return out.reshape(x.shape)
     if np.isnan(x).any():
         raise ValueError("x contains NaN: quantize has no NaN code to give it")
     v = _scaled(x, s, scale_op)

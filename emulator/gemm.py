@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -29,9 +30,9 @@ from . import xnor
 from ._kernels import gemm as kernels
 from .accumulators import Accumulator, get_accumulator
 from .block import BlockEncoded
-from .codec import check_codes, decode, encode
+from .codec import check_codes, decode, decode_table, encode
 from .formats import BinaryFormat, BlockFormat, FloatFormat, IntFormat, get_format
-from .im2col import conv_groups, conv_shape, to_nchw
+from .im2col import conv_geometry, conv_groups, conv_shape, to_nchw
 
 OUT_FORMATS = ("fp32", "bf16", "fp16")
 _F32_EXACT = 2.0**24
@@ -154,6 +155,49 @@ def _small_int_blas(a, b, a_fmt, b_fmt, a_zero_point, b_zero_point, acc: Accumul
     return _blas_sum(av, bv, peak, _int_dtype(acc))
 
 
+def _int_conv_by_taps(x, w, x_fmt, w_fmt, x_zero_point, w_zero_point, acc: Accumulator, padding, dilation):
+    """A stride-1, ungrouped integer convolution as one BLAS product per kernel tap, without im2col: on the
+    zero-padded NHWC image flattened to rows, tap (i, j) of every output is the same row range shifted by
+    i * dh * Wp + j * dw, so each tap is (OH * Wp x C) @ (C x O); the Wp - OW extra columns per row are computed
+    and dropped. Taps add in float32 while every partial sum stays below 2^24 (exact in any order), then in
+    integers. None when the formats' ranges do not bound the sums that way (the general path then runs)."""
+    if not (isinstance(x_fmt, IntFormat) and isinstance(w_fmt, IntFormat) and x_fmt.bits <= 16 and w_fmt.bits <= 16
+            and np.ndim(x_zero_point) == 0 and np.ndim(w_zero_point) == 0 and acc.kind in ("exact", "int")):
+        return None
+    zx, zw = int(x_zero_point), int(w_zero_point)
+    peak = max(abs(x_fmt.qmin - zx), abs(x_fmt.qmax - zx)) * max(abs(w_fmt.qmin - zw), abs(w_fmt.qmax - zw))
+    n, c, h, width = x.shape
+    o, _, kh, kw = w.shape
+    limit = 2**63 - 1 if acc.kind == "exact" else acc.max_value
+    taps_per_sum = int(_F32_EXACT) // max(peak * c, 1)  # taps whose sum float32 holds exactly
+    if peak * c * kh * kw > limit or taps_per_sum < 1:
+        return None
+    (ph, pw), (dh, dw) = padding, dilation
+    hp, wp = h + 2 * ph, width + 2 * pw
+    oh, ow = hp - (kh - 1) * dh, wp - (kw - 1) * dw
+    pixels = np.zeros((n, hp * wp + (kw - 1) * dw, c), dtype=np.float32)
+    kernels.codes_to_padded_pixels(np.ascontiguousarray(check_codes(x, x_fmt)),
+                                   np.int32(1 << (x_fmt.bits - 1) if x_fmt.signed else 0), np.int32(zx), ph, pw, pixels)
+    filters = _small_int_values(np.ascontiguousarray(np.transpose(check_codes(w, w_fmt), (2, 3, 0, 1))), w_fmt, zw)
+    out = np.empty((n, o, oh, ow), dtype=_int_dtype(acc))
+    wide = np.empty((o, oh * wp), dtype=np.float32)  # channel-major: each output row is a slice of a wide row
+    part = np.empty_like(wide)
+    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    for image in range(n):
+        for start in range(0, len(taps), taps_per_sum):
+            for t, (i, j) in enumerate(taps[start:start + taps_per_sum]):
+                offset = i * dh * wp + j * dw
+                np.matmul(filters[i, j], pixels[image, offset:offset + oh * wp].T, out=wide if t == 0 else part)
+                if t:
+                    wide += part
+            kept = wide.reshape(o, oh, wp)[:, :, :ow]
+            if start == 0:
+                out[image] = kept
+            else:
+                out[image] += kept.astype(out.dtype)
+    return out
+
+
 def _int_dtype(acc: Accumulator):
     """What an integer GEMM returns: int64 for exact and int<P> with P > 32, else int32."""
     return np.int64 if acc.kind == "exact" or acc.bits > 32 else np.int32
@@ -233,14 +277,62 @@ def _float_exact(a: Operand, b: Operand) -> np.ndarray:
     return out
 
 
-def _exponents(op: Operand) -> np.ndarray:
-    """Each operand's exponent as the MMA aligns it: floor(log2 |x|), subnormals at the format's emin."""
-    fmt = op.fmt
+def _exponents(values32: np.ndarray, fmt) -> np.ndarray:
+    """Each operand's exponent as the MMA aligns it: floor(log2 |x|), subnormals at the format's emin (int16).
+    Read from the float32 bits (every <= 16-bit minifloat is a float32); float32 subnormals read -127, which
+    the clamp at emin (>= -126) takes care of."""
     if not isinstance(fmt, FloatFormat):
         raise ValueError(f"tensor-core accumulators take minifloat operands (fp8, bf16, fp16, ...), not {fmt.name}")
-    values = np.abs(op.values)
-    exponent = np.frexp(np.where(values == 0, 1.0, values))[1].astype(np.int64) - 1
-    return np.where(values == 0, kernels.NO_EXPONENT, np.maximum(exponent, fmt.emin))
+    exponent = ((values32.view(np.int32) >> 23) & 0xFF).astype(np.int16) - np.int16(127)
+    np.maximum(exponent, np.int16(fmt.emin), out=exponent)
+    exponent[values32 == 0] = kernels.ZERO_EXPONENT
+    return exponent
+
+
+def _tensor_core(a32, ea, a_fmt, b32, eb, b_fmt, acc: Accumulator) -> np.ndarray:
+    """The tensor-core kernel on float32 operand values and their exponents (float32 result)."""
+    dtype, lowest, highest = _tensor_core_sum_type(a_fmt, b_fmt, acc)
+    out = np.empty((a32.shape[0], b32.shape[1]), dtype=np.float32)
+    kernels.tensor_core(a32.astype(dtype, copy=False), ea, b32.astype(dtype, copy=False), eb, acc.chunk,
+                        acc.fraction_bits, acc.accumulator_mbits, acc.promote_every,
+                        split_bounds(a32.shape[1], acc.split_k, acc.split_tile), lowest, highest, out)
+    return out
+
+
+@lru_cache(maxsize=32)
+def _code_tables(fmt: FloatFormat):
+    """(float32 value, exponent) of every code of a minifloat of <= 16 bits: tensor-core operands straight
+    from their codes by table lookup; None if some code is NaN or infinite (those codes take the checked path)."""
+    with np.errstate(invalid="ignore"):
+        values = decode_table(fmt).astype(np.float32)
+    finite = np.isfinite(values)
+    return values, _exponents(np.where(finite, values, 0).astype(np.float32), fmt), finite
+
+
+def _tensor_core_codes(a_codes, a_fmt, b_codes, b_fmt, acc: Accumulator):
+    """The tensor-core product of minifloat codes, through their tables; None if a code is not finite."""
+    operands = []
+    for codes, fmt, what in ((a_codes, a_fmt, "a"), (b_codes, b_fmt, "b")):
+        values, exponents, finite = _code_tables(fmt)
+        codes = check_codes(codes, fmt)
+        if not finite[codes].all():
+            return None
+        operands += [np.ascontiguousarray(values[codes]), np.ascontiguousarray(exponents[codes]), fmt]
+    return _tensor_core(*operands, acc)
+
+
+def _tensor_core_sum_type(fa, fb, acc: Accumulator):
+    """(dtype, lowest, highest): float32 where it holds the products, their alignment and a chunk's sum exactly
+    (FP8: twice the speed of float64), else float64; the alignment's power of two is kept within the type's
+    normal range (a chunk needing more has only products that truncate to zero, or none)."""
+    product_bits = fa.mbits + fb.mbits + 2
+    smallest = fa.emin - fa.mbits + fb.emin - fb.mbits  # the lowest product's exponent
+    largest = fa.emax + fb.emax + 2
+    chunk_sum_bits = acc.fraction_bits + 2 + int(np.ceil(np.log2(acc.chunk + 1)))
+    if product_bits <= 24 and chunk_sum_bits <= 24 and smallest >= -126 and largest <= 127 and \
+            acc.fraction_bits - smallest <= 126:
+        return np.float32, -126, 127
+    return np.float64, -1022, 1023
 
 
 def split_bounds(k: int, split_k: int, split_tile: int) -> np.ndarray:
@@ -260,10 +352,8 @@ def _float_accumulate(a: Operand, b: Operand, acc: Accumulator) -> np.ndarray:
         kernel(a.values.astype(np.float32), b.values.astype(np.float32), out)
         return out
     if acc.kind == "tensor_core":
-        kernels.tensor_core(np.ascontiguousarray(a.values), np.ascontiguousarray(b.values), _exponents(a),
-                            _exponents(b), acc.chunk, acc.fraction_bits, acc.accumulator_mbits, acc.promote_every,
-                            split_bounds(a.values.shape[1], acc.split_k, acc.split_tile), out)
-        return out
+        a32, b32 = (np.ascontiguousarray(op.values, dtype=np.float32) for op in (a, b))
+        return _tensor_core(a32, _exponents(a32, a.fmt), a.fmt, b32, _exponents(b32, b.fmt), b.fmt, acc)
     raise ValueError(f"float operands take exact, fp32, fp32_pairwise or a tensor-core accumulator, not {acc.name}")
 
 
@@ -281,13 +371,20 @@ def _scale(scale, length, what) -> np.ndarray | None:
     return arr.astype(np.float32)
 
 
-def epilogue(acc: np.ndarray, a_scale=None, b_scale=None, out_format=None) -> np.ndarray:
-    """What cuBLAS writes: the float32 accumulator times the scales, rounded once to out_format."""
+def epilogue(acc: np.ndarray, a_scale=None, b_scale=None, out_format=None, *, channel_axis=-1) -> np.ndarray:
+    """What cuBLAS writes: the float32 accumulator times the scales, rounded once to out_format.
+
+    acc is (M x N), a_scale per row or scalar, b_scale per column or scalar; or any N-D accumulator (a
+    convolution's NCHW output) with a scalar a_scale and b_scale per channel along `channel_axis`."""
     out_format = "fp32" if out_format is None else str(out_format).lower()
     if out_format not in OUT_FORMATS:
         raise ValueError(f"out_format must be one of {', '.join(OUT_FORMATS)}, got {out_format!r}")
-    m, n = acc.shape
-    sa, sb = _scale(a_scale, m, "a_scale"), _scale(b_scale, n, "b_scale")
+    axis = channel_axis % acc.ndim
+    n = acc.shape[axis]
+    sa = _scale(a_scale, acc.shape[0] if acc.ndim == 2 and axis == 1 else 1, "a_scale")
+    sb = _scale(b_scale, n, "b_scale")
+    view = [1] * acc.ndim
+    view[axis] = -1
     with np.errstate(over="ignore", invalid="ignore"):
         if sa is None and sb is None:
             out = acc.astype(np.float32)
@@ -295,10 +392,11 @@ def epilogue(acc: np.ndarray, a_scale=None, b_scale=None, out_format=None) -> np
             one = np.float32(1.0)
             out = acc.astype(np.float32) * np.float32((one if sa is None else sa) * (one if sb is None else sb))
         else:
-            rows = np.float32(1.0) if sa is None else sa.reshape(-1, 1) if sa.ndim else sa
-            cols = np.float32(1.0) if sb is None else sb.reshape(1, -1) if sb.ndim else sb
-            out = (acc.astype(np.float32) * cols).astype(np.float32) * rows
-    out = out.astype(np.float32)
+            cols = np.float32(1.0) if sb is None else sb.reshape(view) if sb.ndim else sb
+            out = acc.astype(np.float32) * cols
+            if sa is not None:
+                out *= sa.reshape(-1, 1) if sa.ndim else sa
+    out = out.astype(np.float32, copy=False)
     if out_format == "fp32":
         return out
     fmt = get_format(out_format)
@@ -328,9 +426,20 @@ def matmul(a, b, *, a_format, b_format, accumulator="exact", a_scale=None, b_sca
             and (acc.kind == "exact" or k <= acc.max_value)
             and not (np.any(np.asarray(a_zero_point)) or np.any(np.asarray(b_zero_point)))):  # |every partial sum| <= K: nothing to wrap or clamp
         return xnor.binary_matmul(a, b).astype(_int_dtype(acc), copy=False)  # bit-packed XNOR-popcount
+    if _minifloat_pair(a_fmt, b_fmt, acc) and not (np.any(np.asarray(a_zero_point)) or np.any(np.asarray(b_zero_point))):
+        raw = _tensor_core_codes(a, a_fmt, b, b_fmt, acc)
+        if raw is not None:
+            return epilogue(raw, a_scale, b_scale, out_format)
     ops = (operand(a, a_fmt, zero_point=a_zero_point, block_axis=1, what="a"),
            operand(b, b_fmt, zero_point=b_zero_point, block_axis=0, what="b"))
     return accumulate(*ops, acc, a_scale=a_scale, b_scale=b_scale, out_format=out_format)
+
+
+def _minifloat_pair(a_fmt, b_fmt, acc: Accumulator) -> bool:
+    """Tensor-core operands that can run from their codes' tables (minifloats of <= 16 bits whose code 0 is +0,
+    so that im2col may pad with it)."""
+    return acc.kind == "tensor_core" and all(isinstance(f, FloatFormat) and f.bits <= 16 and f.has_zero
+                                             for f in (a_fmt, b_fmt))
 
 
 def accumulate(a: Operand, b: Operand, accumulator, *, a_scale=None, b_scale=None, out_format=None) -> np.ndarray:
@@ -376,6 +485,11 @@ def conv2d(x, w, *, x_format=None, w_format=None, stride=1, padding=0, dilation=
         raise ValueError("padding_value applies to binary activations; integer padding is the zero point")
     if padding_value not in xnor.BINARY_PADDING:
         raise ValueError(f"binary padding_value must be None (zero padding), 1 or -1, got {padding_value!r}")
+    if not decoded and groups == 1 and conv_geometry((1, 1), **geometry)[1] == (1, 1):
+        by_taps = _int_conv_by_taps(x, w, x_fmt, w_fmt, x_zero_point, w_zero_point, acc,
+                                    *conv_geometry((1, 1), **geometry)[2:])
+        if by_taps is not None:
+            return by_taps
     if (not decoded and isinstance(x_fmt, IntFormat) and isinstance(w_fmt, IntFormat)
             and np.ndim(x_zero_point) == 0 and np.ndim(w_zero_point) == 0):  # im2col on the codes, one BLAS call a group
         fill = int(x_zero_point) & ((1 << x_fmt.bits) - 1)  # padded taps hold the zero point's code
@@ -385,6 +499,19 @@ def conv2d(x, w, *, x_format=None, w_format=None, stride=1, padding=0, dilation=
             results.append(_small_int_blas(cols, filters, x_fmt, w_fmt, x_zero_point, w_zero_point, acc))
             if results[-1] is None:
                 break
+        else:
+            return to_nchw(results, n, oh, ow)
+    if not decoded and _minifloat_pair(x_fmt, w_fmt, acc) and padding_value is None and not (
+            np.any(np.asarray(x_zero_point)) or np.any(np.asarray(w_zero_point))):  # im2col on the codes (code 0 is +0)
+        results = []
+        per_filter = w_scale is not None and np.size(w_scale) > 1
+        for cols, filters, _, channels in conv_groups(check_codes(x, x_fmt), check_codes(w, w_fmt), groups, fill=0,
+                                                       **geometry):
+            raw = _tensor_core_codes(cols, x_fmt, filters, w_fmt, acc)
+            if raw is None:
+                break
+            results.append(epilogue(raw, x_scale, np.asarray(w_scale).reshape(-1)[channels] if per_filter else w_scale,
+                                    out_format))
         else:
             return to_nchw(results, n, oh, ow)
     xo = x if isinstance(x, Operand) else operand(x, x_fmt, zero_point=_per_channel(x_zero_point, 1), what="x")

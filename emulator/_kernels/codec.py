@@ -102,3 +102,18 @@ def decode_int_array(codes, bits, signed, out):
     for i in prange(codes.size):
         v = np.int64(codes[i])
         out[i] = v - wrap if (signed and v >= half) else v
+
+
+# Serial on purpose, like the integer GEMM's conversions: it runs between BLAS calls (see gemm.py).
+@njit(cache=True)
+def quantize_int_divide_rne(x, scale, zero_point, qmin, qmax, code_mask, out):
+    """out[i] = (clamp(rint(f64(x[i]) / scale), qmin - z, qmax - z) + z) & code_mask for a per-tensor scale and
+    zero point: quantize's common case in one pass. Returns False if x holds a NaN (out is then unfinished)."""
+    lo, hi = np.float64(qmin - zero_point), np.float64(qmax - zero_point)
+    for i in range(x.size):
+        v = np.float64(x[i]) / scale
+        if v != v:
+            return False
+        r = min(max(np.rint(v), lo), hi)
+        out[i] = (np.int64(r) + zero_point) & code_mask
+    return True

@@ -9,9 +9,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
-NO_EXPONENT = -(1 << 40)  # the exponent of a zero operand: below every real one
+NO_EXPONENT = -(1 << 40)  # the exponent of a zero accumulator: below every real one
+ZERO_EXPONENT = -16000  # a zero operand's (int16): the sum of two (int16 too) stays far below any real one
+NO_SUM = np.int16(-32000)  # the exponent of a zero running sum (the lowest an exponent sum can be)
 
 
 # ---- integers -------------------------------------------------------------------------------------------------
@@ -83,61 +87,128 @@ def float32_pairwise(a, b, out):
 
 
 # ---- tensor cores ---------------------------------------------------------------------------------------------
+@intrinsic
+def _float_bits(typingctx, x):
+    """The IEEE bits of a float64, as an int64 (a bitcast: no libm call)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, bits):
+    if bits != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
 @njit(cache=True)
 def floor_log2(x):
-    """floor(log2 |x|) of a nonzero float64."""
-    return math.frexp(x)[1] - 1
+    """floor(log2 |x|) of a nonzero, normal float64 (every value a tensor core of <= 16-bit operands forms)."""
+    return ((_float_bits(x) >> 52) & 0x7FF) - 1023
+
+
+@njit(cache=True)
+def pow2(e):
+    """2.0 ** e for -1022 <= e <= 1023."""
+    return _bits_float(np.int64(e + 1023) << 52)
 
 
 @njit(cache=True)
 def truncate_mantissa(v, mbits):
-    """v truncated toward zero to `mbits` mantissa bits, with float32's exponent range below (e8m<mbits>)."""
-    if v == 0.0:
-        return 0.0
-    q = max(floor_log2(v) - mbits, -126 - mbits)
-    return math.trunc(math.ldexp(v, -q)) * math.ldexp(1.0, q)
+    """v truncated toward zero to `mbits` mantissa bits, with float32's exponent range below (e8m<mbits>).
+    Branch-free (both roundings computed, one kept), so that a loop of it over columns vectorizes."""
+    # normal in e8m<mbits>: clear the low mantissa bits (sign and magnitude: toward zero); below 2^-126 the
+    # quantum stays 2^(-126 - mbits); zero gives zero either way
+    cleared = _bits_float(_float_bits(v) & ~((np.int64(1) << (52 - mbits)) - 1))
+    q = -126 - mbits
+    fixed = np.trunc(v * pow2(-q)) * pow2(q)
+    return cleared if floor_log2(v) >= -126 else fixed
+
+
+COLUMNS = 128  # outputs of one row computed side by side: every per-column step below vectorizes across them
+ROWS = 16  # rows that share one slab of a (K x COLUMNS) panel of b while it is in cache
+SLAB = 256  # products per output taken per visit of a panel (whole chunks: a slab of b, 256 x 128, fits L2)
 
 
 @njit(cache=True)
-def _mma_part(a, b, ea, eb, i, j, k0, k1, chunk, fraction_bits, mbits, promote_every):
-    """One split of K: MMA chunks aligned and truncated, promoted into float32 every `promote_every`."""
-    register = np.float32(0.0)
-    acc = 0.0
-    done = 0
-    for kc in range(k0, k1, chunk):
-        kend = min(kc + chunk, k1)
-        top = floor_log2(acc) if acc != 0.0 else NO_EXPONENT
-        for k in range(kc, kend):
-            if a[i, k] != 0.0 and b[k, j] != 0.0:
-                top = max(top, ea[i, k] + eb[k, j])
-        if top != NO_EXPONENT:
-            up = math.ldexp(1.0, fraction_bits - top)
-            total = math.trunc(acc * up)
-            for k in range(kc, kend):
-                total += math.trunc(a[i, k] * b[k, j] * up)  # exact: |a*b*up| < 2^(fraction_bits + 2)
-            acc = truncate_mantissa(total * math.ldexp(1.0, top - fraction_bits), mbits)
-        done += kend - kc
-        if promote_every and done % promote_every == 0:
-            register = np.float32(register + np.float32(acc))
-            acc = 0.0
-    if promote_every:
-        return np.float32(register + np.float32(acc))
-    return np.float32(acc)
+def _mma_chunk(a, ea, b, eb, i, j0, width, kc, kend, fraction_bits, mbits, lowest, highest, acc, top, up, summed):
+    """One MMA chunk for out[i, j0:j0 + width]: the products aligned to the largest exponent (the running sum's
+    included), truncated to `fraction_bits` below it and summed, the sum truncated to e8m<mbits> into acc.
+
+    The aligned terms are whole numbers below 2^(fraction_bits + 2), summed in a's float type, which the caller
+    chose to hold every chunk's sum exactly (float32 for FP8, float64 for 16-bit operands); the scaling powers
+    of two stay within [2^lowest, 2^highest] of that type. A chunk without a nonzero product (its exponent sum
+    stays near NO_SUM) leaves the running sum as it is: every step then computes zeros."""
+    for c in range(width):
+        top[c] = floor_log2(acc[c]) if acc[c] != 0.0 else NO_SUM
+    for k in range(kc, kend):
+        e = ea[i, k]  # zero operands carry ZERO_EXPONENT: their products never lead
+        ek = eb[k][j0:j0 + width]
+        for c in range(width):
+            top[c] = max(top[c], e + ek[c])
+    for c in range(width):
+        up[c] = pow2(min(max(fraction_bits - np.int64(top[c]), lowest), highest))
+        summed[c] = np.trunc(acc[c] * up[c])
+    for k in range(kc, kend):
+        x = a[i, k]
+        bk = b[k][j0:j0 + width]
+        for c in range(width):  # exact: a * b is exact in a's type, and so is the scaling by up
+            summed[c] += np.trunc(x * bk[c] * up[c])
+    for c in range(width):
+        down = pow2(min(max(np.int64(top[c]) - fraction_bits, -1022), 1023))
+        acc[c] = truncate_mantissa(np.float64(summed[c]) * down, mbits)
 
 
 @njit(parallel=True, cache=True)
-def tensor_core(a, b, ea, eb, chunk, fraction_bits, mbits, promote_every, bounds, out):
-    """a (M, K), b (K, N): exact float64 operand values; ea, eb: their exponents (emin for subnormals)."""
+def tensor_core(a, ea, b, eb, chunk, fraction_bits, mbits, promote_every, bounds, lowest, highest, out):
+    """a (M, K), b (K, N): exact operand values (see _mma_chunk for their float type); ea, eb: their exponents
+    (int16; emin for subnormals, ZERO_EXPONENT for zeros). Per output and split of K: MMA chunks (_mma_chunk),
+    promoted into float32 every `promote_every` products; the splits added in float32."""
     m = a.shape[0]
     n = b.shape[1]
-    for i in prange(m):
-        for j in range(n):
-            total = np.float32(0.0)
+    slab = chunk * max(1, SLAB // chunk)
+    for block in prange((m + ROWS - 1) // ROWS):
+        rows = min(ROWS, m - block * ROWS)
+        acc = np.zeros((ROWS, COLUMNS))
+        register = np.zeros((ROWS, COLUMNS), dtype=np.float32)
+        total = np.zeros((ROWS, COLUMNS), dtype=np.float32)
+        top = np.empty(COLUMNS, dtype=np.int16)
+        up = np.empty(COLUMNS, dtype=a.dtype)
+        summed = np.empty(COLUMNS, dtype=a.dtype)
+        for j0 in range(0, n, COLUMNS):
+            width = min(COLUMNS, n - j0)
             for s in range(bounds.size - 1):
-                part = _mma_part(a, b, ea, eb, i, j, bounds[s], bounds[s + 1], chunk, fraction_bits, mbits,
-                                 promote_every)
-                total = part if s == 0 else np.float32(total + part)
-            out[i, j] = total
+                k0, k1 = bounds[s], bounds[s + 1]
+                acc[:] = 0.0
+                register[:] = 0.0
+                for start in range(k0, k1, slab):
+                    for r in range(rows):
+                        i = block * ROWS + r
+                        for kc in range(start, min(start + slab, k1), chunk):
+                            kend = min(kc + chunk, k1)
+                            _mma_chunk(a, ea, b, eb, i, j0, width, kc, kend, fraction_bits, mbits, lowest, highest,
+                                       acc[r], top, up, summed)
+                            if promote_every and (kend - k0) % promote_every == 0:
+                                for c in range(width):
+                                    register[r, c] = np.float32(register[r, c] + np.float32(acc[r, c]))
+                                    acc[r, c] = 0.0
+                for r in range(rows):
+                    for c in range(width):
+                        part = np.float32(register[r, c] + np.float32(acc[r, c])) if promote_every else \
+                            np.float32(acc[r, c])
+                        total[r, c] = part if s == 0 else np.float32(total[r, c] + part)
+            for r in range(rows):
+                for c in range(width):
+                    out[block * ROWS + r, j0 + c] = total[r, c]
 
 
 # ---- exact float sums (Kulisch accumulator) -------------------------------------------------------------------
@@ -260,3 +331,19 @@ def floats_to_ints(values, ints):
 def add_floats_to_ints(values, ints):
     for i in range(values.size):
         ints[i] += np.int64(values[i])
+
+
+# ---- integer convolutions through BLAS, tap by tap ------------------------------------------------------------
+@njit(cache=True)
+def codes_to_padded_pixels(codes, half, zero_point, ph, pw, out):
+    """out[n, (y + ph) * Wp + x + pw, c] = value of codes[n, c, y, x] - zero_point (float32); the rest of `out`
+    (the padding, and the rows past the image) must already be 0: padded taps hold the zero point, value 0."""
+    n_size, c_size, h, w = codes.shape
+    wp = w + 2 * pw
+    for n in range(n_size):
+        for c in range(c_size):
+            for y in range(h):
+                row = (y + ph) * wp + pw
+                for x in range(w):
+                    v = np.int32(codes[n, c, y, x])
+                    out[n, row + x, c] = np.float32((v ^ half) - half - zero_point)

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import SimdqError
-from .emulated import add_arithmetic_arguments, load_model, schedule
+from .emulated import add_arithmetic_arguments, load_model, quiet_thread_pools, schedule
 
 
 def add_parser(commands) -> None:
@@ -33,6 +33,7 @@ def run(args) -> int:
     if args.decode:
         raise SimdqError("--decode: simdq has no VAE, so it writes latents only; decode them with your pipeline's "
                          "VAE (diffusers: vae.decode(latents / vae.config.scaling_factor))")
+    quiet_thread_pools()
     import torch
 
     from .. import __version__

@@ -7,6 +7,15 @@ from ..errors import SimdqError
 from .arguments import positive
 
 
+def quiet_thread_pools() -> None:
+    """Idle OpenMP threads sleep instead of spinning. An emulated UNet alternates torch's OpenMP ops with
+    OpenBLAS and Numba calls; spinning torch threads took the two cores from BLAS and made an LDM-4 W4A4 forward
+    1.5x slower (reports/benchmarks.md). libgomp reads this when torch loads, so it is set before torch is."""
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def add_arithmetic_arguments(parser) -> None:
     parser.add_argument("artifact", metavar="ART_DIR", help="an artifact written by simdq calibrate")
     parser.add_argument("--hw", metavar="DEVICE", help="take each layer's accumulator from this device (simdq hw "
@@ -22,6 +31,7 @@ def add_arithmetic_arguments(parser) -> None:
 
 def load_model(args):
     """The EmulatedUNet of args.artifact with the arithmetic args ask for, and the device (or None)."""
+    quiet_thread_pools()
     from emulator import get_accumulator
     from hw_models import load_device
 

@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 
 from ..errors import SimdqError
 from .arguments import Parser, non_negative
-from .emulated import add_arithmetic_arguments, load_model, schedule
+from .emulated import add_arithmetic_arguments, load_model, quiet_thread_pools, schedule
 
 
 def add_parser(commands) -> None:
@@ -23,6 +23,18 @@ def add_parser(commands) -> None:
                       help="only references whose id matches, e.g. 'torch: quantize*' (repeatable)")
     refs.add_argument("--progress", action="store_true", help="show which reference runs, on stderr")
     refs.set_defaults(run=run_parity_refs)
+    kernels = parity_commands.add_parser(
+        "kernels", help="properties of every kernel, accumulator and requantization convention against every "
+                        "installed reference (hypothesis; shrunk counterexamples)")
+    kernels.add_argument("--examples", type=non_negative, default=100, help="cases drawn per property (default 100)")
+    kernels.add_argument("--seed", type=int, default=0, help="seed of the (derandomized) search")
+    kernels.add_argument("--vectors", metavar="DIR",
+                         help="also replay the tensor-core vectors recorded on a GPU (tests/data/tensor_cores in a "
+                              "source checkout, which is the default when it is there)")
+    kernels.add_argument("--only", action="append", metavar="GLOB", help="only properties whose name matches")
+    kernels.add_argument("--format", default="table", choices=("table", "markdown", "json"))
+    kernels.add_argument("--progress", action="store_true", help="show which property runs, on stderr")
+    kernels.set_defaults(run=run_parity_kernels)
     model = parity_commands.add_parser(
         "model", help="a calibrated UNet on the emulator: per layer and per step, against exact arithmetic, torch "
                       "fake-quant and full precision")
@@ -38,7 +50,46 @@ def add_parser(commands) -> None:
     model.set_defaults(run=run_parity_model)
 
 
+def run_parity_kernels(args) -> int:
+    _need_hypothesis("kernels")
+    from pathlib import Path
+
+    from ..emulate.parity.kernels import KernelReport, kernel_properties, run_property
+    from ..report.parity_kernels import render
+
+    vectors = args.vectors
+    if vectors is None:
+        checkout = Path(__file__).resolve().parents[2] / "tests" / "data" / "tensor_cores"
+        vectors = checkout if (checkout / "tensor_cores.json").exists() else None
+    elif not (Path(vectors) / "tensor_cores.json").exists():
+        raise SimdqError(f"--vectors {vectors}: no tensor_cores.json there (scripts/record-tensor-core-vectors "
+                         "writes it)")
+    properties, missing = kernel_properties(vectors)
+    if args.only:
+        properties = [p for p in properties if any(fnmatchcase(p.name, pattern) for pattern in args.only)]
+        if not properties:
+            raise SimdqError(f"--only {' '.join(args.only)} matches no property (see simdq parity kernels)")
+    report = KernelReport(not_installed=missing)
+    for index, prop in enumerate(properties, 1):
+        if args.progress:
+            print(f"\r[{index}/{len(properties)}] {prop.name[:70]:<70}", end="", file=sys.stderr, flush=True)
+        report.results.append(run_property(prop, args.examples, args.seed))
+    if args.progress:
+        print(file=sys.stderr)
+    sys.stdout.write(render(report, args.format))
+    return 0 if report.passed else 1
+
+
+def _need_hypothesis(command: str) -> None:
+    try:
+        import hypothesis  # noqa: F401
+    except ImportError:
+        raise SimdqError(f"simdq parity {command} needs hypothesis: pip install -e '.[test]' (or pip install "
+                         "hypothesis)") from None
+
+
 def run_parity_model(args) -> int:
+    quiet_thread_pools()
     from ..emulate.parity.model import model_parity
     from ..emulate.progress import Progress
     from ..emulate.runtime import full_precision_unet
@@ -69,10 +120,7 @@ def run_parity_model(args) -> int:
 
 
 def run_parity_refs(args) -> int:
-    try:
-        import hypothesis  # noqa: F401
-    except ImportError:
-        raise SimdqError("simdq parity refs needs hypothesis: pip install -e '.[test]' (or pip install hypothesis)") from None
+    _need_hypothesis("refs")
     from ..emulate.parity.detect import detect
     from ..emulate.parity.refs import installed_references
     from ..report.parity import render

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import emulator
 from emulator import BinaryFormat, BlockEncoded, BlockFormat, block_encode
 from emulator.codec import code_dtype
 from emulator.gemm import Operand, operand
@@ -58,8 +59,8 @@ def encode_activation(quantizer: ActivationQuantizer, x: torch.Tensor, axis: int
         shape[axis] = -1
         codes = (x - quantizer.thresholds.reshape(shape).to(x.dtype)) < 0  # -1 is code 1
         return Encoded(codes.numpy().view(np.uint8), fmt, float(scale))
-    codes = torch_quant.quantize(x.detach(), fmt, scale)
-    return Encoded(codes.numpy().astype(code_dtype(fmt.bits)), fmt, float(scale))
+    codes = emulator.quantize(x.detach().numpy(), fmt, float(scale))  # what torch_quant rounds, code for code
+    return Encoded(codes, fmt, float(scale))
 
 
 def encode_weight(stored: QuantizedWeight, conv: bool) -> Encoded:

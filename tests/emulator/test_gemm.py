@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import emulator as em
-from emulator.gemm import _exponents, operand, split_bounds
-from emulator.reference.gemm import reference_dot, round_to_float32
+from emulator.gemm import operand, split_bounds
+from emulator.reference.gemm import exponents, reference_dot, round_to_float32
 
 FLOAT_FORMATS = ["e4m3fn", "e5m2", "e2m1", "e3m2", "bf16", "fp16"]
 FLOAT_ACCUMULATORS = ["exact", "fp32", "fp32_pairwise", "sm90_fp8", "sm90_fp8_fast", "sm90_bf16", "sm80_fp16"]
@@ -99,14 +99,14 @@ def test_float_accumulators_match_the_reference(case, accumulator, split):
         else em.get_accumulator(accumulator)
     got = em.matmul(a, b, a_format=fmt, b_format=fmt, accumulator=acc)
     oa, ob = operand(a, fmt), operand(b, fmt)
-    ea = eb = None
-    if acc.kind == "tensor_core":
-        ea, eb = _exponents(oa), _exponents(ob)
+    tensor_core = acc.kind == "tensor_core"
+    emin = em.get_format(fmt).emin
     bounds = split_bounds(a.shape[1], acc.split_k, acc.split_tile)
     for i in range(a.shape[0]):
         for j in range(b.shape[1]):
-            expected = reference_dot(oa.values[i], ob.values[:, j], acc,
-                                     None if ea is None else ea[i], None if eb is None else eb[:, j], bounds)
+            row, column = oa.values[i], ob.values[:, j]
+            expected = reference_dot(row, column, acc, exponents(row, emin) if tensor_core else None,
+                                     exponents(column, emin) if tensor_core else None, bounds)
             assert got[i, j].tobytes() == np.float32(expected).tobytes(), (i, j, got[i, j], expected)
 
 
