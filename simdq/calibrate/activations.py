@@ -19,6 +19,18 @@ from .torch_quant import pad_to_blocks, saturating
 MAX_CALIBRATION_VALUES = 1 << 22  # a uniform subsample per module keeps percentile/MSE memory bounded
 
 
+def timestep_group(context, timestep_groups, num_train_timesteps: int):
+    """The key of the running timestep's range: None (one range), the timestep ("per_step"), or its bin."""
+    if context is None or timestep_groups is None:
+        return None
+    if context.timestep is None:
+        raise SimdqError("timestep-aware quantizer called outside a UNet forward")
+    if timestep_groups == "per_step":
+        return context.timestep
+    width = num_train_timesteps / timestep_groups
+    return min(int(context.timestep // width), timestep_groups - 1)
+
+
 class ActivationQuantizer(nn.Module):
     """Per-tensor activation quantizer; while `calibrating`, it records inputs and passes them through.
 
@@ -43,14 +55,7 @@ class ActivationQuantizer(nn.Module):
         self._channel_sums = None
 
     def group(self):
-        if self.context is None or self.timestep_groups is None:
-            return None
-        if self.context.timestep is None:
-            raise SimdqError("timestep-aware quantizer called outside a UNet forward")
-        if self.timestep_groups == "per_step":
-            return self.context.timestep
-        width = self.num_train_timesteps / self.timestep_groups
-        return min(int(self.context.timestep // width), self.timestep_groups - 1)
+        return timestep_group(self.context, self.timestep_groups, self.num_train_timesteps)
 
     @property
     def dynamic(self) -> bool:
@@ -112,3 +117,40 @@ class ActivationQuantizer(nn.Module):
             self.scales = {key: scale for key in groups}
         else:
             self.scales = {key: self._fit(values) for key, values in groups.items()}
+
+
+class OutputRange(nn.Module):
+    """The largest |output| of a quantized conv or linear per timestep group (the same groups as its input's
+    ranges), recorded while calibrating: the int8 output scale, amax / 127, that an integer pipeline requantizes
+    to (simdq emulate --requant). It never changes the module's output."""
+
+    def __init__(self, context: TimestepContext | None = None, timestep_groups=None, num_train_timesteps: int = 1000):
+        super().__init__()
+        self.context, self.timestep_groups, self.num_train_timesteps = context, timestep_groups, num_train_timesteps
+        self.calibrating = False
+        self.amax: dict = {}  # timestep group -> float64 0-d tensor
+
+    def group(self):
+        return timestep_group(self.context, self.timestep_groups, self.num_train_timesteps)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if self.calibrating:
+            key = self.group()
+            peak = y.detach().abs().max().double()
+            self.amax[key] = torch.maximum(self.amax[key], peak) if key in self.amax else peak
+        return y
+
+    def finish_calibration(self, merge: bool = False) -> None:
+        self.calibrating = False
+        if merge and self.amax:
+            peak = torch.stack(list(self.amax.values())).max()
+            self.amax = {key: peak for key in self.amax}
+
+    def scale_for(self, key) -> float:
+        if key not in self.amax:
+            raise SimdqError("this artifact records no output range for timestep group "
+                             f"{key!r}; recalibrate it with this simdq to requantize" if self.amax else
+                             "this artifact records no output ranges (calibrated before simdq recorded them); "
+                             "recalibrate it to requantize")
+        amax = float(self.amax[key])
+        return amax / 127 if amax > 0 else 1.0

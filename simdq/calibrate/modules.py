@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..model.layer import Layer
 from ..scheme import attention_format, resolve
-from .activations import ActivationQuantizer
+from .activations import ActivationQuantizer, OutputRange
 from .attention import quantize_attention
 from .timesteps import TimestepContext
 from .weights import WeightQuantizer
@@ -20,9 +20,10 @@ from .weights import WeightQuantizer
 class _QuantGemm(nn.Module):
     """Holds the weight as stored (`quantized_weight`, None if unquantized) and its fake-quantized values."""
 
-    def __init__(self, module, weights, activations):
+    def __init__(self, module, weights, activations, output_range=None):
         super().__init__()
         self.bias = module.bias
+        self.output_range = output_range
         weight = module.weight.detach()
         self.quantized_weight = weights.quantize(weight) if weights else None
         fake = self.quantized_weight.dequantize().to(weight.dtype) if weights else weight
@@ -30,22 +31,29 @@ class _QuantGemm(nn.Module):
         self.input_quantizer = activations
 
 
+    def observed(self, y):
+        return self.output_range(y) if self.output_range is not None else y
+
+
 class QuantLinear(_QuantGemm):
-    def __init__(self, linear: nn.Linear, weights: WeightQuantizer | None, activations: ActivationQuantizer | None):
-        super().__init__(linear, weights, activations)
+    def __init__(self, linear: nn.Linear, weights: WeightQuantizer | None, activations: ActivationQuantizer | None,
+                 output_range: OutputRange | None = None):
+        super().__init__(linear, weights, activations, output_range)
 
     def forward(self, x):
-        return F.linear(self.input_quantizer(x) if self.input_quantizer else x, self.weight, self.bias)
+        return self.observed(F.linear(self.input_quantizer(x) if self.input_quantizer else x, self.weight, self.bias))
 
 
 class QuantConv2d(_QuantGemm):
-    def __init__(self, conv: nn.Conv2d, weights: WeightQuantizer | None, activations: ActivationQuantizer | None):
-        super().__init__(conv, weights, activations)
+    def __init__(self, conv: nn.Conv2d, weights: WeightQuantizer | None, activations: ActivationQuantizer | None,
+                 output_range: OutputRange | None = None):
+        super().__init__(conv, weights, activations, output_range)
         self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
 
     def forward(self, x):
         x = self.input_quantizer(x) if self.input_quantizer else x
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return self.observed(F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                      self.groups))
 
 
 def quantize_model(model: nn.Module, quant, model_dtype: str = "fp32", calibrator: str = "minmax",
@@ -75,7 +83,8 @@ def quantize_model(model: nn.Module, quant, model_dtype: str = "fp32", calibrato
         wrapper = QuantConv2d if isinstance(module, nn.Conv2d) else QuantLinear
         parent_name, _, child = stub.name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, wrapper(module, w_quant, a_quant))
+        outputs = OutputRange(context, timestep_groups, num_train_timesteps)  # for integer pipelines' requantization
+        setattr(parent, child, wrapper(module, w_quant, a_quant, outputs))
         swapped[stub.name] = (weight.name, activation.name)
     attention = attention_format(quant, model_dtype)
     if not attention.full_precision:
@@ -88,9 +97,9 @@ def activation_quantizers(model: nn.Module) -> list:
 
 
 def calibrate_activations(model: nn.Module, batches, merge: bool = False) -> None:
-    """Run `batches` (keyword-argument dicts for the model) with every activation quantizer recording,
-    then fit each one's range (per timestep group unless merged)."""
-    quantizers = activation_quantizers(model)
+    """Run `batches` (keyword-argument dicts for the model) with every activation quantizer and output range
+    recording, then fit each one's range (per timestep group unless merged)."""
+    quantizers = activation_quantizers(model) + [m for m in model.modules() if isinstance(m, OutputRange)]
     for q in quantizers:
         q.calibrating = True
     with torch.no_grad():

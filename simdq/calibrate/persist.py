@@ -1,8 +1,9 @@
 """A calibrated UNet to the artifact's records and back (the files themselves: simdq.artifact).
 
-save_artifact stores every quantized module's weight codes and scales and every activation quantizer's
-ranges; load_artifact fills a UNet built from the artifact's model config, checking that the stored
-layers, formats and shapes are those the scheme gives that model.
+save_artifact stores every quantized module's weight codes and scales, every activation quantizer's
+ranges and every quantized module's output range (amax per timestep group, for requantization);
+load_artifact fills a UNet built from the artifact's model config, checking that the stored layers, formats
+and shapes are those the scheme gives that model.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..artifact import GROUP_ALL, METADATA, TENSORS, pack_codes, read_metadata, 
 from ..config import parse_config
 from ..errors import SimdqError
 from ..output import replacing
-from .activations import ActivationQuantizer
+from .activations import ActivationQuantizer, OutputRange
 from .modules import QuantConv2d, QuantLinear, quantize_model
 from .stored import QuantizedWeight
 from .torch_quant import saturating
@@ -58,12 +59,19 @@ def save_artifact(directory, model, metadata: dict) -> Path:
                                  "timestep_groups": quantizer.timestep_groups,
                                  # readable copy of the ranges (the tensors file is what loading uses)
                                  "scales": {("all" if k is None else int(k)): float(quantizer.scales[k]) for k in keys}}
+    outputs = {}
+    for path, observer in model.named_modules():
+        if isinstance(observer, OutputRange) and observer.amax:  # what integer pipelines requantize to
+            keys = sorted(observer.amax, key=lambda k: GROUP_ALL if k is None else k)
+            tensors[f"{path}.groups"] = torch.tensor([GROUP_ALL if k is None else k for k in keys])
+            tensors[f"{path}.amax"] = torch.stack([observer.amax[k].double() for k in keys])
+            outputs[path] = {("all" if k is None else int(k)): float(observer.amax[k]) for k in keys}
     for key, value in model.state_dict().items():
         if key not in skip:  # a stored weight comes back from its codes
             tensors[key] = value.detach().clone().contiguous()
     with replacing(directory / TENSORS) as temporary:
         save_file(tensors, str(temporary))
-    write_metadata(directory, {**metadata, "layers": layers, "activations": activations})
+    write_metadata(directory, {**metadata, "layers": layers, "activations": activations, "outputs": outputs})
     return directory
 
 
@@ -131,6 +139,10 @@ def load_artifact(directory, unet):
         quantizer.scales = {None if k == GROUP_ALL else k: s for k, s in zip(keys, scales)}
         if isinstance(quantizer.fmt, BinaryFormat):
             quantizer.thresholds = tensor(tensors, f"{qpath}.thresholds", path)
+    for opath, observer in unet.named_modules():  # absent from artifacts older than the output ranges
+        if isinstance(observer, OutputRange) and f"{opath}.groups" in tensors:
+            keys = tensors[f"{opath}.groups"].tolist()
+            observer.amax = {None if k == GROUP_ALL else k: a for k, a in zip(keys, tensor(tensors, f"{opath}.amax", path))}
     restored = {k for k in unet.state_dict() if k.endswith(".weight") and "weight_format" in layers.get(k[:-7], {})}
     state = {k: v for k, v in tensors.items() if k in unet.state_dict() and k not in restored}
     absent = sorted(set(unet.state_dict()) - restored - set(state))

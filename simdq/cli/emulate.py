@@ -25,8 +25,9 @@ def add_parser(commands) -> None:
 
 def describe(model) -> str:
     """One line per (accumulator, source) pair of the emulated layers."""
-    counts = Counter((a.accumulator, a.source) for a in model.plan.values())
-    return "\n".join(f"  {n:4d} layers: {acc:<15} {source}" for (acc, source), n in counts.most_common())
+    counts = Counter((a.accumulator, a.source, a.requant) for a in model.plan.values())
+    return "\n".join(f"  {n:4d} layers: {acc:<15} {source}{f', requantized ({requant})' if requant else ''}"
+                     for (acc, source, requant), n in counts.most_common())
 
 
 def run(args) -> int:
@@ -52,7 +53,7 @@ def run(args) -> int:
         steps = schedule(model, args)
     print(f"emulating {args.artifact} ({len(model.plan)} quantized GEMMs):\n{describe(model)}", file=sys.stderr)
     info = {"simdq_version": __version__, "artifact": str(args.artifact), "hw": args.hw or "",
-            "accumulator": args.accumulator or "", "seed": str(args.seed)}
+            "accumulator": args.accumulator or "", "requant": args.requant or "", "seed": str(args.seed)}
     with Progress(model, enabled=not args.quiet) as progress:
         if args.forward:
             generator = torch.Generator().manual_seed(args.seed)

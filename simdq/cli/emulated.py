@@ -26,6 +26,10 @@ def add_arithmetic_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the starting noise and conditioning")
     parser.add_argument("--guidance-scale", type=float, default=7.5,
                         help="classifier-free guidance for cross-attention UNets (default 7.5; 1: off)")
+    parser.add_argument("--requant", metavar="CONVENTION",
+                        help="integer layers write int8 codes at their calibrated output range, requantized by this "
+                             "convention (onnxruntime, qnnpack, onnx_reference, tflite_reference, gemmlowp, "
+                             "tflite_single_rounding), as an integer pipeline does; default: the float epilogue")
     parser.add_argument("--threads", type=positive, help="CPU threads for torch and the emulator's kernels")
 
 
@@ -50,14 +54,22 @@ def load_model(args):
             get_accumulator(args.accumulator)
         except ValueError as err:
             raise SimdqError(f"--accumulator: {err}") from None
+    if args.requant:
+        from emulator import REQUANT_CONVENTIONS
+
+        if args.requant not in REQUANT_CONVENTIONS:
+            from diagnostics import did_you_mean
+
+            raise SimdqError(f"--requant {args.requant}: unknown convention{did_you_mean(args.requant, REQUANT_CONVENTIONS)}"
+                             f"; allowed: {', '.join(REQUANT_CONVENTIONS)}")
     device, device_layers = None, None
     if args.hw:
         device = load_device(args.hw)
         config = artifact_config(args.artifact, read_metadata(args.artifact))
         estimate = run_estimate(config, device, batch=1)
         device_layers = {r.layer.name: r.device for r in estimate.layers if r.device is not None}
-    return load_emulated(args.artifact, device=device, device_layers=device_layers,
-                         accumulator=args.accumulator), device
+    return load_emulated(args.artifact, device=device, device_layers=device_layers, accumulator=args.accumulator,
+                         requant=args.requant), device
 
 
 def schedule(model, args) -> int:

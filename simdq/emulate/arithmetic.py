@@ -24,7 +24,10 @@ class LayerArithmetic:
     """How one quantized GEMM runs. kernel: which emulator product ("int x int", "binary x binary" (XNOR-
     popcount), "int x binary" (bit-planes), "float x float", "block x block"), or "float32 torch" when an
     operand is unquantized (weight-only schemes: the device runs a float GEMM of the dequantized weights).
-    source: where the accumulator came from."""
+    source: where the accumulator came from; requant: the convention (emulator.requantize) by which an integer
+    layer's accumulator becomes int8 codes at the output's calibrated range, as an integer pipeline's
+    QLinearConv / TFLite CONV_2D writes them, then dequantized for the float ops that follow (None: the float
+    epilogue)."""
 
     name: str
     weight_format: str
@@ -34,6 +37,7 @@ class LayerArithmetic:
     source: str
     engine: str | None = None
     precision: str | None = None
+    requant: str | None = None
 
     @property
     def emulated(self) -> bool:
@@ -90,7 +94,7 @@ def _fitting(accumulator: str, kernel: str, what: str) -> tuple[str, str]:
 
 
 def plan_layer(name: str, weight_format: str, activation_format: str, *, accumulator: str | None = None,
-               device=None, device_layer=None) -> LayerArithmetic:
+               device=None, device_layer=None, requant: str | None = None) -> LayerArithmetic:
     """The arithmetic of one layer: `accumulator` for every layer if given, else what `device` names for the
     precision `device_layer` (its hw_models.LayerEstimate) runs at, else exact."""
     weight, activation = _format(weight_format), _format(activation_format)
@@ -114,4 +118,6 @@ def plan_layer(name: str, weight_format: str, activation_format: str, *, accumul
                 chosen, source = "exact", f"{device.name} {engine}.{precision} names no accumulator: exact"
     else:
         chosen, source = "fp32", "an operand is unquantized: float32 torch"
-    return LayerArithmetic(name, weight_format, activation_format, chosen, kernel, source, engine, precision)
+    integer = kernel in ("int x int", "int x binary", "binary x binary")
+    return LayerArithmetic(name, weight_format, activation_format, chosen, kernel, source, engine, precision,
+                           requant if integer else None)

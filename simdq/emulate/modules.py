@@ -49,7 +49,9 @@ class Product:
     accumulator: np.ndarray
     output: torch.Tensor
     fake_output: object  # () -> the fake-quantized module's output on the same input
+    finish: object  # raw accumulator -> the layer's output (epilogue and bias, or requantization)
     conv: object = None  # the geometry (stride, padding, dilation, groups) of a convolution
+    output_scale: float | None = None  # requantized layers: the int8 output's scale
     bias: object = None
 
 
@@ -99,16 +101,46 @@ class EmulatedGemm(nn.Module):
             raw = conv_product(activation, self.weight, self.accumulator, self.fake)
         else:
             raw = gemm_product(activation, self.weight, self.accumulator)
-        out = torch.from_numpy(apply_epilogue(raw, activation, self.weight, channel_axis=1))
-        if self.fake.bias is not None:
-            out = out + self.fake.bias.detach().reshape((1, -1, 1, 1) if self.conv else (1, -1))
+        output_scale = self.output_scale() if self.arithmetic.requant else None
+
+        def finish(accumulators):
+            if output_scale is not None:
+                return self.requantized(accumulators, activation, output_scale)
+            out = torch.from_numpy(apply_epilogue(accumulators, activation, self.weight, channel_axis=1))
+            if self.fake.bias is not None:
+                out = out + self.fake.bias.detach().reshape((1, -1, 1, 1) if self.conv else (1, -1))
+            return out
+
+        out = finish(raw)
         if self.clock is not None:
             self.clock.quantize += encoded - started
             self.clock.kernels += time.perf_counter() - encoded
         if self.observer is not None:
             self.observer(Product(self.name, self.arithmetic, activation, self.weight, raw, out,
-                                  lambda: self.fake(inputs), self.fake if self.conv else None, self.fake.bias))
+                                  lambda: self.fake(inputs), finish, self.fake if self.conv else None, output_scale,
+                                  self.fake.bias))
         return out if self.conv else out.reshape(*shape[:-1], out.shape[-1])
+
+    def output_scale(self) -> float:
+        """The int8 output scale of the running timestep group (amax / 127, recorded by calibration)."""
+        observed = self.fake.output_range
+        if observed is None:
+            raise SimdqError(f"{self.name}: no output range to requantize to")
+        return observed.scale_for(observed.group())
+
+    def requantized(self, raw: np.ndarray, activation: Encoded, output_scale: float) -> torch.Tensor:
+        """int8 codes by emulator.requantize (the bias quantized as onnxruntime.quantization's
+        quantize_bias_static does: rint(f32(b) / f32(f32(sx) * f32(sw))), an int32 per channel), then
+        dequantized as DequantizeLinear: f32(code) * f32(sy)."""
+        sx, sw = np.float32(activation.scale), np.asarray(self.weight.scale, dtype=np.float32)
+        bias = None
+        if self.fake.bias is not None:
+            bias_scale = (sx * sw).astype(np.float32)
+            bias = np.rint(self.fake.bias.detach().numpy().astype(np.float32) / bias_scale).astype(np.int64)
+        codes = emulator.requantize(raw, sx, sw, output_scale, bias=bias, out_format="int8",
+                                    convention=self.arithmetic.requant, channel_axis=1)
+        values = codes.view(np.int8).astype(np.float32) * np.float32(output_scale)
+        return torch.from_numpy(values)
 
 
 class EmulatedAttention(nn.Module):
@@ -139,7 +171,9 @@ class EmulatedAttention(nn.Module):
             out = torch.from_numpy(apply_epilogue(raw, left, right, channel_axis=1))
             if self.observer is not None:
                 self.observer(Product(f"{self.name}.{role}", arithmetic, left, right, raw, out,
-                                      lambda: fake_matmul(left, right)))
+                                      lambda: fake_matmul(left, right),
+                                      lambda accumulators: torch.from_numpy(
+                                          apply_epilogue(accumulators, left, right, channel_axis=1))))
             outs.append(out)
         if self.clock is not None:
             self.clock.quantize += encoded - started

@@ -99,10 +99,10 @@ def build_artifact_unet(config, metadata: dict, seed: int = 0):
     return build_unet(unet_spec(config), device="cpu")
 
 
-def load_emulated(directory, *, device=None, device_layers=None, accumulator=None) -> EmulatedUNet:
+def load_emulated(directory, *, device=None, device_layers=None, accumulator=None, requant=None) -> EmulatedUNet:
     """The artifact's UNet with every quantized layer emulated. device: a hw_models.Device whose accumulators
     the layers take, at the precisions `device_layers` (name -> hw_models.LayerEstimate) give; accumulator:
-    one rule for every layer."""
+    one rule for every layer; requant: a convention of emulator.requantize for every integer layer's output."""
     metadata = read_metadata(directory)
     config = artifact_config(directory, metadata)
     unet, metadata = load_artifact(directory, build_artifact_unet(config, metadata))
@@ -110,9 +110,9 @@ def load_emulated(directory, *, device=None, device_layers=None, accumulator=Non
     device_layers = device_layers or {}
     plan, modules = {}, {}
 
-    def arithmetic(name, weight_format, activation_format):
+    def arithmetic(name, weight_format, activation_format, requant=None):
         plan[name] = plan_layer(name, weight_format, activation_format, accumulator=accumulator, device=device,
-                                device_layer=device_layers.get(name))
+                                device_layer=device_layers.get(name), requant=requant)
         return plan[name]
 
     layers = metadata["layers"]
@@ -122,7 +122,10 @@ def load_emulated(directory, *, device=None, device_layers=None, accumulator=Non
             entry = layers[name]
             weight_format = entry.get("weight_format", config.model.dtype)
             activation_format = activations.get(f"{name}.input_quantizer", {}).get("format", config.model.dtype)
-            emulated = EmulatedGemm(name, module, arithmetic(name, weight_format, activation_format))
+            emulated = EmulatedGemm(name, module, arithmetic(name, weight_format, activation_format, requant))
+            if emulated.arithmetic.requant and not module.output_range.amax:
+                raise SimdqError(f"{directory}: --requant needs the output ranges that simdq calibrate records; this "
+                                 "artifact has none (written before they were): recalibrate it")
             parent, _, child = name.rpartition(".")
             setattr(unet.get_submodule(parent) if parent else unet, child, emulated)
             modules[name] = emulated

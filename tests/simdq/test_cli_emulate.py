@@ -41,6 +41,19 @@ def test_emulate_writes_the_trajectory_it_computes(calibrated, capsys):
     assert not torch.equal(saved, fake)
 
 
+def test_requantized_emulation_runs_and_says_so(calibrated, capsys):
+    root, art = calibrated
+    out = root / "requantized.safetensors"
+    assert main(["emulate", str(art), "--requant", "gemmlowp", "-o", str(out), "--quiet"]) == 0
+    assert "requantized (gemmlowp)" in capsys.readouterr().err
+    plain = root / "plain.safetensors"
+    assert main(["emulate", str(art), "-o", str(plain), "--quiet"]) == 0
+    requantized, dequantized = load_file(str(out))["latents"], load_file(str(plain))["latents"]
+    assert not torch.equal(requantized, dequantized)  # int8 outputs move the trajectory
+    assert torch.nn.functional.cosine_similarity(requantized.flatten(), dequantized.flatten(), dim=0) > 0.9
+    assert main(["parity", "model", str(art), "--requant", "gemmlowp", "--samples", "1"]) == 0
+
+
 def test_forward_writes_one_prediction(calibrated):
     root, art = calibrated
     out = root / "forward.safetensors"
@@ -70,6 +83,7 @@ def test_interrupted_emulation_leaves_no_file(calibrated, monkeypatch, capsys):
     (["--accumulator", "int33_sat"], "--accumulator: unknown accumulator"),
     (["--hw", "no-such-device"], "no-such-device"),
     (["-o", "/no/such/folder/x.safetensors"], "does not exist"),
+    (["--requant", "onnxrt"], "--requant onnxrt: unknown convention"),
 ])
 def test_bad_input_is_one_line_and_exit_2(calibrated, capsys, arguments, message):
     _, art = calibrated

@@ -238,3 +238,70 @@ def test_a_wrong_accumulator_is_caught_by_the_reference(root):
     finally:
         model.observe(None)
     assert sum(row.mismatched for row in parity.layers.values()) > 0
+
+
+def test_requantized_int8_conv_equals_qlinearconv_with_bias(root):
+    """--requant onnxruntime: the layer writes what onnxruntime's QLinearConv writes (int8 codes at the calibrated
+    output scale, the bias quantized to int32 as onnxruntime.quantization does), dequantized as DequantizeLinear."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    model = load_emulated(artifact("w8a8-int8", root), requant="onnxruntime")
+    requants = {name.rsplit(".", 1)[-1] in ("qk", "av"): a.requant for name, a in model.plan.items()}
+    assert requants == {False: "onnxruntime", True: None}  # attention matmuls keep the float epilogue
+    _, products = products_of(model)
+    product = next(p for p in products if p.name == "down_blocks.0.resnets.0.conv2")
+    assert product.output_scale is not None and product.bias is not None
+    x, w = product.activation.data.view(np.int8), product.weight.data.view(np.int8)
+    sx, sw = np.float32(product.activation.scale), np.asarray(product.weight.scale, np.float32)
+    sy = np.float32(product.output_scale)
+    bias = np.rint(product.bias.detach().numpy().astype(np.float32) / (sx * sw).astype(np.float32)).astype(np.int32)
+    conv = product.conv
+    names = ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy", "b"]
+    node = helper.make_node("QLinearConv", names, ["q"], pads=list(conv.padding) * 2, strides=list(conv.stride))
+    dequantize = helper.make_node("DequantizeLinear", ["q", "sy", "zy"], ["y"])
+    inputs = [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, [
+        TensorProto.INT8, TensorProto.FLOAT, TensorProto.INT8, TensorProto.INT8, TensorProto.FLOAT, TensorProto.INT8,
+        TensorProto.FLOAT, TensorProto.INT8, TensorProto.INT32])]
+    graph = helper.make_graph([node, dequantize], "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    onnx_model.ir_version = 10
+    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {"x": x, "sx": np.array(sx), "zx": np.array(0, np.int8), "w": w, "sw": sw,
+             "zw": np.zeros(len(sw), np.int8), "sy": np.array(sy), "zy": np.array(0, np.int8), "b": bias}
+    theirs = session.run(None, feeds)[0]
+    ours = product.output.numpy()
+    assert np.array_equal(theirs.view(np.uint32), ours.view(np.uint32))
+    assert len(np.unique(theirs)) > 50
+
+
+def test_requantized_layers_stay_within_one_code_of_fake_quant(root):
+    from simdq.emulate.parity.model import ModelParity
+
+    model = load_emulated(artifact("w4a4-int4", root), requant="tflite_reference")
+    parity = ModelParity(samples=0)
+    model.observe(parity)
+    try:
+        model(**INPUTS)
+    finally:
+        model.observe(None)
+    rows = list(parity.layers.values())
+    assert rows and all(row.fake_outside == 0 and row.mismatched == 0 for row in rows)
+    assert max(row.fake_max_ratio for row in rows) > 0  # the integer rounding moves some outputs by one code
+
+
+def test_requant_needs_the_output_ranges(root, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from simdq.errors import SimdqError
+
+    source = artifact("w8a8-int8", root)
+    old = tmp_path / "old"
+    shutil.copytree(source, old)
+    tensors = load_file(str(old / "model.safetensors"))
+    save_file({k: v for k, v in tensors.items() if ".output_range." not in k}, str(old / "model.safetensors"))
+    load_emulated(old)  # without --requant an older artifact still runs
+    with pytest.raises(SimdqError, match="recalibrate"):
+        load_emulated(old, requant="onnxruntime")

@@ -113,9 +113,9 @@ def _codes(draw, st, shape, fmt):
     else:
         top = (1 << fmt.bits) - 1
         picks = st.one_of(st.integers(0, top), st.sampled_from([0, 1, top, top // 2, top // 2 + 1]))
-    size = int(np.prod(shape))
-    codes = draw(st.lists(picks, min_size=size, max_size=size))
-    return np.array(codes, dtype=np.int64).reshape(shape).astype(code_dtype(fmt.bits))
+    from hypothesis.extra import numpy as npst
+
+    return draw(npst.arrays(np.int64, shape, elements=picks)).astype(code_dtype(fmt.bits))
 
 
 def _gemm_cases(formats, max_k=48):

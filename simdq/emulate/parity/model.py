@@ -7,7 +7,9 @@ Per emulated GEMM, at every step, on the codes that layer actually sees:
       dot product at a time in Fractions) on `samples` outputs drawn per layer and step;
   (b) the device's arithmetic against exact accumulation of the same codes, after the epilogue: max |diff|,
       the distance in float32 ULPs (a histogram), SQNR;
-  (c) exact emulation against the fake-quantized torch module on the same input. Both compute the same
+  (c) exact emulation against the fake-quantized torch module on the same input (requantized layers: against
+      the fake output rounded to the same int8 grid, which may differ by one code: the bias is an int32 there
+      and the rounding integer; more than one code apart counts as past the bound). Both compute the same
       quantized values; the fake path rounds each dequantized operand to float32 and sums in float32, so
           |fake - emulated| <= (K + 8) u (sum_k |x_k w_k| + |b|),  u = 2^-24
       (two operand roundings and K - 1 float32 additions, each at most u relative, bound the fake side; the
@@ -32,7 +34,8 @@ import torch.nn.functional as F
 from emulator import get_accumulator
 from emulator.reference.gemm import exponents, reference_dot
 
-from ..modules import Product, apply_epilogue, conv_product, gemm_product
+from ...calibrate import torch_quant
+from ..modules import Product, conv_product, gemm_product
 from ..operands import operand_values
 
 U32 = 2.0**-24
@@ -136,9 +139,7 @@ class ModelParity:
         row.calls += 1
         row.outputs += exact_raw.size
         self._check(row, product, exact_raw, device_exact)
-        exact_out = torch.from_numpy(apply_epilogue(exact_raw, product.activation, product.weight, 1))
-        if product.bias is not None:
-            exact_out = exact_out + product.bias.detach().reshape((1, -1, 1, 1) if conv is not None else (1, -1))
+        exact_out = product.finish(exact_raw)
         device = product.output.numpy().astype(np.float32)
         exact = exact_out.numpy().astype(np.float32)
         diff = np.abs(device.astype(np.float64) - exact)
@@ -197,7 +198,18 @@ class ModelParity:
             row.first_mismatch = f"call {row.calls}, output {int(wrong[0])}"
 
     def _against_fake(self, row, product, exact_out) -> None:
-        fake = product.fake_output().detach().numpy().astype(np.float64)
+        fake = product.fake_output().detach()
+        if product.output_scale is not None:  # requantized: the fake path's output rounded to the same int8 grid
+            fake = torch_quant.fake_quantize(fake.reshape(exact_out.shape), "int8", product.output_scale)
+            diff = np.abs(fake.double().numpy() - exact_out.double().numpy())
+            codes = diff / product.output_scale
+            row.fake_max_diff = max(row.fake_max_diff, float(diff.max(initial=0)))
+            row.fake_max_ratio = max(row.fake_max_ratio, float(codes.max(initial=0)))
+            # more than one output code apart; both sides' dequantized values may be a float32 ulp off code * sy
+            # (|y| <= 128 sy: 2^-16 sy each), hence the margin
+            row.fake_outside += int((codes > 1 + 2.0**-14).sum())
+            return
+        fake = fake.numpy().astype(np.float64)
         x = np.abs(_dequantized64(product.activation))
         w = np.abs(_dequantized64(product.weight))
         conv = product.conv
