@@ -4,7 +4,8 @@ on the same shapes (issue 11's goals):
   exact int8 x int8 -> int32 matmul, 1024^3      >= 0.5x numpy float32 matmul's throughput   (int4: >= 0.8x)
   binary XNOR-popcount matmul                    >= 4x numpy float32 matmul's multiply-accumulate rate
   sm90_fp8 tensor-core matmul                    >= 100x the plain Python reference of the same rule
-  conv2d at LDM-4 shapes (448 ch, 32x32, 3x3)    int8 and W1A4, against torch float32 conv2d
+  conv2d at LDM-4 shapes (448 ch, 32x32, 3x3)    int8, int4, W1A4, W1A1, e4m3 with sm90_fp8, against torch
+                                                 float32 conv2d
 
     python benchmarks/kernels.py [--repeat 5] [--mmasim MMASIM_DIR]
 
@@ -145,6 +146,17 @@ def main() -> int:
     w1 = em.encode(w, "binary")
     ours = timed(lambda: em.conv2d(x4, w1, x_format="uint4", w_format="binary", padding=1), args.repeat)
     row("W1A4 conv2d (bit-planes) 448->448, 32x32, 3x3", ours, conv, "torch float32 conv2d", "ratio")
+    x4s = em.encode(np.clip(np.round(x * 3), -8, 7), "int4")
+    w4 = em.encode(np.clip(np.round(w * 3), -8, 7), "int4")
+    ours = timed(lambda: em.conv2d(x4s, w4, x_format="int4", w_format="int4", padding=1), args.repeat)
+    row("int4 conv2d 448->448, 32x32, 3x3", ours, conv, "torch float32 conv2d", "ratio")
+    x1 = em.encode(x, "binary")
+    ours = timed(lambda: em.conv2d(x1, w1, x_format="binary", w_format="binary", padding=1), args.repeat)
+    row("W1A1 conv2d (XNOR-popcount) 448->448, 32x32, 3x3", ours, conv, "torch float32 conv2d", "ratio")
+    xf, wf = em.encode(x, "e4m3fn"), em.encode(w * 0.1, "e4m3fn")
+    ours = timed(lambda: em.conv2d(xf, wf, x_format="e4m3fn", w_format="e4m3fn", padding=1, accumulator="sm90_fp8"),
+                 max(1, args.repeat // 3))
+    row("e4m3 conv2d, sm90_fp8, 448->448, 32x32, 3x3", ours, conv, "torch float32 conv2d", "ratio")
     return 0
 
 

@@ -4,7 +4,8 @@ EmulatedGemm replaces a fake-quantized QuantConv2d / QuantLinear (which it keeps
 for layers with an unquantized operand). Its forward quantizes the input with the artifact's range, runs
 emulator.conv2d / emulator.matmul on the codes with the layer's accumulator, then the epilogue as cuBLAS
 applies it (emulator.gemm.epilogue: the float32 accumulator times the activation and weight scales), then
-adds the bias in float32. Everything around it (norms, SiLU, softmax, residual adds, resampling) stays the
+adds the bias in float32; or, with a requantization convention, writes int8 codes at the layer's calibrated
+output range and dequantizes them, as an integer pipeline does. Everything around it (norms, SiLU, softmax, residual adds, resampling) stays the
 UNet's own float32 torch code.
 
 Hooks: `observer(product)` sees every emulated Product (simdq.emulate.parity.model), and
@@ -69,9 +70,9 @@ def conv_product(x: Encoded, w: Encoded, accumulator: str, conv) -> np.ndarray:
                            padding=conv.padding, dilation=conv.dilation, groups=conv.groups, accumulator=accumulator)
 
 
-def apply_epilogue(raw: np.ndarray, a: Encoded, b: Encoded, channel_axis: int) -> np.ndarray:
-    """The float32 output: raw accumulators (channels along `channel_axis`) times the scales, as cuBLAS."""
-    return epilogue(raw, a_scale=a.scale, b_scale=b.scale, channel_axis=channel_axis)
+def apply_epilogue(raw: np.ndarray, a: Encoded, b: Encoded) -> np.ndarray:
+    """The float32 output: raw accumulators (output channels along axis 1) times the scales, as cuBLAS."""
+    return epilogue(raw, a_scale=a.scale, b_scale=b.scale, channel_axis=1)
 
 
 class EmulatedGemm(nn.Module):
@@ -106,7 +107,7 @@ class EmulatedGemm(nn.Module):
         def finish(accumulators):
             if output_scale is not None:
                 return self.requantized(accumulators, activation, output_scale)
-            out = torch.from_numpy(apply_epilogue(accumulators, activation, self.weight, channel_axis=1))
+            out = torch.from_numpy(apply_epilogue(accumulators, activation, self.weight))
             if self.fake.bias is not None:
                 out = out + self.fake.bias.detach().reshape((1, -1, 1, 1) if self.conv else (1, -1))
             return out
@@ -168,12 +169,12 @@ class EmulatedAttention(nn.Module):
             left = Encoded(left_codes, ea.fmt, ea.scale)
             right = Encoded(np.ascontiguousarray(right_codes.T), eb.fmt, eb.scale)
             raw = gemm_product(left, right, arithmetic.accumulator)
-            out = torch.from_numpy(apply_epilogue(raw, left, right, channel_axis=1))
+            out = torch.from_numpy(apply_epilogue(raw, left, right))
             if self.observer is not None:
                 self.observer(Product(f"{self.name}.{role}", arithmetic, left, right, raw, out,
                                       lambda: fake_matmul(left, right),
                                       lambda accumulators: torch.from_numpy(
-                                          apply_epilogue(accumulators, left, right, channel_axis=1))))
+                                          apply_epilogue(accumulators, left, right))))
             outs.append(out)
         if self.clock is not None:
             self.clock.quantize += encoded - started

@@ -68,6 +68,19 @@ def products_of(model, inputs=INPUTS):
     return output, seen
 
 
+def parity_rows(model, samples: int) -> list:
+    """One emulated forward of INPUTS observed by simdq parity model's per-layer checks."""
+    from simdq.emulate.parity.model import ModelParity
+
+    parity = ModelParity(samples=samples)
+    model.observe(parity)
+    try:
+        model(**INPUTS)
+    finally:
+        model.observe(None)
+    return list(parity.layers.values())
+
+
 def float64_product(product):
     """The same quantized GEMM in torch float64 on the operands' exact values (the emulator not involved
     beyond decoding codes, which the format oracles check)."""
@@ -99,16 +112,9 @@ def test_every_exact_layer_equals_float64_arithmetic_on_its_codes(scheme, root):
 def test_emulated_layers_meet_fake_quant_within_the_float32_bound(scheme, root):
     """|fake - emulated| <= (K + 8) u (sum |x w| + |b|) on every output of every layer (the bound of
     simdq.emulate.parity.model's docstring), and the bound is not vacuous: the two differ somewhere."""
-    from simdq.emulate.parity.model import ModelParity
-
     model = load_emulated(artifact(scheme, root))
-    parity = ModelParity(samples=0)
-    model.observe(parity)
-    try:
-        emulated = model(**INPUTS)
-    finally:
-        model.observe(None)
-    rows = parity.layers.values()
+    rows = parity_rows(model, samples=0)
+    emulated = model(**INPUTS)
     assert rows and all(row.fake_outside == 0 for row in rows)
     assert max(row.fake_max_ratio for row in rows) > 0.001
     with model.emulating(False):
@@ -128,10 +134,23 @@ def test_binary_activations_use_the_calibrated_thresholds(root):
     assert conv.arithmetic.kernel == "binary x binary"
 
 
+def run_onnx(nodes, inputs, output_type, feeds):
+    """The one output "y" of an ONNX graph of `nodes` on onnxruntime's CPU provider."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, t, None) for n, t in inputs],
+                              [helper.make_tensor_value_info("y", output_type, None)])
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    onnx_model.ir_version = 10
+    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
+
+
 def test_int8_conv_equals_onnxruntime(root):
     """One emulated int8 convolution against onnxruntime: ConvInteger gives the int32 accumulators, and
     QLinearConv the requantized codes, which emulator.requantize(convention="onnxruntime") must reproduce."""
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper
 
     model = load_emulated(artifact("w8a8-int8", root))
@@ -144,12 +163,7 @@ def test_int8_conv_equals_onnxruntime(root):
 
     def run(op, inputs, output_type, feeds):
         node = helper.make_node(op, [n for n, _ in inputs], ["y"], **attributes)
-        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, t, None) for n, t in inputs],
-                                  [helper.make_tensor_value_info("y", output_type, None)])
-        onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-        onnx_model.ir_version = 10
-        session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
-        return session.run(None, feeds)[0]
+        return run_onnx([node], inputs, output_type, feeds)
 
     i8, f32 = TensorProto.INT8, TensorProto.FLOAT
     accumulators = run("ConvInteger", [("x", i8), ("w", i8)], TensorProto.INT32, {"x": x, "w": w})
@@ -207,16 +221,7 @@ def test_devices_name_the_accumulators(root):
 
 
 def test_hopper_fp8_departs_from_exact_yet_matches_its_plain_reference(root):
-    from simdq.emulate.parity.model import ModelParity
-
-    model = load_emulated(artifact("w8a8-e4m3", root), accumulator="sm90_fp8")
-    parity = ModelParity(samples=3)
-    model.observe(parity)
-    try:
-        model(**INPUTS)
-    finally:
-        model.observe(None)
-    rows = list(parity.layers.values())
+    rows = parity_rows(load_emulated(artifact("w8a8-e4m3", root), accumulator="sm90_fp8"), samples=3)
     assert sum(row.checked for row in rows) >= 3 * len(rows) and all(row.mismatched == 0 for row in rows)
     assert any(row.noise > 0 for row in rows)  # 13-bit alignment moves some outputs
     assert all(row.sqnr_db > 40 for row in rows)
@@ -225,25 +230,17 @@ def test_hopper_fp8_departs_from_exact_yet_matches_its_plain_reference(root):
 
 def test_a_wrong_accumulator_is_caught_by_the_reference(root):
     """The (a) check can fail: sums taken with fp32 but labelled sm90_fp8 disagree with sm90_fp8's reference."""
-    from simdq.emulate.parity.model import ModelParity
-
     model = load_emulated(artifact("w8a8-e4m3", root), accumulator="sm90_fp8")
     for module in model.modules.values():
         if isinstance(module, EmulatedGemm):
             module.accumulator = "fp32"  # the plan still says sm90_fp8
-    parity = ModelParity(samples=8)
-    model.observe(parity)
-    try:
-        model(**INPUTS)
-    finally:
-        model.observe(None)
-    assert sum(row.mismatched for row in parity.layers.values()) > 0
+    assert sum(row.mismatched for row in parity_rows(model, samples=8)) > 0
 
 
 def test_requantized_int8_conv_equals_qlinearconv_with_bias(root):
     """--requant onnxruntime: the layer writes what onnxruntime's QLinearConv writes (int8 codes at the calibrated
     output scale, the bias quantized to int32 as onnxruntime.quantization does), dequantized as DequantizeLinear."""
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper
 
     model = load_emulated(artifact("w8a8-int8", root), requant="onnxruntime")
@@ -258,34 +255,20 @@ def test_requantized_int8_conv_equals_qlinearconv_with_bias(root):
     bias = np.rint(product.bias.detach().numpy().astype(np.float32) / (sx * sw).astype(np.float32)).astype(np.int32)
     conv = product.conv
     names = ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy", "b"]
-    node = helper.make_node("QLinearConv", names, ["q"], pads=list(conv.padding) * 2, strides=list(conv.stride))
-    dequantize = helper.make_node("DequantizeLinear", ["q", "sy", "zy"], ["y"])
-    inputs = [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, [
-        TensorProto.INT8, TensorProto.FLOAT, TensorProto.INT8, TensorProto.INT8, TensorProto.FLOAT, TensorProto.INT8,
-        TensorProto.FLOAT, TensorProto.INT8, TensorProto.INT32])]
-    graph = helper.make_graph([node, dequantize], "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    onnx_model.ir_version = 10
-    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    types = [TensorProto.INT8, TensorProto.FLOAT, TensorProto.INT8, TensorProto.INT8, TensorProto.FLOAT,
+             TensorProto.INT8, TensorProto.FLOAT, TensorProto.INT8, TensorProto.INT32]
+    nodes = [helper.make_node("QLinearConv", names, ["q"], pads=list(conv.padding) * 2, strides=list(conv.stride)),
+             helper.make_node("DequantizeLinear", ["q", "sy", "zy"], ["y"])]
     feeds = {"x": x, "sx": np.array(sx), "zx": np.array(0, np.int8), "w": w, "sw": sw,
              "zw": np.zeros(len(sw), np.int8), "sy": np.array(sy), "zy": np.array(0, np.int8), "b": bias}
-    theirs = session.run(None, feeds)[0]
+    theirs = run_onnx(nodes, list(zip(names, types)), TensorProto.FLOAT, feeds)
     ours = product.output.numpy()
     assert np.array_equal(theirs.view(np.uint32), ours.view(np.uint32))
     assert len(np.unique(theirs)) > 50
 
 
 def test_requantized_layers_stay_within_one_code_of_fake_quant(root):
-    from simdq.emulate.parity.model import ModelParity
-
-    model = load_emulated(artifact("w4a4-int4", root), requant="tflite_reference")
-    parity = ModelParity(samples=0)
-    model.observe(parity)
-    try:
-        model(**INPUTS)
-    finally:
-        model.observe(None)
-    rows = list(parity.layers.values())
+    rows = parity_rows(load_emulated(artifact("w4a4-int4", root), requant="tflite_reference"), samples=0)
     assert rows and all(row.fake_outside == 0 and row.mismatched == 0 for row in rows)
     assert max(row.fake_max_ratio for row in rows) > 0  # the integer rounding moves some outputs by one code
 

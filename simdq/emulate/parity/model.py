@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from emulator import get_accumulator
+from emulator.gemm import split_bounds
 from emulator.reference.gemm import exponents, reference_dot
 
 from ...calibrate import torch_quant
@@ -182,14 +183,19 @@ class ModelParity:
                 lhs = [a[i] for i, _ in picks]
                 rhs = [b[:, j] for _, j in picks]
             device_raw = product.accumulator
-            emin_a, emin_b = _emin(product.activation.fmt), _emin(product.weight.fmt)
+            integer = device_raw.dtype.kind in "iu"
+            core = acc.kind == "tensor_core"
+            bounds = split_bounds(k, acc.split_k, acc.split_tile) if core else None
             wrong = []
             for index, (pick, left, right) in enumerate(zip(picks, lhs, rhs)):
-                integer = device_raw.dtype.kind in "iu"
                 left_v = [int(v) for v in left] if integer else list(left)
                 right_v = [int(v) for v in right] if integer else list(right)
-                expected = reference_dot(left_v, right_v, acc, exponents(left, emin_a), exponents(right, emin_b))
-                if device_raw[pick] != expected:
+                expected = reference_dot(left_v, right_v, acc,
+                                         exponents(left, product.activation.fmt.emin) if core else None,
+                                         exponents(right, product.weight.fmt.emin) if core else None, bounds)
+                same = device_raw[pick] == expected if integer else \
+                    np.float32(device_raw[pick]).tobytes() == np.float32(expected).tobytes()
+                if not same:
                     wrong.append(index)
             row.reference = f"plain reference of {acc.name} (emulator/reference/gemm.py), {self.samples} sampled outputs a call"
             row.checked += len(picks)
@@ -253,9 +259,6 @@ def _dequantized64(encoded) -> np.ndarray:
         return values * scale.reshape(-1, 1, 1, 1)
     return values * scale.reshape(1, -1)  # (K x O) weights: one per column
 
-
-def _emin(fmt) -> int:
-    return getattr(fmt, "emin", 0)
 
 
 def _compare(reference: torch.Tensor, other: torch.Tensor) -> dict:
