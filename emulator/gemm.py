@@ -158,7 +158,7 @@ def _small_int_blas(a, b, a_fmt, b_fmt, a_zero_point, b_zero_point, acc: Accumul
 def _int_conv_by_taps(x, w, x_fmt, w_fmt, x_zero_point, w_zero_point, acc: Accumulator, padding, dilation):
     """A stride-1, ungrouped integer convolution as one BLAS product per kernel tap, without im2col: on the
     zero-padded NHWC image flattened to rows, tap (i, j) of every output is the same row range shifted by
-    i * dh * Wp + j * dw, so each tap is (OH * Wp x C) @ (C x O); the Wp - OW extra columns per row are computed
+    i * dh * Wp + j * dw, so each tap is (O x C) @ (C x OH * Wp); the Wp - OW extra columns per row are computed
     and dropped. Taps add in float32 while every partial sum stays below 2^24 (exact in any order), then in
     integers. None when the formats' ranges do not bound the sums that way (the general path then runs)."""
     if not (isinstance(x_fmt, IntFormat) and isinstance(w_fmt, IntFormat) and x_fmt.bits <= 16 and w_fmt.bits <= 16
@@ -301,8 +301,8 @@ def _tensor_core(a32, ea, a_fmt, b32, eb, b_fmt, acc: Accumulator) -> np.ndarray
 
 @lru_cache(maxsize=32)
 def _code_tables(fmt: FloatFormat):
-    """(float32 value, exponent) of every code of a minifloat of <= 16 bits: tensor-core operands straight
-    from their codes by table lookup; None if some code is NaN or infinite (those codes take the checked path)."""
+    """(float32 value, exponent, finite) of every code of a minifloat of <= 16 bits: tensor-core operands
+    straight from their codes by table lookup (NaN and infinite codes, marked not finite, take the checked path)."""
     with np.errstate(invalid="ignore"):
         values = decode_table(fmt).astype(np.float32)
     finite = np.isfinite(values)
@@ -312,7 +312,7 @@ def _code_tables(fmt: FloatFormat):
 def _tensor_core_codes(a_codes, a_fmt, b_codes, b_fmt, acc: Accumulator):
     """The tensor-core product of minifloat codes, through their tables; None if a code is not finite."""
     operands = []
-    for codes, fmt, what in ((a_codes, a_fmt, "a"), (b_codes, b_fmt, "b")):
+    for codes, fmt in ((a_codes, a_fmt), (b_codes, b_fmt)):
         values, exponents, finite = _code_tables(fmt)
         codes = check_codes(codes, fmt)
         if not finite[codes].all():

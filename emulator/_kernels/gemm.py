@@ -13,7 +13,6 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-NO_EXPONENT = -(1 << 40)  # the exponent of a zero accumulator: below every real one
 ZERO_EXPONENT = -16000  # a zero operand's (int16): the sum of two (int16 too) stays far below any real one
 NO_SUM = np.int16(-32000)  # the exponent of a zero running sum (the lowest an exponent sum can be)
 
