@@ -58,7 +58,7 @@ def child(directory: str, accumulator: str, repeat: int) -> dict:
         model(**inputs)
         emulated.append((time.perf_counter() - start, clock.kernels, clock.quantize))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    baseline = build_artifact_unet(model.config, model.metadata)
+    baseline = build_artifact_unet(model.config)
     torch_times = []
     with torch.no_grad():
         baseline(**inputs)

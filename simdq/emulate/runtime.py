@@ -8,6 +8,7 @@ accumulation; simdq parity model compares the three.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,8 +85,6 @@ class EmulatedUNet:
 
 
 def _with_accumulator(arithmetic: LayerArithmetic, accumulator: str) -> LayerArithmetic:
-    import dataclasses
-
     return dataclasses.replace(arithmetic, accumulator=accumulator)
 
 
@@ -93,7 +92,7 @@ def artifact_config(directory, metadata: dict):
     return parse_config({"model": metadata["model"], "quant": metadata["quant"]}, str(Path(directory) / METADATA))
 
 
-def build_artifact_unet(config, metadata: dict, seed: int = 0):
+def build_artifact_unet(config, seed: int = 0):
     """The artifact's UNet (weights still those of diffusers' seeded initialisation), on the CPU."""
     torch.manual_seed(seed)
     return build_unet(unet_spec(config), device="cpu")
@@ -105,7 +104,7 @@ def load_emulated(directory, *, device=None, device_layers=None, accumulator=Non
     one rule for every layer; requant: a convention of emulator.requantize for every integer layer's output."""
     metadata = read_metadata(directory)
     config = artifact_config(directory, metadata)
-    unet, metadata = load_artifact(directory, build_artifact_unet(config, metadata))
+    unet, metadata = load_artifact(directory, build_artifact_unet(config))
     unet.eval()
     device_layers = device_layers or {}
     plan, modules = {}, {}
@@ -154,7 +153,7 @@ def full_precision_unet(directory, metadata: dict, config, checkpoint: str | Non
         how = f"checkpoint {path}"
     else:
         seed = settings.get("seed", 0)
-        unet = build_artifact_unet(config, metadata, seed)
+        unet = build_artifact_unet(config, seed)
         how = f"diffusers' initialisation with seed {seed}, as simdq calibrate built it"
     from safetensors import safe_open
 
