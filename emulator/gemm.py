@@ -278,13 +278,14 @@ def _float_exact(a: Operand, b: Operand) -> np.ndarray:
 
 
 def _exponents(values32: np.ndarray, fmt) -> np.ndarray:
-    """Each operand's exponent as the MMA aligns it: floor(log2 |x|), subnormals at the format's emin (int16).
+    """Each operand's exponent as the MMA aligns it: floor(log2 |x|), subnormals at the format's emin (as float32
+    whole numbers: what the kernel compares fastest).
     Read from the float32 bits (every <= 16-bit minifloat is a float32); float32 subnormals read -127, which
     the clamp at emin (>= -126) takes care of."""
     if not isinstance(fmt, FloatFormat):
         raise ValueError(f"tensor-core accumulators take minifloat operands (fp8, bf16, fp16, ...), not {fmt.name}")
-    exponent = ((values32.view(np.int32) >> 23) & 0xFF).astype(np.int16) - np.int16(127)
-    np.maximum(exponent, np.int16(fmt.emin), out=exponent)
+    exponent = ((values32.view(np.int32) >> 23) & 0xFF).astype(np.float32) - np.float32(127)
+    np.maximum(exponent, np.float32(fmt.emin), out=exponent)
     exponent[values32 == 0] = kernels.ZERO_EXPONENT
     return exponent
 
