@@ -25,12 +25,19 @@ BINARY = BinaryFormat()
 BINARY_PADDING = (None, 1, -1)
 
 
+def _pack_pixels(codes: np.ndarray, planes: int) -> np.ndarray:
+    """NCHW codes -> (planes, N, H, W, words): each pixel's channels packed 64 to a word (bit p of the codes)."""
+    n, c, h, w = codes.shape
+    out = np.empty((planes, n, h, w, -(-c // 64)), dtype=np.uint64)
+    kernels.pack_pixels(np.ascontiguousarray(codes, dtype=np.uint8), out)
+    return out
+
+
 def pack_rows(codes: np.ndarray, planes: int = 1) -> np.ndarray:
     """(R, K) codes -> (planes, R, ceil(K / 64)) uint64 words: bit p of element k in bit k % 64 of word k // 64
-    of plane p. One plane (binary codes) comes back as (R, words)."""
-    codes = np.ascontiguousarray(codes, dtype=np.uint8)
-    out = np.empty((planes, codes.shape[0], -(-codes.shape[1] // 64)), dtype=np.uint64)
-    kernels.pack_planes(codes, out)
+    of plane p. One plane (binary codes) comes back as (R, words). (Rows are packed as R pixels of K channels.)"""
+    rows, k = np.shape(codes)
+    out = _pack_pixels(np.reshape(codes, (rows, k, 1, 1)), planes).reshape(planes, rows, -1)
     return out[0] if planes == 1 else out
 
 
@@ -69,14 +76,6 @@ def bitplane_matmul(x, w, *, x_format) -> np.ndarray:
     for plane, weight in zip(planes, _plane_weights(fmt)):
         kernels.and_popcount(plane, w_words, plane_dot)
         out += weight * plane_dot
-    return out
-
-
-def _pack_pixels(codes: np.ndarray, planes: int) -> np.ndarray:
-    """NCHW codes -> (planes, N, H, W, words): each pixel's channels packed 64 to a word (bit p of the codes)."""
-    n, c, h, w = codes.shape
-    out = np.empty((planes, n, h, w, -(-c // 64)), dtype=np.uint64)
-    kernels.pack_pixels(np.ascontiguousarray(codes, dtype=np.uint8), out)
     return out
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
+
+from .scalar import bits_float64, float64_bits
 
 # Exponents are float32 (small whole numbers, exact): LLVM vectorizes a float32 max across columns 2.6x
 # better than an integer one, whose numba arithmetic widens to 64 bits (measured, 128 columns).
@@ -88,39 +88,16 @@ def float32_pairwise(a, b, out):
 
 
 # ---- tensor cores ---------------------------------------------------------------------------------------------
-@intrinsic
-def _float_bits(typingctx, x):
-    """The IEEE bits of a float64, as an int64 (a bitcast: no libm call)."""
-    if x != types.float64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _bits_float(typingctx, bits):
-    if bits != types.int64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(types.int64), codegen
-
-
 @njit(cache=True)
 def floor_log2(x):
     """floor(log2 |x|) of a nonzero, normal float64 (every value a tensor core of <= 16-bit operands forms)."""
-    return ((_float_bits(x) >> 52) & 0x7FF) - 1023
+    return ((float64_bits(x) >> 52) & 0x7FF) - 1023
 
 
 @njit(cache=True)
 def pow2(e):
     """2.0 ** e for -1022 <= e <= 1023."""
-    return _bits_float(np.int64(e + 1023) << 52)
+    return bits_float64(np.int64(e + 1023) << 52)
 
 
 @njit(cache=True)
@@ -129,7 +106,7 @@ def truncate_mantissa(v, mbits):
     Branch-free (both roundings computed, one kept), so that a loop of it over columns vectorizes."""
     # normal in e8m<mbits>: clear the low mantissa bits (sign and magnitude: toward zero); below 2^-126 the
     # quantum stays 2^(-126 - mbits); zero gives zero either way
-    cleared = _bits_float(_float_bits(v) & ~((np.int64(1) << (52 - mbits)) - 1))
+    cleared = bits_float64(float64_bits(v) & ~((np.int64(1) << (52 - mbits)) - 1))
     q = -126 - mbits
     fixed = np.trunc(v * pow2(-q)) * pow2(q)
     return cleared if floor_log2(v) >= -126 else fixed

@@ -28,6 +28,15 @@ def float64_bits(typingctx, value):
 
 
 @intrinsic
+def bits_float64(typingctx, bits):
+    """The float64 whose IEEE bits are the int64 `bits` (a bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
 def float32_bits(typingctx, value):
     def codegen(context, builder, signature, args):
         return builder.zext(builder.bitcast(args[0], ir.IntType(32)), ir.IntType(64))

@@ -63,23 +63,6 @@ def and_popcount(plane_words, w_words, out):
             out[i, j] = ones - 2 * minus
 
 
-@njit(parallel=True, cache=True)
-def pack_planes(codes, out):
-    """out[p, r, k // 64] bit k % 64 = bit p of codes[r, k]: every bit-plane of integer codes, packed along K,
-    each word built in a register and written once."""
-    planes = out.shape[0]
-    rows, k_size = codes.shape
-    words = out.shape[2]
-    for r in prange(rows):
-        for t in range(words):
-            top = min(k_size, (t + 1) * 64)
-            for p in range(planes):
-                word = np.uint64(0)
-                for k in range(t * 64, top):
-                    word |= ((np.uint64(codes[r, k]) >> np.uint64(p)) & np.uint64(1)) << np.uint64(k - t * 64)
-                out[p, r, t] = word
-
-
 # ---- convolutions on channel-packed pixels ---------------------------------------------------------------------
 # Each output pixel's taps are gathered once into a small buffer of words (kernel taps x channel words), then
 # every filter is one XOR/AND-popcount pass over it: no im2col matrix is formed. Rows of the output run in
