@@ -258,6 +258,15 @@ def _top_exponent(values: np.ndarray) -> int:
     return int(np.frexp(peak)[1]) if peak else 0
 
 
+def float64_sums_exact(a: np.ndarray, b: np.ndarray, k: int) -> bool:
+    """Whether float64 holds exactly, in any order, every partial sum of k products of a value of `a` and one
+    of `b` (float64 values that are exact dyadic rationals: a GEMM's or a convolution's operands): every product
+    is a multiple of 2^quantum, and k of them stay below 2^53 of those."""
+    quantum = _lowest_bit_exponent(a) + _lowest_bit_exponent(b)
+    peak = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0)) * k
+    return peak < np.ldexp(1.0, 53 + quantum)
+
+
 def _float_exact(a: Operand, b: Operand) -> np.ndarray:
     av, bv = a.values, b.values
     k = av.shape[1]
@@ -265,10 +274,9 @@ def _float_exact(a: Operand, b: Operand) -> np.ndarray:
     if k == 0:
         out[:] = 0
         return out
-    quantum = _lowest_bit_exponent(av) + _lowest_bit_exponent(bv)
-    peak = float(np.abs(av).max(initial=0)) * float(np.abs(bv).max(initial=0)) * k
-    if peak < np.ldexp(1.0, 53 + quantum):  # every partial sum is a multiple of 2^quantum below 2^53 of them
+    if float64_sums_exact(av, bv, k):
         return (av @ bv).astype(np.float32)
+    quantum = _lowest_bit_exponent(av) + _lowest_bit_exponent(bv)
     if a.significand_bits + b.significand_bits > 30:
         raise ValueError("exact float accumulation needs products of at most 30 significant bits")
     top = _top_exponent(av) + _top_exponent(bv) + int(np.ceil(np.log2(k + 1)))

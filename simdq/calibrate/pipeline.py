@@ -20,11 +20,15 @@ from .activations import ActivationQuantizer
 from .modules import QuantConv2d, QuantLinear, calibrate_activations, quantize_model
 
 
+def sqnr_from_sums(signal: float, noise: float) -> float:
+    """10 log10(signal / noise) of summed squares; inf when there is no noise."""
+    return math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else -math.inf
+
+
 def sqnr_db(reference: torch.Tensor, quantized: torch.Tensor) -> float:
     """10 log10(|x|^2 / |x - q(x)|^2); inf when the quantization is exact."""
     noise = (reference.double() - quantized.double()).pow(2).sum().item()
-    signal = reference.double().pow(2).sum().item()
-    return math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else -math.inf
+    return sqnr_from_sums(reference.double().pow(2).sum().item(), noise)
 
 
 def weight_sqnr(fp_model: nn.Module, quantized: nn.Module) -> dict:
@@ -52,7 +56,7 @@ def activation_sqnr(quantized: nn.Module, inputs: list) -> dict:
             quantized(**step)
     for handle in handles:
         handle.remove()
-    return {name: math.inf if noise == 0 else 10 * math.log10(signal / noise) for name, (signal, noise) in totals.items()}
+    return {name: sqnr_from_sums(signal, noise) for name, (signal, noise) in totals.items()}
 
 
 def output_quality(fp_model: nn.Module, quantized: nn.Module, inputs: list) -> dict:

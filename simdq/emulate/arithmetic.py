@@ -73,6 +73,11 @@ def _kernel(weight, activation) -> str:
     return " x ".join(families)
 
 
+def integer_kernel(kernel: str) -> bool:
+    """Whether the kernel's operands are integers (binary included): its accumulator is an integer one."""
+    return kernel in ("int x int", "int x binary", "binary x binary")
+
+
 def _format(name: str | None):
     from ..scheme import quant_format
 
@@ -86,9 +91,9 @@ def _fitting(accumulator: str, kernel: str, what: str) -> tuple[str, str]:
     acc = get_accumulator(accumulator)
     if acc.kind == "tensor_core" and "block" in kernel:
         return "fp32", f"{what}: {acc.name}, but block-scaled tensor-core MMA (sm100) is not modelled: fp32"
-    if acc.kind in ("float32", "tensor_core") and kernel.startswith(("int", "binary")):
+    if acc.kind in ("float32", "tensor_core") and integer_kernel(kernel):
         return "exact", f"{what}: {acc.name} on integer operands: integer products summed exactly"
-    if acc.kind == "int" and not kernel.startswith(("int", "binary")):
+    if acc.kind == "int" and not integer_kernel(kernel):
         return "fp32", f"{what}: {acc.name} on float operands: fp32"
     return acc.name, what
 
@@ -118,6 +123,5 @@ def plan_layer(name: str, weight_format: str, activation_format: str, *, accumul
                 chosen, source = "exact", f"{device.name} {engine}.{precision} names no accumulator: exact"
     else:
         chosen, source = "fp32", "an operand is unquantized: float32 torch"
-    integer = kernel in ("int x int", "int x binary", "binary x binary")
     return LayerArithmetic(name, weight_format, activation_format, chosen, kernel, source, engine, precision,
-                           requant if integer else None)
+                           requant if integer_kernel(kernel) else None)

@@ -28,7 +28,7 @@ from emulator.gemm import Operand, accumulate, epilogue, operand
 from ..calibrate.modules import QuantConv2d
 from ..errors import SimdqError
 from .arithmetic import LayerArithmetic
-from .operands import Encoded, encode_activation, encode_weight, operand_values
+from .operands import Encoded, dequantized, encode_activation, encode_weight
 
 
 class Clock:
@@ -195,10 +195,6 @@ class EmulatedAttention(nn.Module):
 
 
 def fake_matmul(a: Encoded, b: Encoded) -> torch.Tensor:
-    """What the fake-quantized attention computes: float32 dequantized operands, a float32 torch matmul."""
-    return torch.from_numpy(_dequantized(a)) @ torch.from_numpy(_dequantized(b))
-
-
-def _dequantized(encoded: Encoded) -> np.ndarray:
-    """float32 of value x scale, rounded once from float64 (as torch_quant.dequantize)."""
-    return (operand_values(encoded) * (1.0 if encoded.scale is None else encoded.scale)).astype(np.float32)
+    """What the fake-quantized attention computes: float32 dequantized operands (each rounded once from
+    value x scale, as torch_quant.dequantize), a float32 torch matmul."""
+    return torch.from_numpy(dequantized(a).astype(np.float32)) @ torch.from_numpy(dequantized(b).astype(np.float32))

@@ -87,3 +87,15 @@ def operand_values(encoded: Encoded) -> np.ndarray:
     if isinstance(encoded.data, Operand):
         return encoded.data.values
     return operand(encoded.data, encoded.fmt).values.astype(np.float64)
+
+
+def dequantized(encoded: Encoded) -> np.ndarray:
+    """value x scale in float64 (exact for these operands): activations scale by one number, OIHW weights by
+    one per filter, (K x O) weights by one per column."""
+    values = operand_values(encoded)
+    if encoded.scale is None:
+        return values
+    scale = np.asarray(encoded.scale, dtype=np.float64)
+    if scale.ndim == 0:
+        return values * scale
+    return values * (scale.reshape(-1, 1, 1, 1) if values.ndim == 4 else scale.reshape(1, -1))

@@ -138,10 +138,15 @@ def load_emulated(directory, *, device=None, device_layers=None, accumulator=Non
     return EmulatedUNet(unet, metadata, config, plan, modules)
 
 
-def full_precision_unet(directory, metadata: dict, config, checkpoint: str | None = None):
+def full_precision_unet(directory, metadata: dict, config, checkpoint: str | None = None, checked: int = 4):
     """The full-precision UNet the artifact was calibrated from, and how it was found: `checkpoint`, the
     artifact's own --checkpoint, or (presets) the seeded initialisation rebuilt. Its weights must quantize to
-    the stored codes, or it is not that UNet: (None, why) then."""
+    the stored codes, or it is not that UNet: (None, why) then. `checked` quantized layers, spread over the
+    model, are quantized again (another seed or checkpoint changes every weight; all of LDM-4's would take
+    a minute under the mse calibrator)."""
+    from safetensors import safe_open
+
+    from ..calibrate.torch_quant import saturating
     from ..calibrate.weights import WeightQuantizer
 
     settings = metadata.get("settings", {})
@@ -155,36 +160,30 @@ def full_precision_unet(directory, metadata: dict, config, checkpoint: str | Non
         seed = settings.get("seed", 0)
         unet = build_artifact_unet(config, seed)
         how = f"diffusers' initialisation with seed {seed}, as simdq calibrate built it"
-    from safetensors import safe_open
-
-    from ..calibrate.torch_quant import saturating
-
     fp_modules = dict(unet.named_modules())
     granularity = config.quant.granularity
+    stored_layers = [(name, entry) for name, entry in metadata["layers"].items() if "weight_format" in entry]
+    picks = stored_layers[::max(1, -(-len(stored_layers) // checked))]
     with safe_open(str(Path(directory) / TENSORS), framework="numpy") as stored:
-        for name, entry in metadata["layers"].items():
-            if "weight_format" not in entry:
-                continue
-            fmt = saturating(entry["weight_format"])
+        for name, entry in picks:
             again = WeightQuantizer(entry["weight_format"], granularity.weights, granularity.group_size,
                                     settings.get("calibrator", "minmax")).quantize(fp_modules[name].weight)
-            if not np.array_equal(pack_codes(again.codes.numpy(), fmt.bits), stored.get_tensor(f"{name}.weight.codes")):
+            codes = pack_codes(again.codes.numpy(), saturating(entry["weight_format"]).bits)
+            if not np.array_equal(codes, stored.get_tensor(f"{name}.weight.codes")):
                 return None, f"{how}: its weights do not quantize to the artifact's codes ({name})"
     return unet.eval(), how
 
 
 def check_timesteps(model: EmulatedUNet, timesteps) -> None:
     """Every timestep has a calibrated activation range (per_step artifacts know only their own schedule)."""
-    groups = model.timestep_groups
-    if groups != "per_step":
+    if model.timestep_groups != "per_step":
         return
-    calibrated = set()
-    for entry in model.metadata.get("activations", {}).values():
-        calibrated = {int(k) for k in entry.get("scales", {}) if k != "all"}
-        break
+    entry = next(iter(model.metadata.get("activations", {}).values()), {})  # every quantizer has the same groups
+    calibrated = {int(k) for k in entry.get("scales", {}) if k != "all"}
     missing = [int(t) for t in timesteps if int(t) not in calibrated]
     if calibrated and missing:
         steps = model.metadata.get("settings", {}).get("steps")
+        known = sorted(calibrated, reverse=True)[:4]
         raise SimdqError(f"timesteps {missing[:4]}{' ...' if len(missing) > 4 else ''} have no calibrated activation "
-                         f"range: the artifact is calibrated per step at {steps} steps ({sorted(calibrated, reverse=True)[:4]} "
-                         f"...); use --steps {steps} or recalibrate with --timestep-groups N")
+                         f"range: the artifact is calibrated per step at {steps} steps ({known} ...); use --steps "
+                         f"{steps} or recalibrate with --timestep-groups N")

@@ -22,7 +22,6 @@ fake-quantized, full precision), each sampled on its own from the same noise.
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,15 +31,17 @@ import torch
 import torch.nn.functional as F
 
 from emulator import get_accumulator
-from emulator.gemm import split_bounds
+from emulator.gemm import float64_sums_exact, split_bounds
 from emulator.reference.gemm import exponents, reference_dot
 
 from ...calibrate import torch_quant
+from ...calibrate.pipeline import sqnr_from_sums
 from ..modules import Product, conv_product, gemm_product
-from ..operands import operand_values
+from ..operands import dequantized, operand_values
 
 U32 = 2.0**-24
 ULP_BINS = ("0", "1", "2-3", "4-15", "16-255", ">=256")
+ULP_EDGES = (0, 1, 2, 4, 16, 256, np.inf)
 
 
 def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -49,10 +50,6 @@ def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         bits = np.ascontiguousarray(x, dtype=np.float32).view(np.int32).astype(np.int64)
         return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
     return np.abs(ordered(a) - ordered(b))
-
-
-def sqnr_db(signal: float, noise: float) -> float:
-    return math.inf if noise == 0 else (10 * math.log10(signal / noise) if signal else -math.inf)
 
 
 @dataclass
@@ -78,25 +75,12 @@ class LayerParity:
 
     @property
     def sqnr_db(self) -> float:
-        return sqnr_db(self.signal, self.noise)
+        return sqnr_from_sums(self.signal, self.noise)
 
     def as_dict(self) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k not in ("ulps", "signal", "noise", "step_sqnr")}
         return {**data, "ulp_histogram": {b: self.ulps.get(b, 0) for b in ULP_BINS}, "sqnr_db": self.sqnr_db,
                 "step_sqnr_db": self.step_sqnr}
-
-
-def _float64_exact(a: np.ndarray, b: np.ndarray, k: int) -> bool:
-    """Whether every partial sum of a @ b is exact in float64 (all values dyadic: lowest set bits known)."""
-    def lowest(values):
-        nonzero = np.abs(values[values != 0])
-        if nonzero.size == 0:
-            return 0
-        mantissa, exponent = np.frexp(nonzero)
-        integers = (mantissa * 2.0**53).astype(np.int64)
-        return int((exponent - 53 + np.frexp((integers & -integers).astype(np.float64))[1] - 1).min())
-    peak = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0)) * k
-    return peak < math.ldexp(1.0, 53 + lowest(a) + lowest(b))
 
 
 def _patches(x: np.ndarray, w_shape, conv, rows) -> list:
@@ -159,7 +143,7 @@ class ModelParity:
         conv = product.conv
         k = b.shape[1] * b.shape[2] * b.shape[3] if conv is not None else a.shape[1]
         if device_exact:
-            if not _float64_exact(a, b, k):
+            if not float64_sums_exact(a, b, k):
                 row.reference = row.reference or "float64 torch: not exact for these values (unchecked)"
                 return
             if conv is not None:
@@ -216,8 +200,8 @@ class ModelParity:
             row.fake_outside += int((codes > 1 + 2.0**-14).sum())
             return
         fake = fake.numpy().astype(np.float64)
-        x = np.abs(_dequantized64(product.activation))
-        w = np.abs(_dequantized64(product.weight))
+        x = np.abs(dequantized(product.activation))
+        w = np.abs(dequantized(product.weight))
         conv = product.conv
         if conv is not None:
             magnitude = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), None, conv.stride, conv.padding,
@@ -232,40 +216,22 @@ class ModelParity:
         bound = 1.01 * (k + 8) * U32 * magnitude
         fake = fake.reshape(exact_out.shape)
         diff = np.abs(fake - exact_out.numpy().astype(np.float64))
-        ratio = np.where(bound > 0, diff / np.where(bound > 0, bound, 1), np.where(diff > 0, np.inf, 0))
+        ratio = np.divide(diff, bound, out=np.where(diff > 0, np.inf, 0.0), where=bound > 0)
         row.fake_max_diff = max(row.fake_max_diff, float(diff.max(initial=0)))
         row.fake_max_ratio = max(row.fake_max_ratio, float(ratio.max(initial=0)))
         row.fake_outside += int((ratio > 1).sum())
 
 
 def _ulp_counts(device: np.ndarray, exact: np.ndarray) -> Counter:
-    distances = ulp_distance(device, exact)
-    edges = [0, 1, 2, 4, 16, 256]
-    counts = Counter()
-    for lo, hi, name in zip(edges, edges[1:] + [None], ULP_BINS):
-        counts[name] = int(((distances >= lo) & (distances < hi)).sum()) if hi else int((distances >= lo).sum())
-    return counts
-
-
-def _dequantized64(encoded) -> np.ndarray:
-    values = operand_values(encoded)
-    scale = encoded.scale
-    if scale is None:
-        return values
-    scale = np.asarray(scale, dtype=np.float64)
-    if scale.ndim == 0:
-        return values * scale
-    if values.ndim == 4:  # OIHW weights: one scale per filter
-        return values * scale.reshape(-1, 1, 1, 1)
-    return values * scale.reshape(1, -1)  # (K x O) weights: one per column
-
+    counts, _ = np.histogram(ulp_distance(device, exact), bins=ULP_EDGES)
+    return Counter(dict(zip(ULP_BINS, counts.tolist())))
 
 
 def _compare(reference: torch.Tensor, other: torch.Tensor) -> dict:
     ref, out = reference.double().flatten(), other.double().flatten()
     noise = float((out - ref).pow(2).sum())
     return {"mse": noise / max(ref.numel(), 1), "cosine": float(F.cosine_similarity(ref, out, dim=0)),
-            "sqnr_db": sqnr_db(float(ref.pow(2).sum()), noise),
+            "sqnr_db": sqnr_from_sums(float(ref.pow(2).sum()), noise),
             "max_abs_diff": float((out - ref).abs().max()) if ref.numel() else 0.0}
 
 
@@ -330,7 +296,7 @@ def model_parity(model, fp_unet, *, artifact: str, device: str, steps: int, seed
         model.observe(None)
         handle.remove()
     for row in parity.layers.values():  # (signal, noise) sums per step -> dB
-        row.step_sqnr = {t: sqnr_db(*sums) for t, sums in row.step_sqnr.items()}
+        row.step_sqnr = {t: sqnr_from_sums(*sums) for t, sums in row.step_sqnr.items()}
     with model.emulating(False):
         fake_latents = ddim_sample(model, model.unet, **sampling)
     exact_everywhere = all(get_accumulator(a.accumulator).kind == "exact" for a in model.plan.values()
