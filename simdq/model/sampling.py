@@ -27,32 +27,32 @@ def conditioning(unet, batch: int, generator: torch.Generator, context_length: i
     return extra
 
 
+def _latent_shape(unet) -> tuple:
+    size = unet.config.sample_size
+    return (unet.config.in_channels, *(tuple(size) if isinstance(size, (list, tuple)) else (size, size)))
+
+
 def ddim_trajectory(unet, samples: int, steps: int, seed: int = 0, batch: int = 8, latents=None,
                     context_length: int = 77, progress: bool = True) -> list:
-    """The UNet's inputs along its own DDIM sampling (diffusers' DDIMScheduler) from seeded noise, or
-    from `latents`: one keyword-argument dict per batch and step, in sampling order."""
-    from diffusers import DDIMScheduler
-
-    scheduler = DDIMScheduler(num_train_timesteps=1000)
-    scheduler.set_timesteps(steps)
+    """The UNet's inputs along its own DDIM sampling (ddim_sample) from seeded noise, or from `latents`: one
+    keyword-argument dict per batch and step, in sampling order."""
     generator = torch.Generator().manual_seed(seed)
-    size = unet.config.sample_size
-    size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
     if latents is None:
-        latents = torch.randn(samples, unet.config.in_channels, *size, generator=generator)
-    inputs, total, done = [], math.ceil(len(latents) / batch) * steps, 0
-    with torch.no_grad():
-        for start in range(0, len(latents), batch):
-            current = latents[start:start + batch].clone()
-            extra = conditioning(unet, len(current), generator, context_length)
-            for t in scheduler.timesteps:
-                step_inputs = {"sample": current.clone(), "timestep": torch.full((len(current),), int(t)), **extra}
-                inputs.append(step_inputs)
-                noise = unet(**step_inputs).sample
-                current = scheduler.step(noise, t, current).prev_sample
-                done += 1
-                if progress:
-                    print(f"\rcalibration trajectory {done}/{total} UNet calls", end="", file=sys.stderr, flush=True)
+        latents = torch.randn(samples, *_latent_shape(unet), generator=generator)
+    inputs, total = [], math.ceil(len(latents) / batch) * steps
+
+    def record(index, timestep, step_inputs, prediction):
+        inputs.append(step_inputs)
+        if progress:
+            print(f"\rcalibration trajectory {len(inputs)}/{total} UNet calls", end="", file=sys.stderr, flush=True)
+
+    def model(**step_inputs):
+        with torch.no_grad():
+            return unet(**step_inputs).sample
+
+    for start in range(0, len(latents), batch):
+        ddim_sample(model, unet, steps=steps, latents=latents[start:start + batch], generator=generator,
+                    context_length=context_length, on_step=record)
     if progress:
         print(file=sys.stderr)
     return inputs
@@ -74,23 +74,22 @@ def guided(unet) -> bool:
 
 
 def ddim_sample(model, unet_config_of, *, steps: int, seed: int = 0, batch: int = 1, guidance_scale: float = 1.0,
-                context_length: int = 77, on_step=None) -> torch.Tensor:
-    """Final latents of DDIM sampling (diffusers' DDIMScheduler, eta 0) from seeded noise.
+                context_length: int = 77, on_step=None, latents=None, generator=None) -> torch.Tensor:
+    """Final latents of DDIM sampling (diffusers' DDIMScheduler, eta 0) from seeded noise, or from `latents`.
 
     model(**inputs) returns the noise prediction; unet_config_of is the UNet whose config gives shapes and
-    conditioning (seeded stand-ins, as `conditioning`). With guidance_scale > 1 and a conditional UNet, each
-    step runs the unconditional (zero context: the stand-in of an empty prompt) and the conditional half in one
-    batch, eps = eps_u + g (eps_c - eps_u). on_step(index, timestep, inputs, prediction) sees every step."""
+    conditioning (seeded stand-ins, as `conditioning`, drawn after the noise from `generator`, by default one
+    seeded with `seed`). With guidance_scale > 1 and a conditional UNet, each step runs the unconditional (zero
+    context: the stand-in of an empty prompt) and the conditional half in one batch, eps = eps_u + g (eps_c -
+    eps_u). on_step(index, timestep, inputs, prediction) sees every step."""
     from diffusers import DDIMScheduler
 
     scheduler = DDIMScheduler(num_train_timesteps=1000)
     scheduler.set_timesteps(steps)
-    generator = torch.Generator().manual_seed(seed)
-    config = unet_config_of.config
-    size = config.sample_size
-    size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
-    latents = torch.randn(batch, config.in_channels, *size, generator=generator)
-    extra = conditioning(unet_config_of, batch, generator, context_length)
+    generator = generator if generator is not None else torch.Generator().manual_seed(seed)
+    if latents is None:
+        latents = torch.randn(batch, *_latent_shape(unet_config_of), generator=generator)
+    extra = conditioning(unet_config_of, len(latents), generator, context_length)
     guide = guidance_scale != 1.0 and guided(unet_config_of)
     if guide:
         extra = {key: _with_unconditional(value, key) for key, value in extra.items()}
