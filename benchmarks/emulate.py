@@ -8,7 +8,8 @@ loading and running the emulated model (before the float32 baseline is built).
 
 Each scheme runs in its own process. Artifacts missing under DIR are calibrated first (seeded random weights, one
 two-step trajectory: calibration quality does not change the arithmetic's speed); that takes about a minute each.
-The process sets OMP_WAIT_POLICY=PASSIVE before torch loads, as `simdq emulate` does (simdq/cli/emulated.py).
+Each process runs with OMP_WAIT_POLICY=PASSIVE, as `simdq emulate` sets it before torch loads
+(simdq/cli/emulated.py); `--omp-wait-policy unset` measures what that saves.
 """
 
 from __future__ import annotations
@@ -80,13 +81,18 @@ def main() -> None:
     parser.add_argument("--artifacts", required=True, type=Path, help="folder of the calibrated artifacts")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=sorted(SCHEMES), action="append")
+    parser.add_argument("--omp-wait-policy", choices=("PASSIVE", "ACTIVE", "unset"), default="PASSIVE",
+                        help="OpenMP's wait policy for the runs (default PASSIVE, as simdq emulate sets it; unset: "
+                             "libgomp's own default, spinning a while after each op)")
     parser.add_argument("--child", nargs=2, metavar=("ART_DIR", "ACCUMULATOR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child, args.repeat)))
         return
     args.artifacts.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if args.omp_wait_policy != "unset":
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy
     print("| scheme | accumulator | emulated s | torch float32 s | emulated / torch | goal | kernels s | "
           "activation quantization s | float ops s | peak memory GB |")
     print("|---|---|---|---|---|---|---|---|---|---|")

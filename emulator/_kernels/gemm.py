@@ -13,8 +13,9 @@ from numba import njit, prange
 
 from .scalar import bits_float64, float64_bits
 
-# Exponents are float32 (small whole numbers, exact): LLVM vectorizes a float32 max across columns 2.6x
-# better than an integer one, whose numba arithmetic widens to 64 bits (measured, 128 columns).
+# Exponents are float32 (small whole numbers, exact): numba widens integer arithmetic to 64 bits, and the
+# integer max across columns vectorized worse (LDM-4's sm90_fp8 forward: 21.7x torch float32 with int16
+# exponents, 16.5x with float32 ones; reports/benchmarks.md).
 ZERO_EXPONENT = -16000.0  # a zero operand's: the sum of two stays far below any real exponent sum
 NO_SUM = np.float32(-32000.0)  # the exponent of a zero running sum (the lowest an exponent sum can be)
 

@@ -10,7 +10,7 @@ from .arguments import positive
 def quiet_thread_pools() -> None:
     """Idle OpenMP threads sleep instead of spinning. An emulated UNet alternates torch's OpenMP ops with
     OpenBLAS and Numba calls; spinning torch threads took the two cores from BLAS and made an LDM-4 W4A4 forward
-    1.5x slower (reports/benchmarks.md). libgomp reads this when torch loads, so it is set before torch is."""
+    1.8x slower (reports/benchmarks.md). libgomp reads this when torch loads, so it is set before torch is."""
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
