@@ -40,13 +40,13 @@ def run(args) -> int:
     from .. import __version__
     from ..emulate.progress import Progress
     from ..emulate.runtime import check_timesteps
-    from ..model.sampling import conditioning, ddim_sample
+    from ..model.sampling import conditioning, ddim_sample, latent_shape
     from ..output import replacing
 
-    model, device = load_model(args)
     output = Path(args.output)
-    if not output.parent.is_dir():
+    if not output.parent.is_dir():  # before the model loads (seconds), not after
         raise SimdqError(f"-o {output}: folder {output.parent} does not exist")
+    model, _ = load_model(args)
     if args.forward:
         check_timesteps(model, [args.timestep])
     else:
@@ -57,9 +57,7 @@ def run(args) -> int:
     with Progress(model, enabled=not args.quiet) as progress:
         if args.forward:
             generator = torch.Generator().manual_seed(args.seed)
-            config = model.unet.config
-            size = config.sample_size
-            sample = torch.randn(1, config.in_channels, size, size, generator=generator)
+            sample = torch.randn(1, *latent_shape(model.unet), generator=generator)
             inputs = {"sample": sample, "timestep": torch.tensor([args.timestep]),
                       **conditioning(model.unet, 1, generator)}
             progress.start(1)

@@ -27,7 +27,8 @@ def conditioning(unet, batch: int, generator: torch.Generator, context_length: i
     return extra
 
 
-def _latent_shape(unet) -> tuple:
+def latent_shape(unet) -> tuple:
+    """(channels, height, width) of the UNet's latents."""
     size = unet.config.sample_size
     return (unet.config.in_channels, *(tuple(size) if isinstance(size, (list, tuple)) else (size, size)))
 
@@ -38,7 +39,7 @@ def ddim_trajectory(unet, samples: int, steps: int, seed: int = 0, batch: int = 
     keyword-argument dict per batch and step, in sampling order."""
     generator = torch.Generator().manual_seed(seed)
     if latents is None:
-        latents = torch.randn(samples, *_latent_shape(unet), generator=generator)
+        latents = torch.randn(samples, *latent_shape(unet), generator=generator)
     inputs, total = [], math.ceil(len(latents) / batch) * steps
 
     def record(index, timestep, step_inputs, prediction):
@@ -88,7 +89,7 @@ def ddim_sample(model, unet_config_of, *, steps: int, seed: int = 0, batch: int 
     scheduler.set_timesteps(steps)
     generator = generator if generator is not None else torch.Generator().manual_seed(seed)
     if latents is None:
-        latents = torch.randn(batch, *_latent_shape(unet_config_of), generator=generator)
+        latents = torch.randn(batch, *latent_shape(unet_config_of), generator=generator)
     extra = conditioning(unet_config_of, len(latents), generator, context_length)
     guide = guidance_scale != 1.0 and guided(unet_config_of)
     if guide:

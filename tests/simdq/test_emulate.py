@@ -125,13 +125,23 @@ def test_emulated_layers_meet_fake_quant_within_the_float32_bound(scheme, root):
 
 
 def test_binary_activations_use_the_calibrated_thresholds(root):
+    """W1A1 activation codes are sign(x - threshold_c) (BiDM-style), not sign(x): checked on a layer's own input."""
     model = load_emulated(artifact("w1a1", root))
-    _, products = products_of(model)
-    conv = next(p for p in products if p.conv is not None and p.name != "conv_in")
-    module = model.modules[conv.name]
+    name = "down_blocks.1.resnets.0.conv1"
+    module = model.modules[name]
+    seen = {}
+    handle = module.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0].detach().clone()))
+    try:
+        _, products = products_of(model)
+    finally:
+        handle.remove()
+    product = next(p for p in products if p.name == name)
     quantizer = module.fake.input_quantizer
-    assert isinstance(quantizer.fmt, BinaryFormat) and quantizer.thresholds.abs().max() > 0
-    assert conv.arithmetic.kernel == "binary x binary"
+    assert isinstance(quantizer.fmt, BinaryFormat) and product.arithmetic.kernel == "binary x binary"
+    thresholds = quantizer.thresholds.reshape(1, -1, 1, 1).float()
+    expected = ((seen["x"] - thresholds) < 0).numpy().astype(np.uint8)
+    assert np.array_equal(product.activation.data, expected)
+    assert not np.array_equal(product.activation.data, (seen["x"] < 0).numpy().astype(np.uint8))
 
 
 def run_onnx(nodes, inputs, output_type, feeds):
