@@ -96,6 +96,10 @@ def run_parity_model(args) -> int:
     from ..output import write_text
     from ..report.parity_model import plot_parity, render
 
+    if args.plot:
+        from ..report.plots import _pyplot
+
+        _pyplot()  # no matplotlib is one line before the run, not after it
     model, device = load_model(args)
     steps = schedule(model, args)
     fp_unet, how = full_precision_unet(args.artifact, model.metadata, model.config, args.reference_checkpoint)
