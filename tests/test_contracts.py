@@ -31,6 +31,7 @@ def test_every_contract_is_kept():
     ("simdq/cost/accounting.py", "import torch", "torch and diffusers stay out"),
     ("hw_models/energy.py", "import emulator", "never import each other"),
     ("simdq/scheme/formats.py", "from simdq.cli import main", "simdq's layers"),
+    ("simdq/cost/estimate.py", "import distributed", "Dask stays in simdq.sweep"),
 ])
 def test_a_wrong_import_breaks_its_contract(tmp_path, module, line, contract):
     for package in PACKAGES:

@@ -142,6 +142,39 @@ def test_qlinear_conv_per_channel_with_bias_matches_onnxruntime(rng, a_type, b_t
     np.testing.assert_array_equal(got.view(a_type), expected)
 
 
+# fbgemm and x86 multiply u8 x s8 with vpmaddubsw unless the CPU has AVX512-VNNI: adjacent pairs of products are
+# summed with int16 saturation, which full-range activations overflow (2 x 255 x 127 > 32767). PyTorch's x86
+# observers default to reduce_range=True (7-bit activations) for that reason; those tests draw 7-bit codes, so
+# the exact int32 convention holds on every x86 CPU (the saturating rule is pinned down in the next test).
+ACTIVATION_CODES = {"fbgemm": 128, "x86": 128, "qnnpack": 256}
+FBGEMM_SATURATES_PAIRS = "avx512_vnni" not in CPUINFO.split()  # fbgemm has VNNI kernels for AVX-512 only
+
+
+def test_fbgemm_sums_full_range_products_in_int16_pairs_without_vnni(rng):
+    """Full-range uint8 activations through torch's fbgemm linear: exact int32 with AVX512-VNNI; without it,
+    sum over pairs (2i, 2i+1) of sat16(x w + x w) on the raw codes, minus zx times each row's weight sum."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines or not CPUINFO:
+        pytest.skip("torch has no fbgemm engine here, or /proc/cpuinfo does not say whether the CPU has VNNI")
+    torch.backends.quantized.engine = "fbgemm"
+    sx, zx, sw, sy, zy = 0.0371, 3, 0.0123, 0.1637, 7
+    x, w = rng.integers(200, 256, (8, 64)), rng.choice([-127, 127], (12, 64))  # same-sign pairs overflow int16
+    qx = torch._make_per_tensor_quantized_tensor(torch.tensor(x, dtype=torch.uint8), sx, zx)
+    qw = torch._make_per_tensor_quantized_tensor(torch.tensor(w, dtype=torch.int8), sw, 0)
+    expected = torch.ops.quantized.linear(qx, torch.ops.quantized.linear_prepack(qw, None), sy, zy).int_repr().numpy()
+    products = x[:, None, :] * w[None, :, :]
+    if FBGEMM_SATURATES_PAIRS:
+        acc = np.clip(products[..., 0::2] + products[..., 1::2], -2**15, 2**15 - 1).sum(-1)
+    else:
+        acc = products.sum(-1)
+    acc = acc - zx * w.sum(1)[None, :]
+    got = em.requantize(acc.astype(np.int32), sx, sw, sy, output_zero_point=zy, out_format="uint8",
+                        convention="onnxruntime")
+    np.testing.assert_array_equal(got, expected)
+    exact = em.requantize((products.sum(-1) - zx * w.sum(1)[None, :]).astype(np.int32), sx, sw, sy,
+                          output_zero_point=zy, out_format="uint8", convention="onnxruntime")
+    assert np.array_equal(exact, expected) != FBGEMM_SATURATES_PAIRS  # the inputs tell the two rules apart
+
+
 @pytest.mark.parametrize("engine, convention", [("fbgemm", "onnxruntime"), ("x86", "onnxruntime"),
                                                 ("qnnpack", "qnnpack")])
 def test_torch_quantized_linear_and_conv_match_their_convention(rng, engine, convention):
@@ -149,7 +182,7 @@ def test_torch_quantized_linear_and_conv_match_their_convention(rng, engine, con
         pytest.skip(f"torch has no {engine} engine here")
     torch.backends.quantized.engine = engine
     sx, zx, sw, sy, zy = 0.0371, 3, 0.0123, 0.1637, 7
-    x = rng.integers(0, 256, (16, 96))
+    x = rng.integers(0, ACTIVATION_CODES[engine], (16, 96))
     w = rng.integers(-127, 128, (24, 96))
     qx = torch._make_per_tensor_quantized_tensor(torch.tensor(x, dtype=torch.uint8), sx, zx)
     qw = torch._make_per_tensor_quantized_tensor(torch.tensor(w, dtype=torch.int8), sw, 0)
@@ -166,7 +199,7 @@ def test_torch_quantized_conv2d_matches_its_convention(rng, engine, convention):
         pytest.skip(f"torch has no {engine} engine here")
     torch.backends.quantized.engine = engine
     sx, zx, sw, sy, zy = 0.02, 5, 0.007, 0.31, 120
-    x = rng.integers(0, 256, (1, 8, 9, 9))
+    x = rng.integers(0, ACTIVATION_CODES[engine], (1, 8, 9, 9))
     w = rng.integers(-127, 128, (6, 8, 3, 3))
     qx = torch._make_per_tensor_quantized_tensor(torch.tensor(x, dtype=torch.uint8), sx, zx)
     qw = torch._make_per_tensor_quantized_tensor(torch.tensor(w, dtype=torch.int8), sw, 0)

@@ -182,8 +182,9 @@ def tensor_core(a, ea, b, eb, chunk, fraction_bits, mbits, promote_every, bounds
                                     acc[r, c] = 0.0
                 for r in range(rows):
                     for c in range(width):
-                        part = np.float32(register[r, c] + np.float32(acc[r, c])) if promote_every else \
-                            np.float32(acc[r, c])
+                        # the float32 register starts at +0: a sum that underflows float32 (negative products
+                        # below 2^-149) is +0, not -0 (H200: tests/data/tensor_cores/zero_signs.json)
+                        part = np.float32(register[r, c] + np.float32(acc[r, c]))
                         total[r, c] = part if s == 0 else np.float32(total[r, c] + part)
             for r in range(rows):
                 for c in range(width):

@@ -27,13 +27,6 @@ def add_parser(commands) -> None:
     calibrate.set_defaults(run=run_calibrate)
 
 
-def _model_section(config, spec, checkpoint) -> dict:
-    """The artifact's model section: rebuildable without the files the YAML pointed at."""
-    if checkpoint is None and config.model.preset:
-        return {"preset": config.model.preset, "dtype": config.model.dtype}
-    return {"diffusers": {"class": spec.unet_class, "config": dict(spec.config)}, "dtype": config.model.dtype}
-
-
 def _timestep_groups(text: str):
     if text in ("per_step", "merged"):
         return text
@@ -62,41 +55,16 @@ def _latents(path: str):
 
 
 def run_calibrate(args) -> int:
-    import torch
-
-    from ..calibrate.persist import save_artifact
-    from ..calibrate.pipeline import calibrate_unet
-    from ..config import load_config, unet_spec
-    from ..model.unets import build_unet, load_checkpoint
+    from ..calibrate.run import CalibrationSettings, calibrate_artifact
+    from ..config import load_config
 
     config = load_config(args.model)
-    groups = _timestep_groups(args.timestep_groups)
+    settings = CalibrationSettings(samples=args.samples, steps=args.steps, calibrator=args.calibrator,
+                                   timestep_groups=_timestep_groups(args.timestep_groups), seed=args.seed,
+                                   batch=args.batch)
     latents = _latents(args.calib_data) if args.calib_data else None
-    if args.checkpoint:
-        unet, spec = load_checkpoint(args.checkpoint)
-    else:
-        torch.manual_seed(args.seed)  # presets have no weights of their own: seeded random ones
-        spec = unet_spec(config)
-        unet = build_unet(spec, device="cpu")
-    if latents is not None and tuple(latents.shape[1:]) != (unet.config.in_channels, *[unet.config.sample_size] * 2):
-        raise SimdqError(f"--calib-data {args.calib_data}: latents of shape {list(latents.shape[1:])} do not fit "
-                         f"the UNet ({unet.config.in_channels} channels, {unet.config.sample_size} pixels)")
-    quantized, report = calibrate_unet(
-        unet, config.quant, config.model.dtype, samples=args.samples, steps=args.steps, calibrator=args.calibrator,
-        timestep_groups=None if groups == "merged" else groups, merge=False, seed=args.seed, batch=args.batch,
-        latents=latents,
-    )
-    settings = {"samples": len(latents) if latents is not None else args.samples, "steps": args.steps,
-                "calibrator": args.calibrator, "timestep_groups": None if groups == "merged" else groups,
-                "seed": args.seed, "checkpoint": args.checkpoint, "calib_data": args.calib_data}
-    quality = {
-        "weight_sqnr_db": report["weight_sqnr_db"], "input_sqnr_db": report["input_sqnr_db"],
-        "output": {int(t): v for t, v in report["output"].items()},
-    }
-    metadata = {"model": _model_section(config, spec, args.checkpoint),
-                "quant": config.quant.model_dump(by_alias=True, exclude_none=True), "settings": settings,
-                "quality": quality}
-    save_artifact(args.output, quantized, metadata)
+    report = calibrate_artifact(config, args.output, settings, checkpoint=args.checkpoint, latents=latents,
+                                calib_data=args.calib_data)
     print(summary(report))
     print(f"wrote {Path(args.output) / 'model.safetensors'} and quant.yaml; cost it with simdq estimate {args.output} --hw DEVICE")
     return 0

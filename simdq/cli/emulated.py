@@ -39,9 +39,8 @@ def load_model(args):
     from emulator import get_accumulator
     from hw_models import load_device
 
-    from ..emulate.runtime import artifact_config, load_emulated
     from ..artifact import read_metadata
-    from .estimate import run_estimate
+    from ..emulate.runtime import artifact_config, device_layers, load_emulated
 
     if args.threads:
         import numba
@@ -62,13 +61,11 @@ def load_model(args):
 
             raise SimdqError(f"--requant {args.requant}: unknown convention{did_you_mean(args.requant, REQUANT_CONVENTIONS)}"
                              f"; allowed: {', '.join(REQUANT_CONVENTIONS)}")
-    device, device_layers = None, None
+    device, mapping = None, None
     if args.hw:
         device = load_device(args.hw)
-        config = artifact_config(args.artifact, read_metadata(args.artifact))
-        estimate = run_estimate(config, device, batch=1)
-        device_layers = {r.layer.name: r.device for r in estimate.layers if r.device is not None}
-    return load_emulated(args.artifact, device=device, device_layers=device_layers, accumulator=args.accumulator,
+        mapping = device_layers(artifact_config(args.artifact, read_metadata(args.artifact)), device)
+    return load_emulated(args.artifact, device=device, device_layers=mapping, accumulator=args.accumulator,
                          requant=args.requant), device
 
 

@@ -106,14 +106,22 @@ def uncounted_of(results: list, convention: str) -> dict:
     }
 
 
-def estimate_layers(layers: list, config: EstimateConfig, device, spec, run_input, convention: str,
-                    timings: dict) -> Estimate:
-    """The Estimate of `layers` (traced from the UNet of `spec` at `run_input`) on a hw_models.Device."""
-    started = time.perf_counter()
-    schemes = resolve(layers, config.quant, config.model.dtype)
+def baseline_totals(layers: list, config: EstimateConfig, convention: str, device) -> dict:
+    """Totals of the traced `layers` with every layer at the model's precision: they depend on the layers, the
+    model dtype, the convention and the device, never on config.quant (a sweep prices them once per device)."""
     full = quant_format(config.model.dtype)
     unquantized = [LayerScheme(full if layer.is_weight_layer else None, full) for layer in layers]
-    baseline = totals_of(cost_layers(layers, unquantized, config, convention, device))
+    return totals_of(cost_layers(layers, unquantized, config, convention, device))
+
+
+def estimate_layers(layers: list, config: EstimateConfig, device, spec, run_input, convention: str,
+                    timings: dict, baseline: dict | None = None) -> Estimate:
+    """The Estimate of `layers` (traced from the UNet of `spec` at `run_input`) on a hw_models.Device;
+    `baseline`: baseline_totals of the same layers, dtype, convention and device, if already known."""
+    started = time.perf_counter()
+    schemes = resolve(layers, config.quant, config.model.dtype)
+    if baseline is None:
+        baseline = baseline_totals(layers, config, convention, device)
     layers, schemes = add_policy_layers(layers, schemes, config.quant, config.model.dtype)
     results = cost_layers(layers, schemes, config, convention, device)
     totals = totals_of(results)

@@ -138,6 +138,23 @@ def load_emulated(directory, *, device=None, device_layers=None, accumulator=Non
     return EmulatedUNet(unet, metadata, config, plan, modules)
 
 
+def device_layers(config, device) -> dict:
+    """Layer name -> the device model's LayerEstimate (engine, compute precision) for the artifact's model (a
+    simdq.config.EstimateConfig) on a hw_models.Device: the mapping `simdq estimate --per-layer` shows, from
+    which each layer takes its accumulator. The mapping does not depend on the batch: traced at 1."""
+    from ..cost.estimate import estimate_layers, overridden_input
+    from ..model.grouping import layers_of
+    from ..scheme.accumulators import device_accumulators
+
+    device_accumulators(device)  # a device naming an unknown accumulator fails before the trace
+    spec = unet_spec(config)
+    run_input = overridden_input(config, 1, None)
+    layers = layers_of(build_unet(spec), spec, 1, run_input.sample_size, run_input.context_length,
+                       config.runtime.fused_attention)
+    estimate = estimate_layers(layers, config, device, spec, run_input, config.convention, {})
+    return {r.layer.name: r.device for r in estimate.layers if r.device is not None}
+
+
 def full_precision_unet(directory, metadata: dict, config, checkpoint: str | None = None, checked: int = 4):
     """The full-precision UNet the artifact was calibrated from, and how it was found: `checkpoint`, the
     artifact's own --checkpoint, or (presets) the seeded initialisation rebuilt. Its weights must quantize to

@@ -41,7 +41,7 @@ def headline(report) -> list:
              f"{report.seed}",
              f"(a) emulator against its references: {sum(r.checked for r in rows)} outputs checked, "
              f"{mismatched} mismatched",
-             f"(b) device arithmetic against exact accumulation: " + (
+             "(b) device arithmetic against exact accumulation: " + (
                  "every accumulator is exact" if report.exact_everywhere else
                  f"{len(moved)} of {len(rows)} layers differ; lowest SQNR " + (
                      ", ".join(f"{r.name} {_db(r.sqnr_db)} dB" for r in sorted(moved, key=lambda r: r.sqnr_db)[:3])
