@@ -41,6 +41,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # outputs are written atomically: nothing partial is left behind
         print("simdq: interrupted; no output written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `simdq hw show h100 | head`: the reader left; end quietly, as a shell tool does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's last flush must not fail
+        return 141
 
 
 if __name__ == "__main__":

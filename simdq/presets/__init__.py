@@ -83,14 +83,22 @@ def config_spec(unet_class: str, config: dict, name: str) -> UNetSpec:
 
 
 def config_file_spec(path: str, where: str) -> UNetSpec:
+    from diagnostics.yaml_files import MAX_YAML_BYTES
+
     try:
+        if Path(path).stat().st_size > MAX_YAML_BYTES:
+            raise SimdqError(f"{where}: config file {path!r} is larger than the {MAX_YAML_BYTES} bytes allowed")
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise SimdqError(f"{where}: config file {path!r} does not exist") from None
     except OSError as err:
         raise SimdqError(f"{where}: cannot read config file {path!r} ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise SimdqError(f"{where}: config file {path!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise SimdqError(f"{where}: {path!r} is not JSON (line {err.lineno}: {err.msg})") from None
+    except RecursionError:
+        raise SimdqError(f"{where}: config file {path!r} nests deeper than a diffusers config can") from None
     if not isinstance(data, dict) or data.get("_class_name") not in UNET_CLASSES:
         found = data.get("_class_name") if isinstance(data, dict) else type(data).__name__
         raise SimdqError(

@@ -145,6 +145,75 @@ def test_bad_model_yaml_is_one_line_and_exit_2(capsys, tmp_path, content, messag
     assert message in err, err
 
 
+def _alias_bomb() -> str:
+    """"Billion laughs": nine levels of nine aliases each, 9^9 strings once expanded, inside an allowed key."""
+    lines = ["model: {preset: ddpm-cifar10}", "quant:", "  rules:", "    - match: &l0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"    - match: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE_FILES = [
+    ("model:\n  preset: sd15\n".encode("utf-16"), "not a UTF-8 text file (invalid start byte at byte 0)"),
+    (bytes(range(256)) * 4, "not a UTF-8 text file"),
+    (_alias_bomb().encode(), "line 2: aliases expand 'quant' by more than 100000 values"),
+    (("model: " + "[" * 20000 + "]" * 20000 + "\n").encode(), "line 1: nested more than 64 levels deep"),
+    (b"model: {preset: sd15}\nquant: {weights: int4}\nquant: {weights: int8}\n", "line 3: key 'quant' is given twice"),
+    (b"model: {preset: sd15, preset: sdxl}\n", "line 1: key 'preset' is given twice"),
+]
+
+
+@pytest.mark.parametrize("content, message", HOSTILE_FILES)
+def test_hostile_yaml_files_are_one_line_and_exit_2_at_once(capsys, tmp_path, content, message):
+    import time
+
+    path = tmp_path / "model.yaml"
+    path.write_bytes(content)
+    started = time.perf_counter()
+    code, out, err = run(capsys, "estimate", str(path), "--hw", "h100")
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert message in err, err
+    assert time.perf_counter() - started < 30  # refused before any expansion, not after a minute
+
+
+def test_yaml_merge_keys_may_override_what_they_merge(capsys, tmp_path):
+    base = {"model": {"preset": "ddpm-cifar10"}, "quant": {"weights": "int4", "activations": "int8"}}
+    merged = ("common: &common {weights: int8, activations: int8}\nmodel: {preset: ddpm-cifar10}\n"
+              "quant: {<<: *common, weights: int4}\n")
+    code, out, err = run(capsys, "estimate", write_yaml(tmp_path, merged), "--hw", "h100", "--format", "json")
+    assert code == 2 and "common: unknown key" in err  # anchors live in the document, so they must be keys it has
+    merged = "model: {preset: ddpm-cifar10}\nquant: {<<: {weights: int8, activations: int8}, weights: int4}\n"
+    code, out, _ = run(capsys, "estimate", write_yaml(tmp_path, merged), "--hw", "h100", "--format", "json")
+    expected_code, expected, _ = run(capsys, "estimate", write_yaml(tmp_path, base, "plain.yaml"), "--hw", "h100",
+                                     "--format", "json")
+    assert code == expected_code == 0 and json.loads(out)["totals"] == json.loads(expected)["totals"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (json.dumps({"_class_name": "UNet2DModel"}).encode("utf-16"), "is not UTF-8 text (invalid start byte"),
+    (b"[" * 100000 + b"]" * 100000, "nests deeper than a diffusers config can"),
+])
+def test_hostile_config_files_are_one_line(capsys, tmp_path, content, message):
+    config = tmp_path / "config.json"
+    config.write_bytes(content)
+    code, _, err = run(capsys, "estimate", write_yaml(tmp_path, {"model": {"config_file": str(config)}}), "--hw", "h100")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    import os
+    import subprocess
+    import sys
+
+    simdq = os.path.join(os.path.dirname(sys.executable), "simdq")
+    # the reader closes the pipe before simdq writes: every write then fails with EPIPE
+    result = subprocess.run(f"'{simdq}' hw list | true", shell=True, capture_output=True, text=True, timeout=120,
+                            executable="/bin/bash")
+    assert result.stderr == "" and "Traceback" not in result.stderr
+    status = subprocess.run(f"set -o pipefail; '{simdq}' hw list | true", shell=True, capture_output=True,
+                            text=True, timeout=120, executable="/bin/bash")
+    assert status.returncode == 141 and status.stderr == ""  # as a process killed by SIGPIPE
+
+
 def test_config_file_that_is_not_a_unet_config(capsys, tmp_path):
     vae = tmp_path / "vae.json"
     vae.write_text(json.dumps({"_class_name": "AutoencoderKL", "latent_channels": 4}))
