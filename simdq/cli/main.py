@@ -46,6 +46,10 @@ def main(argv=None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's last flush must not fail
         return 141
+    except OSError as err:  # a path the system refuses (too long, not permitted) wherever it is first touched
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"simdq: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

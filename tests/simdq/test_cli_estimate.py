@@ -199,6 +199,12 @@ def test_hostile_config_files_are_one_line(capsys, tmp_path, content, message):
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
 
 
+def test_a_path_the_system_refuses_is_one_line(capsys, tmp_path):
+    too_long = str(tmp_path / ("m" * 300 + ".yaml"))
+    code, out, err = run(capsys, "estimate", too_long, "--hw", "h100")
+    assert code == 2 and not out and err.strip().splitlines() == [f"simdq: error: {too_long}: File name too long"]
+
+
 def test_a_reader_that_leaves_early_ends_the_command_quietly():
     import os
     import subprocess
