@@ -140,7 +140,7 @@ def run_dask(plan, store, client, on_point=None) -> SweepOutcome:
                                key=f"quality-{point.key}")
         futures[future] = ("quality", point)
 
-    for future in as_completed(list(futures)):
+    for future in _finished(as_completed(list(futures))):
         kind, point = futures.pop(future)
         if future.status != "finished":  # the scheduler gave up (a worker died on it too often)
             if kind in ("estimate", "quality"):
@@ -156,6 +156,29 @@ def run_dask(plan, store, client, on_point=None) -> SweepOutcome:
             row, failure = result
             recorder.finish(point, row, failure, seconds, kind)
     return recorder.done()
+
+
+def _finished(completed):
+    """The futures of `completed` (distributed.as_completed) as they finish, with Ctrl-C taken as a flag and raised
+    here: raised wherever the main thread happens to be, it can land in a Future's finalizer, which swallows it
+    (seen in CI: the sweep then ran to its end)."""
+    import signal
+    import threading
+
+    interrupted = []
+    own = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True)) if own else None
+    try:
+        while not completed.is_empty():
+            if interrupted:
+                raise KeyboardInterrupt
+            batch = completed.next_batch(block=False)
+            if not batch:
+                time.sleep(0.02)
+            yield from batch
+    finally:
+        if own:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _scheduler_failure(future) -> Failure:
