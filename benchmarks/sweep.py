@@ -4,10 +4,11 @@ again from the filled store, and, as the baseline, one
 `run_estimate` per point (what 200 `simdq estimate` calls do, less their process start-up: each builds and
 traces its UNet). Prints wall times, their ratios and the share of task time spent tracing.
 
-    python benchmarks/sweep.py [--workers 2] [--quality]
+    python benchmarks/sweep.py [--workers 2] [--quality [--worker-numba-threads N]]
 
 --quality adds the heavy points: the quality tasks of examples/sweep-tiny-quality.yaml (2 calibrations, 4 parity
-runs of the tiny UNet), serially and on the LocalCluster (torch runs one thread per task either way).
+runs of the tiny UNet), serially and on the LocalCluster (torch runs one thread per task either way);
+--worker-numba-threads N gives that cluster's workers N Numba threads each instead of cores / workers.
 
 Every run starts from an empty store in a temporary folder, except the repeat, which reads the serial run's.
 torch and diffusers are imported before any timing; LocalCluster start-up is timed apart from the sweep.
@@ -63,6 +64,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quality", action="store_true", help="also time the heavy (quality) points")
+    parser.add_argument("--worker-numba-threads", type=int, metavar="N",
+                        help="Numba threads per worker for the heavy points (default: cores / workers)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -109,7 +112,7 @@ def main() -> None:
             spec, where = load_sweep(example)
             qualities = SweepPlan(qualities=expand(spec, where, str(example)).qualities)
             heavy_serial, heavy_serial_s = timed(run_serial, qualities, ResultStore(root / "heavy-serial"))
-            client = local_cluster(args.workers)
+            client = local_cluster(args.workers, args.worker_numba_threads)
             try:
                 heavy_dask, heavy_dask_s = timed(run_dask, qualities, ResultStore(root / "heavy-dask"), client)
             finally:

@@ -46,7 +46,7 @@ def _output_format(args) -> str:
 
 
 def _client(args):
-    """A Dask client (and whether we own its cluster), or None for a serial run."""
+    """A Dask client of a LocalCluster or of the cluster at --scheduler, or None for a serial run."""
     import os
 
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from ..errors import SimdqError
 from ..output import replacing
+from .plots import _pyplot
 from .render import human
 from .tables import markdown_table, text_table
 
-SWEEP_FORMATS = ("table", "markdown", "csv", "parquet")
 _SHOWN = (("preset", None), ("scheme", None), ("policy", None), ("device", None), ("batch", None),
           ("steps", None), ("size_mib", "mib"), ("ops_per_image", "count"), ("latency_per_image_s", "seconds"),
           ("energy_per_image_j", "joules"), ("sqnr_db", "db"), ("error", None))
@@ -60,29 +60,32 @@ def write_sweep(frame, path, fmt: str) -> None:
 
 def pareto_mask(xs, ys, maximize_y: bool = False) -> list:
     """True where no other point is at least as good on both axes and better on one (smaller x; smaller y, or
-    larger with maximize_y). NaN points are never on the frontier."""
-    points = [(x, -y if maximize_y else y) for x, y in zip(xs, ys)]
-    valid = [not (math.isnan(x) or math.isnan(y)) for x, y in points]
-    mask = []
-    for i, (x, y) in enumerate(points):
-        dominated = any(valid[j] and xj <= x and yj <= y and (xj < x or yj < y)
-                        for j, (xj, yj) in enumerate(points) if j != i)
-        mask.append(valid[i] and not dominated)
+    larger with maximize_y). NaN points are never on the frontier. One sort, then one pass: O(n log n), for
+    sweeps of any size."""
+    sign = -1.0 if maximize_y else 1.0
+    valid = [i for i, (x, y) in enumerate(zip(xs, ys)) if not (math.isnan(x) or math.isnan(y))]
+    order = sorted(valid, key=lambda i: (xs[i], sign * ys[i]))
+    mask, best, start = [False] * len(xs), math.inf, 0
+    while start < len(order):  # points of equal x: only those at the group's best y can be on the frontier
+        end = start
+        while end < len(order) and xs[order[end]] == xs[order[start]]:
+            end += 1
+        lowest = sign * ys[order[start]]
+        if lowest < best:
+            for i in order[start:end]:
+                mask[i] = sign * ys[i] == lowest
+            best = lowest
+        start = end
     return mask
-
-
-def _pyplot():
-    from .plots import _pyplot as pyplot
-
-    return pyplot()
 
 
 def check_plot_path(path: str) -> None:
     """A chart file name matplotlib can write, checked before the sweep runs."""
-    plt = _pyplot()
+    _pyplot()  # matplotlib present, or one line saying how to get it
+    from matplotlib.backend_bases import FigureCanvasBase
+
     suffix = Path(path).suffix.lower().lstrip(".")
-    supported = plt.figure().canvas.get_supported_filetypes()
-    plt.close("all")
+    supported = FigureCanvasBase.get_supported_filetypes()
     if suffix not in supported:
         raise SimdqError(f"--plot {path}: unknown chart format {suffix or '(none)'!r}; allowed: "
                          f"{', '.join(sorted(supported))}")

@@ -147,34 +147,30 @@ def expand(spec: SweepSpec, folder: Path, source: str) -> SweepPlan:
         document = {key: value for key, value in base.items() if key not in ("model", "quant", "input")}
         document.update(model=model, quant=quant, input=dict(base_input))
         config = parse_config(document, where)
+        checked = config.model_dump(by_alias=True, exclude_none=True)
         unet = unet_spec(config)
         labels = {"preset": model_label, "scheme": scheme, "weights": config.quant.weights or config.model.dtype,
                   "activations": config.quant.activations or config.model.dtype,
                   "policy": config.quant.policy or "-"}
-        variants.append((labels, config, unet))
+        variants.append((labels, checked, unet))
         for device_label, device in devices.items():
             for batch, steps in itertools.product(batches, steps_axis):
                 point_labels = {**labels, "device": device_label, "batch": batch, "steps": steps}
                 if any(_matches(rule, point_labels) for rule in spec.exclude):
                     plan.excluded += 1
                     continue
-                full = config.model_copy(update={"input": config.input.model_copy(
-                    update={"batch": batch, "steps": steps})})
-                full = parse_config(full.model_dump(by_alias=True, exclude_none=True), where)  # checked again
-                plan.estimates.append(EstimatePoint(tuple(point_labels.items()),
-                                                    canonical(full.model_dump(by_alias=True, exclude_none=True)),
-                                                    unet, device))
+                at = {**checked, "input": {**checked["input"], "batch": batch, "steps": steps}}  # spec bounds both
+                plan.estimates.append(EstimatePoint(tuple(point_labels.items()), canonical(at), unet, device))
 
     for task in spec.quality:
         settings = CalibrationSettings(**task.calibrate.model_dump())
         parity = tuple(task.parity.model_dump().items())
         quality_devices = _device_points(task.devices, folder)
-        for labels, config, unet in variants:
+        for labels, checked, unet in variants:
             if not (any(fnmatchcase(labels["scheme"], p) for p in task.schemes)
                     and any(fnmatchcase(labels["preset"], p) for p in task.presets)):
                 continue
-            calibration = CalibrationPoint(canonical(config.model_dump(by_alias=True, exclude_none=True)), unet,
-                                           tuple(settings.as_dict().items()))
+            calibration = CalibrationPoint(canonical(checked), unet, tuple(settings.as_dict().items()))
             for device_label, device in quality_devices.items():
                 point_labels = {**labels, "device": device_label}
                 if any(_matches(rule, point_labels) for rule in spec.exclude):

@@ -1,8 +1,9 @@
 """Sweep points: frozen records of everything that decides a result, each named by a content hash of it.
 
 A point's key is the SHA-256 of its canonical JSON (simdq's version and the point's row labels included), so a
-changed axis, device file, preset or setting gives a new key and an unchanged one finds its stored result. A point carries what its
-worker needs (the model.yaml as data, the UNet config, the device file's contents), never a path to read.
+changed axis, device file, preset or setting gives a new key and an unchanged one finds its stored result. A
+point carries what its worker needs (the model.yaml as data, the UNet config, the device file's contents), never
+a path to read. Keys and traces are computed once per point (the runners and the store ask for them often).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 from .. import __version__
 from ..presets import UNetSpec
@@ -65,7 +67,7 @@ class TracePoint:
     context_length: int | None
     fused_attention: bool
 
-    @property
+    @cached_property
     def key(self) -> str:
         return digest(self.record())
 
@@ -85,7 +87,7 @@ class EstimatePoint:
     device: DevicePoint
     kind = "estimate"
 
-    @property
+    @cached_property
     def key(self) -> str:
         return digest(self.record())
 
@@ -93,7 +95,7 @@ class EstimatePoint:
         return {"kind": self.kind, "labels": dict(self.labels), "config": json.loads(self.config_json),
                 "unet": spec_record(self.spec), "device": self.device.record()}
 
-    @property
+    @cached_property
     def trace(self) -> TracePoint:
         config = json.loads(self.config_json)
         run_input, runtime = config["input"], config.get("runtime", {})
@@ -109,7 +111,7 @@ class CalibrationPoint:
     spec: UNetSpec
     settings: tuple  # CalibrationSettings fields as (name, value) pairs
 
-    @property
+    @cached_property
     def key(self) -> str:
         return digest(self.record())
 
@@ -129,11 +131,10 @@ class QualityPoint:
     parity: tuple  # ParitySection fields as (name, value) pairs
     kind = "quality"
 
-    @property
+    @cached_property
     def key(self) -> str:
         return digest(self.record())
 
     def record(self) -> dict:
         return {"kind": self.kind, "labels": dict(self.labels), "calibration": self.calibration.key,
                 "device": self.device.record() if self.device else None, "parity": dict(self.parity)}
-

@@ -176,6 +176,8 @@ def _finished(completed):
             if not batch:
                 time.sleep(0.02)
             yield from batch
+        if interrupted:  # pressed after the last point was seen: the user still asked to stop
+            raise KeyboardInterrupt
     finally:
         if own:
             signal.signal(signal.SIGINT, previous)
@@ -193,17 +195,17 @@ def _first(timed):
     return timed[0]
 
 
-def local_cluster(workers: int):
+def local_cluster(workers: int, numba_threads: int | None = None):
     """A LocalCluster of `workers` single-threaded processes and its Client. distributed's nanny gives torch and
-    BLAS one thread each; Numba gets the machine's cores shared out (it would take them all in every worker:
-    two workers on two cores ran the heavy points 2x slower, reports/benchmarks.md), and idle OpenMP threads
-    sleep, as `simdq emulate` sets it."""
+    BLAS one thread each; Numba gets `numba_threads` per worker, by default the machine's cores shared out
+    (it would take them all in every worker), and idle OpenMP threads sleep, as `simdq emulate` sets it."""
     import logging
     import os
 
     from distributed import Client, LocalCluster
 
-    env = {"NUMBA_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers)), "OMP_WAIT_POLICY": "PASSIVE"}
+    numba_threads = numba_threads or max(1, (os.cpu_count() or 1) // workers)
+    env = {"NUMBA_NUM_THREADS": str(numba_threads), "OMP_WAIT_POLICY": "PASSIVE"}
     # Ctrl-C reaches every process of the terminal's group: the client alone handles it (the workers are closed
     # by their nannies), so no worker prints a traceback, and nothing distributed logs on the way out either
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",

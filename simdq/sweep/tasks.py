@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..cost.estimate import TOTAL_KEYS
 from ..errors import SimdqError
-from .points import canonical
 
 ESTIMATE_METRICS = TOTAL_KEYS + ("ops_per_image", "latency_per_image_s", "energy_per_image_j", "size_saving",
                                  "latency_saving", "energy_saving")
@@ -69,6 +69,16 @@ def estimate_task(point, layers) -> tuple:
         return failed_row(point, failure), failure
 
 
+@lru_cache(maxsize=64)
+def _device(point):
+    """A DevicePoint's Device, parsed and its accumulators checked once per process, not once per estimate."""
+    from ..scheme.accumulators import device_accumulators
+
+    device = point.load()
+    device_accumulators(device)
+    return device
+
+
 # full-precision totals per (trace, device, dtype, convention): the same for every scheme, priced once per process
 _BASELINES: dict = {}
 _BASELINES_KEPT = 256
@@ -78,23 +88,22 @@ def estimate_row(point, layers) -> dict:
     from ..config import parse_config
     from ..cost.estimate import baseline_totals, estimate_layers
     from ..report.render import savings
-    from ..scheme.accumulators import device_accumulators
 
     config = parse_config(json.loads(point.config_json), f"sweep point {point.key}")
-    device = point.device.load()
-    device_accumulators(device)
-    reference = (point.trace.key, canonical(point.device.record()), config.model.dtype, config.convention)
+    device = _device(point.device)
+    reference = (point.trace.key, point.device, config.model.dtype, config.convention)
     if reference not in _BASELINES:
         if len(_BASELINES) >= _BASELINES_KEPT:
             _BASELINES.pop(next(iter(_BASELINES)))
         _BASELINES[reference] = baseline_totals(layers, config, config.convention, device)
     estimate = estimate_layers(layers, config, device, point.spec, config.input, config.convention, {},
                                baseline=_BASELINES[reference])
-    totals, ratios = estimate.totals, savings(estimate)
+    totals, per_image, ratios = estimate.totals, estimate.per_image, savings(estimate)
     row = empty_row(point)
     row.update({key: totals[key] for key in TOTAL_KEYS})
-    row.update(ops_per_image=estimate.per_image["ops"], latency_per_image_s=estimate.per_image["latency_s"], energy_per_image_j=estimate.per_image["energy_j"],
-               size_saving=ratios["size_mib"], latency_saving=ratios["latency_s"], energy_saving=ratios["energy_j"])
+    row.update(ops_per_image=per_image["ops"], latency_per_image_s=per_image["latency_s"],
+               energy_per_image_j=per_image["energy_j"], size_saving=ratios["size_mib"],
+               latency_saving=ratios["latency_s"], energy_saving=ratios["energy_j"])
     return row
 
 
@@ -158,8 +167,6 @@ def quality_task(point, artifact) -> tuple:
 
 
 def quality_row(point, artifact: str) -> dict:
-    import math
-
     from ..artifact import read_metadata
     from ..emulate.parity.model import model_parity
     from ..emulate.runtime import artifact_config, check_timesteps, device_layers, full_precision_unet, load_emulated
@@ -184,4 +191,4 @@ def quality_row(point, artifact: str) -> dict:
         row.update(sqnr_db=final["sqnr_db"], cosine=final["cosine"], mse=final["mse"])
         steps_sqnr = [s["vs_full_precision"]["sqnr_db"] for s in report.per_step if "vs_full_precision" in s]
         row["min_step_sqnr_db"] = min(steps_sqnr) if steps_sqnr else None
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+    return row

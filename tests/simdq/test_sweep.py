@@ -3,6 +3,7 @@ that give the same table, a store that resumes, detects damage and survives a ki
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from unet_fixtures import TINY_UNET
 
 from simdq import __version__
@@ -365,7 +368,7 @@ def test_ctrl_c_on_a_local_cluster_is_one_line_exit_130_and_keeps_finished_point
     import time
 
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump({**TWELVE, "batch": [1, 2, 3, 4, 5, 6]}))
+    path.write_text(yaml.safe_dump({**TWELVE, "batch": list(range(1, 13))}))  # 12 traces: still running at the signal
     store = tmp_path / "store"
     command = [os.path.join(os.path.dirname(sys.executable), "simdq"), "sweep", str(path), "--workers", "2", "--store", str(store),
                "-o", str(tmp_path / "out.csv")]
@@ -380,3 +383,21 @@ def test_ctrl_c_on_a_local_cluster_is_one_line_exit_130_and_keeps_finished_point
     assert process.returncode == 130, err[-3000:]
     assert err.strip().splitlines() == ["simdq: interrupted; no output written"], err[-3000:]
     assert not (tmp_path / "out.csv").exists() and list((store / "points").glob("*.parquet"))
+
+
+def _dominated_anywhere(xs, ys, maximize_y):
+    """The frontier by its definition, every pair compared: the plain twin of the sorted pass."""
+    points = [(x, -y if maximize_y else y) for x, y in zip(xs, ys)]
+    valid = [not (math.isnan(x) or math.isnan(y)) for x, y in points]
+    return [valid[i] and not any(valid[j] and xj <= x and yj <= y and (xj < x or yj < y)
+                                 for j, (xj, yj) in enumerate(points) if j != i)
+            for i, (x, y) in enumerate(points)]
+
+
+@given(st.lists(st.tuples(st.sampled_from([0.0, 1.0, 2.0, math.nan]) | st.floats(0, 3),
+                          st.sampled_from([0.0, 1.0, math.nan]) | st.floats(0, 3)), max_size=20), st.booleans())
+def test_the_sorted_pareto_pass_is_the_definition(points, maximize_y):
+    from simdq.report.sweep import pareto_mask
+
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    assert pareto_mask(xs, ys, maximize_y) == _dominated_anywhere(xs, ys, maximize_y)
