@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from diagnostics import did_you_mean
 
+from .arguments import shown, typed_fields
 from .formats import check_options, replaced
 
 ACCUMULATOR_KINDS = ("exact", "int", "float32", "tensor_core")
@@ -59,20 +60,21 @@ class Accumulator:
     split_tile: int = 128
 
     def __post_init__(self):
+        typed_fields(self)
         if self.kind not in ACCUMULATOR_KINDS:
-            raise ValueError(f"accumulator kind must be one of {', '.join(ACCUMULATOR_KINDS)}, got {self.kind!r}")
+            raise ValueError(f"accumulator kind must be one of {', '.join(ACCUMULATOR_KINDS)}, got {shown(self.kind)}")
         if self.kind == "int":
             if not isinstance(self.bits, int) or not 8 <= self.bits <= 64:
-                raise ValueError(f"an integer accumulator has 8..64 bits, got {self.bits!r}")
+                raise ValueError(f"an integer accumulator has 8..64 bits, got {shown(self.bits)}")
             if self.overflow not in INT_OVERFLOW:
-                raise ValueError(f"integer overflow must be one of {', '.join(INT_OVERFLOW)}, got {self.overflow!r}")
+                raise ValueError(f"integer overflow must be one of {', '.join(INT_OVERFLOW)}, got {shown(self.overflow)}")
         if self.kind == "float32" and self.order not in FLOAT32_ORDERS:
-            raise ValueError(f"float32 order must be one of {', '.join(FLOAT32_ORDERS)}, got {self.order!r}")
+            raise ValueError(f"float32 order must be one of {', '.join(FLOAT32_ORDERS)}, got {shown(self.order)}")
         if self.kind == "tensor_core":
             if not (isinstance(self.chunk, int) and 1 <= self.chunk <= 256):
-                raise ValueError(f"a tensor-core chunk (products per MMA) must be 1..256, got {self.chunk!r}")
+                raise ValueError(f"a tensor-core chunk (products per MMA) must be 1..256, got {shown(self.chunk)}")
             if not (isinstance(self.fraction_bits, int) and 1 <= self.fraction_bits <= 40):
-                raise ValueError(f"fraction_bits must be 1..40, got {self.fraction_bits!r}")
+                raise ValueError(f"fraction_bits must be 1..40, got {shown(self.fraction_bits)}")
             if not (isinstance(self.accumulator_mbits, int) and 1 <= self.accumulator_mbits <= 23):
                 raise ValueError(f"accumulator_mbits must be 1..23 (an fp32 register at most), "
                                  f"got {self.accumulator_mbits!r}")
@@ -83,7 +85,7 @@ class Accumulator:
         for field in ("split_k", "split_tile"):
             value = getattr(self, field)
             if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{field} must be a positive integer, got {value!r}")
+                raise ValueError(f"{field} must be a positive integer, got {shown(value)}")
         if self.split_k > 1 and self.kind != "tensor_core":
             raise ValueError("split_k models cuBLAS's split-K reduction of tensor-core GEMMs: use it with a "
                              "tensor_core accumulator")
@@ -161,7 +163,7 @@ def get_accumulator(spec, **overrides) -> Accumulator:
         elif match and 8 <= int(match.group(1)) <= 64:
             acc = _int(int(match.group(1)), match.group(2) or "wrap")
         else:
-            raise ValueError(f"unknown accumulator {spec!r}{did_you_mean(key, sorted(ACCUMULATORS))}; allowed: "
+            raise ValueError(f"unknown accumulator {shown(spec)}{did_you_mean(key, sorted(ACCUMULATORS))}; allowed: "
                              f"{', '.join(ACCUMULATORS)}, or int<P>[_wrap|_saturate] for P = 8..64")
     else:
         raise ValueError(f"an accumulator must be a name or an Accumulator, got {type(spec).__name__}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .arguments import axis as check_axis, numeric_array, shown
 from .codec import check_codes, code_dtype, decode, encode, float_input
 from .formats import FloatFormat, IntFormat, get_format
 from .rounding import DEFAULT_SR_BITS, rounding_code
@@ -35,15 +36,18 @@ _FLOAT32_SCALE_OPS = SCALE_OPS[1:]
 
 def _per_axis(param, name, x_shape, axis, group_size, dtype):
     """param reshaped to broadcast against x: scalar, per-channel (axis) or per-group (axis, group)."""
-    arr = np.asarray(param, dtype=dtype)
+    try:
+        arr = np.asarray(param, dtype=dtype)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or an array of numbers, got {shown(param)}") from None
     if axis is None:
+        if group_size is not None:
+            raise ValueError("group_size needs an axis: the groups run along axis=")
         if arr.size != 1:
             raise ValueError(f"{name} has {arr.size} values but no axis was given: pass axis= for per-channel")
         return arr.reshape(())
     ndim = len(x_shape)
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of range for an array of {ndim} dimensions")
-    axis %= ndim
+    axis = check_axis(axis, "axis", ndim) % ndim
     channels = x_shape[axis]
     if group_size is None:
         if arr.ndim != 1 or arr.size != channels:
@@ -51,8 +55,9 @@ def _per_axis(param, name, x_shape, axis, group_size, dtype):
         shape = [1] * ndim
         shape[axis] = channels
         return arr.reshape(shape)
-    if not isinstance(group_size, (int, np.integer)) or group_size < 1 or channels % group_size:
-        raise ValueError(f"group_size must be a positive divisor of {channels} (the size of axis {axis}), got {group_size!r}")
+    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1 or \
+            channels % group_size:
+        raise ValueError(f"group_size must be a positive divisor of {channels} (the size of axis {axis}), got {shown(group_size)}")
     groups = channels // group_size
     if arr.ndim == 1 and arr.size == groups:
         shape = [1] * ndim
@@ -73,8 +78,8 @@ def _checked_scale(scale, x_shape, axis, group_size):
 
 
 def _checked_zero_point(zero_point, fmt, x_shape, axis, group_size):
-    z = np.asarray(zero_point)
-    if z.dtype.kind == "f" and np.all(z == np.round(z)):
+    z = numeric_array(zero_point, "zero_point")
+    if z.dtype.kind == "f" and np.all(np.isfinite(z)) and np.all(z == np.round(z)):
         z = z.astype(np.int64)
     if z.dtype.kind not in "iu":
         raise ValueError(f"zero_point must be an integer, got {z.dtype}")
@@ -94,7 +99,7 @@ def _scaled(x, s, scale_op):
     if scale_op in _FLOAT32_SCALE_OPS:
         inv = np.float32(1.0) / s.astype(np.float32)
         return (x.astype(np.float32) * inv).astype(np.float32)
-    raise ValueError(f"scale_op must be one of {', '.join(SCALE_OPS)}, got {scale_op!r}")
+    raise ValueError(f"scale_op must be one of {', '.join(SCALE_OPS)}, got {shown(scale_op)}")
 
 
 @njit(parallel=True, cache=True)
@@ -158,7 +163,7 @@ def dequantize(codes, fmt, scale, zero_point=0, *, axis=None, group_size=None, s
     if scale_op in _FLOAT32_SCALE_OPS:
         s = s.astype(np.float32).astype(np.float64)
     elif scale_op != "divide":
-        raise ValueError(f"scale_op must be one of {', '.join(SCALE_OPS)}, got {scale_op!r}")
+        raise ValueError(f"scale_op must be one of {', '.join(SCALE_OPS)}, got {shown(scale_op)}")
     z = _checked_zero_point(zero_point, fmt, values.shape, axis, group_size)
     return ((values - z) * s).astype(np.float32)
 

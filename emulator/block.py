@@ -13,10 +13,12 @@ elements e2m1(clamp(x * ((1 / t) / scale), -6, 6)), with the optional tensor sca
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from .arguments import axis as check_axis, numeric_array, shown, text
 from .codec import decode, encode, float_input
 from .formats import BlockFormat, FloatFormat, IntFormat, get_format
 
@@ -36,7 +38,7 @@ def _blocks(x: np.ndarray, block_size: int, axis: int) -> np.ndarray:
     """View of x with `axis` moved last and split into (..., n_blocks, block_size)."""
     if x.ndim == 0:
         raise ValueError("block formats need at least a 1-D array")
-    moved = np.moveaxis(x, axis, -1)
+    moved = np.moveaxis(x, check_axis(axis, "axis", x.ndim), -1)
     if moved.shape[-1] % block_size:
         raise ValueError(f"the size of axis {axis} ({moved.shape[-1]}) must be a multiple of the block size {block_size}")
     return moved.reshape(*moved.shape[:-1], moved.shape[-1] // block_size, block_size)
@@ -66,7 +68,7 @@ def mx_scale_exponent(amax: np.ndarray, fmt: BlockFormat, rule: str) -> np.ndarr
             unbiased = d_exponent.astype(np.int64) - 1 + (d_mantissa != 0.5)
             amax = descale.astype(np.float64)
         else:
-            raise ValueError(f"MX scale rule must be one of floor, ceil, even, rceil; got {rule!r}")
+            raise ValueError(f"MX scale rule must be one of floor, ceil, even, rceil; got {shown(rule)}")
     codes = np.clip(unbiased, -127, 128) + 127
     codes = np.where(amax == 0, 0, codes)
     return np.where(np.isfinite(amax) & (codes <= 254), codes, E8M0_NAN).astype(np.uint8)
@@ -89,6 +91,15 @@ def block_encode(x, fmt, *, axis: int = -1, rounding: str = "rne", seed=None, sc
     x = float_input(x)
     blocks = _blocks(x, fmt.block_size, axis)
     element_fmt = _element_format(fmt)
+    amax_rule = isinstance(tensor_scale, str) and tensor_scale == "amax"
+    if not (amax_rule or tensor_scale is None or
+            (isinstance(tensor_scale, numbers.Real) and not isinstance(tensor_scale, (bool, np.bool_)))):
+        raise ValueError(f"tensor_scale must be 'amax', None or a positive number, got {shown(tensor_scale)}")
+    if not fmt.tensor_scale and not amax_rule:
+        raise ValueError(f"{fmt.name} has no tensor scale (only NVFP4 does): leave tensor_scale unset, got "
+                         f"{tensor_scale!r}")
+    if scale_rule is not None:
+        text(scale_rule, "scale_rule")
     if fmt.is_mx:
         amax = np.max(np.abs(blocks), axis=-1).astype(np.float64)
         scales = mx_scale_exponent(amax, fmt, scale_rule or fmt.scale_rule)
@@ -117,7 +128,7 @@ def _nvfp4_encode(x, blocks, fmt, axis, rounding, seed, tensor_scale):
     else:
         t = f32(tensor_scale)
         if not (np.isfinite(t) and t > 0):
-            raise ValueError(f"tensor_scale must be finite and > 0, got {tensor_scale!r}")
+            raise ValueError(f"tensor_scale must be finite and > 0, got {shown(tensor_scale)}")
         scale_codes = encode(np.clip(block_scale / t, tiny, max_scale), e4m3)
         reciprocal = (f32(1.0) / t) / decode(scale_codes, e4m3)
     scaled = np.clip(blocks * reciprocal[..., None], -max_elem, max_elem)
@@ -130,7 +141,9 @@ def block_decode(encoded: BlockEncoded, fmt, *, axis: int = -1) -> np.ndarray:
     fmt = get_format(fmt)
     if not isinstance(fmt, BlockFormat):
         raise ValueError(f"{fmt.name} is not block-scaled")
-    elements = _blocks(np.asarray(encoded.elements), fmt.block_size, axis)
+    if not isinstance(encoded, BlockEncoded):
+        raise ValueError(f"block_decode takes the BlockEncoded that block_encode returns, got {type(encoded).__name__}")
+    elements = _blocks(numeric_array(encoded.elements, "elements"), fmt.block_size, axis)
     values = decode(elements, fmt.element).astype(np.float64)
     if isinstance(fmt.element, IntFormat):
         values = values / 64.0

@@ -6,6 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .arguments import flag
 from ._kernels import codec as kernels
 from .formats import BinaryFormat, BlockFormat, FloatFormat, IntFormat, get_format
 from .rounding import DEFAULT_SR_BITS, RNE, rounding_code
@@ -94,7 +95,7 @@ def encode(x, fmt, *, rounding: str = "rne", seed=None, sr_bits: int = DEFAULT_S
         raise ValueError(f"{fmt.name} is block-scaled: use emulator.block_encode")
     mode, key = rounding_code(rounding, seed, sr_bits)
     arr = float_input(x)
-    if via_float32:
+    if flag(via_float32, "via_float32"):
         arr = arr.astype(np.float32)
     flat = np.ascontiguousarray(arr).reshape(-1)
     out = np.empty(flat.size, dtype=code_dtype(fmt.bits))

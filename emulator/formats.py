@@ -15,6 +15,8 @@ from typing import Union
 
 from diagnostics import did_you_mean
 
+from .arguments import integer, shown, typed_fields
+
 SPECIAL_FAMILIES = ("ieee", "fn", "fnuz", "finite")
 OVERFLOW_POLICIES = ("saturate", "nan", "inf")
 NAN_POLICIES = ("raise", "zero")
@@ -31,7 +33,7 @@ _OVERFLOW_DEFAULT = {"ieee": "inf", "fn": "nan", "fnuz": "nan", "finite": "satur
 
 def _choice(value, allowed, what):
     if value not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, allowed))}, got {shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,9 @@ class IntFormat:
     narrow: bool = False
 
     def __post_init__(self):
+        typed_fields(self)
         if not isinstance(self.bits, int) or not 1 <= self.bits <= 32:
-            raise ValueError(f"integer width must be 1..32 bits, got {self.bits!r}")
+            raise ValueError(f"integer width must be 1..32 bits, got {shown(self.bits)}")
         if self.narrow and not (self.signed and self.bits >= 2):
             raise ValueError("narrow range needs a signed integer format of at least 2 bits")
 
@@ -116,12 +119,13 @@ class FloatFormat:
     kind = "float"
 
     def __post_init__(self):
+        typed_fields(self)
         if not isinstance(self.ebits, int) or not 1 <= self.ebits <= 8:
-            raise ValueError(f"exponent bits must be 1..8, got {self.ebits!r}")
+            raise ValueError(f"exponent bits must be 1..8, got {shown(self.ebits)}")
         if not isinstance(self.mbits, int) or not 0 <= self.mbits <= 10:
-            raise ValueError(f"mantissa bits must be 0..10, got {self.mbits!r}")
+            raise ValueError(f"mantissa bits must be 0..10, got {shown(self.mbits)}")
         if not isinstance(self.bias, int):
-            raise ValueError(f"bias must be an integer, got {self.bias!r}")
+            raise ValueError(f"bias must be an integer, got {shown(self.bias)}")
         _choice(self.special, SPECIAL_FAMILIES, "special-value family")
         _choice(self.on_nan, NAN_POLICIES, "on_nan")
         if not self.overflow:
@@ -268,6 +272,7 @@ class BinaryFormat:
     max_finite = 1.0
 
     def __post_init__(self):
+        typed_fields(self)
         _choice(self.zero, BINARY_ZERO_RULES, "binary zero rule")
 
     def describe(self) -> dict:
@@ -306,8 +311,9 @@ class BlockFormat:
     kind = "block"
 
     def __post_init__(self):
+        typed_fields(self)
         if not isinstance(self.block_size, int) or self.block_size < 1:
-            raise ValueError(f"block size must be a positive integer, got {self.block_size!r}")
+            raise ValueError(f"block size must be a positive integer, got {shown(self.block_size)}")
         _choice(self.scale_rule, MX_SCALE_RULES + ("amax",), "block scale rule")
         if self.tensor_scale and self.scale.name != "e4m3fn":
             raise ValueError("a float32 tensor scale is defined only for NVFP4-style E4M3 block scales")
@@ -421,6 +427,8 @@ def _parse_exmy(name: str) -> FloatFormat:
             f"({', '.join(sorted(PRESETS))}) or 'e<E>m<M>[b<bias>][fn|fnuz|ieee|finite]'"
         )
     e, m, bias, special = match.groups()
+    if not 1 <= int(e) <= 8:
+        raise ValueError(f"{shown(name)}: exponent bits must be 1..8, got {int(e)}")
     special = special or "ieee"
     bias = int(bias) if bias is not None else None
     return _float(name, int(e), int(m), special, bias=bias)
@@ -448,6 +456,8 @@ def get_format(spec, **overrides) -> Format:
     if not overrides:
         return fmt
     check_options(fmt, overrides)
+    if isinstance(fmt, FloatFormat) and "ebits" in overrides:
+        overrides["ebits"] = integer(overrides["ebits"], "ebits", 1, 8)
     if isinstance(fmt, FloatFormat) and "special" in overrides and "overflow" not in overrides:
         overrides["overflow"] = ""  # the new family's default
     if isinstance(fmt, FloatFormat) and "ebits" in overrides and "bias" not in overrides:

@@ -27,6 +27,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import xnor
+from .arguments import shown
 from ._kernels import gemm as kernels
 from .accumulators import Accumulator, get_accumulator
 from .block import BlockEncoded
@@ -387,7 +388,7 @@ def epilogue(acc: np.ndarray, a_scale=None, b_scale=None, out_format=None, *, ch
     convolution's NCHW output) with a scalar a_scale and b_scale per channel along `channel_axis`."""
     out_format = "fp32" if out_format is None else str(out_format).lower()
     if out_format not in OUT_FORMATS:
-        raise ValueError(f"out_format must be one of {', '.join(OUT_FORMATS)}, got {out_format!r}")
+        raise ValueError(f"out_format must be one of {', '.join(OUT_FORMATS)}, got {shown(out_format)}")
     axis = channel_axis % acc.ndim
     n = acc.shape[axis]
     sa = _scale(a_scale, acc.shape[0] if acc.ndim == 2 and axis == 1 else 1, "a_scale")
@@ -493,7 +494,7 @@ def conv2d(x, w, *, x_format=None, w_format=None, stride=1, padding=0, dilation=
     if padding_value is not None and not isinstance(x_fmt, BinaryFormat):
         raise ValueError("padding_value applies to binary activations; integer padding is the zero point")
     if padding_value not in xnor.BINARY_PADDING:
-        raise ValueError(f"binary padding_value must be None (zero padding), 1 or -1, got {padding_value!r}")
+        raise ValueError(f"binary padding_value must be None (zero padding), 1 or -1, got {shown(padding_value)}")
     if not decoded and groups == 1 and conv_geometry((1, 1), **geometry)[1] == (1, 1):
         by_taps = _int_conv_by_taps(x, w, x_fmt, w_fmt, x_zero_point, w_zero_point, acc,
                                     *conv_geometry((1, 1), **geometry)[2:])

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arguments import shown
+
 
 def _pair(value, what):
     pair = (value, value) if np.ndim(value) == 0 else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
-        raise ValueError(f"{what} must be an integer or a pair of integers, got {value!r}")
+        raise ValueError(f"{what} must be an integer or a pair of integers, got {shown(value)}")
     return int(pair[0]), int(pair[1])
 
 
@@ -60,8 +62,8 @@ def conv_shape(x_shape, w_shape, groups, **geometry):
                          f"{tuple(w_shape)}")
     n, c = x_shape[:2]
     o, c_per_group, kh, kw = w_shape
-    if not isinstance(groups, int) or groups < 1 or c != c_per_group * groups or o % groups:
-        raise ValueError(f"{c} input channels and {o} filters of {c_per_group} channels do not make {groups} groups")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1 or c != c_per_group * groups or o % groups:
+        raise ValueError(f"{c} input channels and {o} filters of {c_per_group} channels do not make {shown(groups)} groups")
     return (n, o, *conv_output_shape(x_shape[2:], kernel=(kh, kw), **geometry))
 
 

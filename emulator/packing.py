@@ -13,14 +13,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .arguments import integer, numeric_array
 from .codec import check_codes
 
 PACKABLE_WIDTHS = tuple(range(1, 9))
 
 
 def _check_width(bits):
-    if bits not in PACKABLE_WIDTHS:
-        raise ValueError(f"pack widths are 1..8 bits, got {bits!r}")
+    integer(bits, "pack width bits", PACKABLE_WIDTHS[0], PACKABLE_WIDTHS[-1])
 
 
 @njit(parallel=True, cache=True)
@@ -62,8 +62,14 @@ def pack(codes, bits: int) -> np.ndarray:
 def unpack(packed, bits: int, count: int) -> np.ndarray:
     """The first `count` codes of a uint8 stream made by pack()."""
     _check_width(bits)
-    packed = np.ascontiguousarray(np.asarray(packed, dtype=np.uint8)).reshape(-1)
-    if count < 0 or count * bits > packed.size * 8:
+    count = integer(count, "count", 0)
+    packed = numeric_array(packed, "packed")
+    if packed.dtype != np.uint8 and packed.size and (packed.dtype.kind not in "iu" or packed.min() < 0 or
+                                                     packed.max() > 255):
+        raise ValueError(f"packed must hold bytes (integers 0..255), got {packed.dtype} values "
+                         f"{packed.min()!r}..{packed.max()!r}")
+    packed = np.ascontiguousarray(packed.astype(np.uint8)).reshape(-1)
+    if count * bits > packed.size * 8:
         raise ValueError(f"{packed.size} bytes hold at most {packed.size * 8 // bits} codes of {bits} bits, asked for {count}")
     out = np.empty(count, dtype=np.uint8)
     _unpack(packed, bits, out)
@@ -79,6 +85,9 @@ def pack_bits64(bits01) -> np.ndarray:
 
 
 def unpack_bits64(words, count: int) -> np.ndarray:
+    words = numeric_array(words, "words")
+    if words.dtype.kind not in "iu" or (words.size and words.dtype.kind == "i" and words.min() < 0):
+        raise ValueError(f"words must be non-negative 64-bit integers, got {words.dtype}")
     return unpack(np.ascontiguousarray(np.asarray(words, dtype=np.uint64)).astype("<u8").view(np.uint8), 1, count)
 
 

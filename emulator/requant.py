@@ -32,6 +32,7 @@ import numpy as np
 
 from diagnostics import did_you_mean
 
+from .arguments import axis as check_axis, integer, numeric_array, shown
 from .codec import code_dtype
 from .formats import IntFormat, get_format
 
@@ -120,18 +121,21 @@ def requantize(acc, input_scale, weight_scale, output_scale, *, output_zero_poin
     convolution outputs and the last axis otherwise.
     """
     if convention not in REQUANT_CONVENTIONS:
-        raise ValueError(f"unknown requantization convention {convention!r}"
+        raise ValueError(f"unknown requantization convention {shown(convention)}"
                          f"{did_you_mean(str(convention), REQUANT_CONVENTIONS)}; allowed: {', '.join(REQUANT_CONVENTIONS)}")
     fmt = get_format(out_format)
     if not isinstance(fmt, IntFormat):
         raise ValueError(f"requantization writes integer codes, not {fmt.name}")
-    acc = np.asarray(acc)
+    acc = numeric_array(acc, "acc")
     if acc.dtype.kind not in "iu":
         raise ValueError(f"acc must be an integer accumulator array, got {acc.dtype}")
-    scales = [np.asarray(s, dtype=np.float64) for s in (input_scale, weight_scale, output_scale)]
+    scales = [numeric_array(s, name).astype(np.float64) for s, name in
+              ((input_scale, "input_scale"), (weight_scale, "weight_scale"), (output_scale, "output_scale"))]
     if not all(np.isfinite(s).all() and (s > 0).all() for s in scales):
         raise ValueError("input, weight and output scales must be finite and > 0")
-    zp = int(output_zero_point)
+    zp = integer(output_zero_point, "output_zero_point")
+    if channel_axis is not None:
+        channel_axis = check_axis(channel_axis, "channel_axis", acc.ndim)
     if not fmt.qmin <= zp <= fmt.qmax:
         raise ValueError(f"output_zero_point {zp} is outside {fmt.name}'s range {fmt.qmin}..{fmt.qmax}")
     a = acc.astype(np.int64)

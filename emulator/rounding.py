@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .arguments import integer, shown
+
 ROUNDING_MODES = {
     "rne": 0,  # to nearest, ties to even (the default everywhere)
     "rtz": 1,  # toward zero
@@ -30,8 +32,9 @@ _GOLDEN = 0x9E3779B97F4A7C15
 
 def rounding_code(rounding: str, seed, sr_bits: int) -> tuple[int, int]:
     """Validate the rounding arguments; return (mode code, seed key for the hash)."""
-    if rounding not in ROUNDING_MODES:
-        raise ValueError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, got {rounding!r}")
+    integer(sr_bits, "sr_bits", 1, MAX_SR_BITS)
+    if not isinstance(rounding, str) or rounding not in ROUNDING_MODES:
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, got {shown(rounding)}")
     mode = ROUNDING_MODES[rounding]
     if mode != STOCHASTIC:
         if seed is not None:
@@ -40,7 +43,7 @@ def rounding_code(rounding: str, seed, sr_bits: int) -> tuple[int, int]:
     if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError("rounding='stochastic' needs an integer seed (reproducible by design)")
     if not isinstance(sr_bits, (int, np.integer)) or not 1 <= sr_bits <= MAX_SR_BITS:
-        raise ValueError(f"sr_bits must be an integer in 1..{MAX_SR_BITS}, got {sr_bits!r}")
+        raise ValueError(f"sr_bits must be an integer in 1..{MAX_SR_BITS}, got {shown(sr_bits)}")
     key = seed_key(int(seed))
     return mode, key - (1 << 64) if key >= 1 << 63 else key  # as int64, for the kernels
 

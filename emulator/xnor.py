@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arguments import shown
 from ._kernels import xnor as kernels
 from .codec import check_codes
 from .formats import BinaryFormat, IntFormat, get_format
@@ -88,7 +89,7 @@ def binary_conv2d(x, w, *, stride=1, padding=0, dilation=1, groups=1, padding_va
     formed. Taps past the image: exact zeros (padding_value None: the +1s they are gathered as are taken back
     out per filter), or +1 / -1 (binary activations)."""
     if padding_value not in BINARY_PADDING:
-        raise ValueError(f"binary padding_value must be None (exact zero padding), 1 or -1, got {padding_value!r}")
+        raise ValueError(f"binary padding_value must be None (exact zero padding), 1 or -1, got {shown(padding_value)}")
     fmt = BINARY if x_format is None else get_format(x_format)
     x = check_codes(x, fmt)
     w = check_codes(w, BINARY)

@@ -26,15 +26,20 @@ ENGINE_MODELS = ("roofline", "systolic", "xnor")
 REQUIRED_OPERATIONS = ("int8_add", "int8_mult", "fp32_add", "fp32_mult")  # the energy derivation rules start here
 
 
+# no device rate, size or energy comes near 1e30 (an H200's 4e15 op/s, 141e9 bytes); larger is a typo or .inf
+LARGEST_NUMBER = 1e30
+
+
 def _positive(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"expected a positive number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= LARGEST_NUMBER:
+        raise ValueError(f"expected a positive finite number up to {LARGEST_NUMBER:g}, got {value!r}")
     return float(value)
 
 
 def _positive_integer(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
-        raise ValueError(f"expected a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 2**31 \
+            or value != int(value):
+        raise ValueError(f"expected a positive integer up to 2**31, got {value!r}")
     return int(value)
 
 
@@ -113,8 +118,8 @@ class ClassFit(_Strict):
     tile_m: PositiveInteger = 128
     tile_n: PositiveInteger = 128
     split_k_min: Annotated[int, Field(ge=0)] = 0
-    median_error: Optional[float] = None
-    samples: Optional[int] = None
+    median_error: Optional[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = None
+    samples: Optional[PositiveInteger] = None
 
 
 class Calibration(_Strict):

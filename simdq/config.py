@@ -7,15 +7,21 @@ from __future__ import annotations
 
 from typing import List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from diagnostics import YamlFileError, read_yaml, validate
 
 from .errors import SimdqError
+from .presets.architecture import check_architecture
 from .presets import UNET_CLASSES, UNetSpec, check_preset_name, config_file_spec, config_spec, preset_spec
 from .scheme import CONVENTIONS, get_policy, quant_format
 
 WEIGHT_GRANULARITIES = ("per_tensor", "per_channel", "per_group")
+# Upper bounds far past any real run that keep every tensor shape inside int64 and torch's size checks:
+# SDXL samples at 128 latent pixels, LDM-4 serves batch 64, DDPM runs 1000 steps.
+MAX_BATCH, MAX_STEPS, MAX_SAMPLE_SIZE, MAX_CONTEXT_LENGTH, MAX_GROUP_SIZE = 2**16, 10_000, 4096, 2**16, 2**16
+# what a per-channel or per-group weight scale may be stored in (block formats carry their own scale)
+SCALE_FORMATS = ("fp32", "fp16", "bf16", "e8m0", "ue8m0", "e4m3", "e4m3fn")
 ACTIVATION_GRANULARITIES = ("per_tensor", "per_token", "per_channel")
 
 
@@ -62,17 +68,17 @@ class ModelSection(_Strict):
 
 
 class InputSection(_Strict):
-    batch: int = Field(1, gt=0)
-    steps: int = Field(1, gt=0)
+    batch: StrictInt = Field(1, gt=0, le=MAX_BATCH)
+    steps: StrictInt = Field(1, gt=0, le=MAX_STEPS)
     guidance: bool = False
-    sample_size: Optional[int] = Field(None, gt=0)
-    context_length: Optional[int] = Field(None, gt=0)
+    sample_size: Optional[StrictInt] = Field(None, gt=0, le=MAX_SAMPLE_SIZE)
+    context_length: Optional[StrictInt] = Field(None, gt=0, le=MAX_CONTEXT_LENGTH)
 
 
 class Granularity(_Strict):
     weights: Literal[WEIGHT_GRANULARITIES] = "per_channel"
     activations: Literal[ACTIVATION_GRANULARITIES] = "per_tensor"
-    group_size: int = Field(128, gt=0)
+    group_size: StrictInt = Field(128, gt=0, le=MAX_GROUP_SIZE)
 
 
 class AttentionSection(_Strict):
@@ -119,6 +125,26 @@ class QuantSection(_Strict):
             get_policy(value)
         return value
 
+    @field_validator("scale_format")
+    @classmethod
+    def _a_scale_format(cls, value):
+        if value.lower() not in SCALE_FORMATS:
+            raise ValueError(f"{value!r} is not a format weight scales are stored in; allowed: "
+                             f"{', '.join(SCALE_FORMATS)} (block formats such as mxfp4 carry their own scales)")
+        return value
+
+    @model_validator(mode="after")
+    def _zero_point_needs_integers(self):
+        if not self.weight_zero_point:
+            return self
+        named = [self.weights] + [rule.weights for rule in self.rules]
+        families = {name: quant_format(name).family for name in named if name is not None}
+        if not families or any(family != "int" for family in families.values()):
+            odd = ", ".join(f"{name} ({family})" for name, family in families.items() if family != "int")
+            raise ValueError("weight_zero_point: true needs integer weight formats (int2..int8, uint4, ...); "
+                             f"got {odd or 'unquantized weights'}")
+        return self
+
 
 class RuntimeSection(_Strict):
     fused_attention: bool = True
@@ -130,6 +156,17 @@ class EstimateConfig(_Strict):
     quant: QuantSection = QuantSection()
     runtime: RuntimeSection = RuntimeSection()
     convention: Literal[CONVENTIONS] = "binarydm"
+
+    @model_validator(mode="after")
+    def _buildable(self):
+        """The UNet can be built and run at this input (a config_file is read, and checked, in unet_spec)."""
+        if self.model.diffusers:
+            check_architecture(self.model.diffusers.unet_class, self.model.diffusers.config, "model.diffusers.config",
+                               self.input.sample_size)
+        elif self.model.preset and self.input.sample_size is not None:
+            spec = preset_spec(self.model.preset)
+            check_architecture(spec.unet_class, spec.config, f"preset {spec.name}", self.input.sample_size)
+        return self
 
 
 def parse_config(data, source: str) -> EstimateConfig:
@@ -151,4 +188,6 @@ def unet_spec(config: EstimateConfig) -> UNetSpec:
         return preset_spec(section.preset)
     if section.diffusers:
         return config_spec(section.diffusers.unet_class, section.diffusers.config, "model.diffusers")
-    return config_file_spec(section.config_file, "model.config_file")
+    spec = config_file_spec(section.config_file, "model.config_file")
+    check_architecture(spec.unet_class, spec.config, f"model.config_file {section.config_file}", config.input.sample_size)
+    return spec

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from emulator import BinaryFormat
 
-from ..artifact import GROUP_ALL, METADATA, TENSORS, pack_codes, read_metadata, tensor, unpack_codes, write_metadata
+from ..artifact import (ARTIFACT_FILES, GROUP_ALL, METADATA, TENSORS, pack_codes, read_metadata, stored_code_count,
+                        unpack_codes, verify_tensors, write_metadata)
 from ..config import parse_config
 from ..errors import SimdqError
-from ..output import replacing
+from ..output import replacing_directory
 from .activations import ActivationQuantizer, OutputRange
 from .modules import QuantConv2d, QuantLinear, quantize_model
 from .stored import QuantizedWeight
@@ -26,11 +26,11 @@ from .torch_quant import saturating
 
 
 def save_artifact(directory, model, metadata: dict) -> Path:
-    """Write `model` (after quantize_model and calibration) and `metadata` (model, quant, settings, report)."""
+    """Write `model` (after quantize_model and calibration) and `metadata` (model, quant, settings, report) as
+    a sealed artifact: both files appear at once, replacing an earlier artifact there, or neither does."""""
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors, layers, activations = {}, {}, {}
     quantized = {name: m for name, m in model.named_modules() if isinstance(m, (QuantConv2d, QuantLinear))}
     skip = set()
@@ -69,10 +69,46 @@ def save_artifact(directory, model, metadata: dict) -> Path:
     for key, value in model.state_dict().items():
         if key not in skip:  # a stored weight comes back from its codes
             tensors[key] = value.detach().clone().contiguous()
-    with replacing(directory / TENSORS) as temporary:
-        save_file(tensors, str(temporary))
-    write_metadata(directory, {**metadata, "layers": layers, "activations": activations, "outputs": outputs})
+    with replacing_directory(directory, "-o", ARTIFACT_FILES) as staging:
+        save_file(tensors, str(staging / TENSORS))
+        write_metadata(staging, {**metadata, "layers": layers, "activations": activations, "outputs": outputs})
     return directory
+
+
+def check_artifact(directory, unet=None):
+    """Every check of an artifact, before any of it is used: quant.yaml's seal and records, its scheme applied
+    to its model, and model.safetensors against both. `unet`: the UNet to fill (built from the artifact's
+    model config); None checks against one on the meta device. Returns (metadata, config, the swapped UNet)."""
+    from ..config import unet_spec
+    from ..model.unets import build_unet
+
+    directory = Path(directory)
+    metadata = read_metadata(directory)
+    where = directory / METADATA
+    config = parse_config({"model": metadata["model"], "quant": metadata["quant"]}, str(where))
+    unet = build_unet(unet_spec(config)) if unet is None else unet
+    groups = metadata.get("settings", {}).get("timestep_groups")
+    swapped = quantize_model(unet, config.quant, config.model.dtype, timestep_groups=groups, quantize_weights=False)
+    layers, activations = metadata["layers"], metadata.get("activations", {})
+    for name, (weight_format, activation_format) in swapped.items():
+        entry, inputs = layers.get(name), activations.get(f"{name}.input_quantizer", {})
+        if entry is None or entry.get("weight_format", weight_format) != weight_format or \
+                inputs.get("format", activation_format) != activation_format:
+            raise SimdqError(f"{where}: layer {name} does not match the scheme applied to its model")
+    if set(layers) != set(swapped):
+        extra = sorted(set(layers) - set(swapped))[0]
+        raise SimdqError(f"{where}: layer {extra} is not in the model")
+    modules = dict(unet.named_modules())
+    for name, entry in layers.items():
+        if "weight_format" in entry and tuple(entry["weight_shape"]) != tuple(modules[name].weight.shape):
+            raise SimdqError(f"{where}: {name}: stored weight shape {entry['weight_shape']} does not match the "
+                             f"model's {list(modules[name].weight.shape)}")
+    quantizers = {p for p, m in unet.named_modules() if isinstance(m, ActivationQuantizer)}
+    if quantizers != set(activations):
+        odd = sorted(quantizers ^ set(activations))[0]
+        raise SimdqError(f"{where}: activation quantizer {odd} does not match the model and scheme")
+    verify_tensors(directory, metadata, {k: tuple(v.shape) for k, v in unet.state_dict().items()})
+    return metadata, config, unet
 
 
 def load_artifact(directory, unet):
@@ -81,72 +117,36 @@ def load_artifact(directory, unet):
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    metadata = read_metadata(directory)
+    metadata, _, unet = check_artifact(directory, unet)
     path = directory / TENSORS
     try:
         tensors = load_file(str(path))
-    except FileNotFoundError:
-        raise SimdqError(f"{directory}: {TENSORS} is missing") from None
-    except (SafetensorError, OSError) as err:
+    except (SafetensorError, OSError) as err:  # changed since it was checked
         raise SimdqError(f"{path}: damaged ({err})") from None
-    config = parse_config({"model": metadata["model"], "quant": metadata["quant"]}, str(directory / METADATA))
-    groups = metadata.get("settings", {}).get("timestep_groups")
-    swapped = quantize_model(unet, config.quant, config.model.dtype, timestep_groups=groups, quantize_weights=False)
-    layers, activations = metadata["layers"], metadata.get("activations", {})
-    for name, (weight_format, activation_format) in swapped.items():
-        entry, inputs = layers.get(name), activations.get(f"{name}.input_quantizer", {})
-        if entry is None or entry.get("weight_format", weight_format) != weight_format or \
-                inputs.get("format", activation_format) != activation_format:
-            raise SimdqError(f"{directory / METADATA}: layer {name} does not match the scheme applied to its model")
-    if set(layers) != set(swapped):
-        extra = sorted(set(layers) - set(swapped))[0]
-        raise SimdqError(f"{directory / METADATA}: layer {extra} is not in the model")
-    modules = dict(unet.named_modules())
+    layers, modules = metadata["layers"], dict(unet.named_modules())
     for name, entry in layers.items():
-        module = modules[name]
-        if "weight_format" in entry:
-            fmt, shape = saturating(entry["weight_format"]), tuple(entry["weight_shape"])
-            if shape != tuple(module.weight.shape):
-                raise SimdqError(f"{path}: {name}: stored weight shape {list(shape)} does not match the model's "
-                                 f"{list(module.weight.shape)}")
-            packed = tensor(tensors, f"{name}.weight.codes", path)
-            count = int(np.prod(shape))
-            if entry["granularity"] == "per_block":  # rows were zero-padded to whole blocks
-                block = entry["group_size"]
-                count = shape[0] * (-(-(count // shape[0]) // block) * block)
-            try:
-                codes = unpack_codes(packed.numpy(), fmt.bits, count)
-            except ValueError as err:
-                raise SimdqError(f"{path}: {name}: weight codes damaged ({err})") from None
-            scale = tensor(tensors, f"{name}.weight.scale", path)
-            expected = torch.int64 if entry["granularity"] == "per_block" else torch.float64
-            if scale.dtype != expected:
-                raise SimdqError(f"{path}: {name}.weight.scale is {scale.dtype}, expected {expected}")
-            tensor_scale = tensors.get(f"{name}.weight.tensor_scale")
-            # the narrowest dtype that holds the codes: an LDM-4's int64 codes alone would take 2 GB
-            stored = QuantizedWeight(fmt, torch.from_numpy(codes).reshape(shape[0], -1), scale,
-                                     entry["granularity"], entry["group_size"], shape,
-                                     None if tensor_scale is None else float(tensor_scale))
-            module.quantized_weight = stored
-            module.weight = stored.dequantize().to(module.weight.dtype)
-    quantizers = {p: m for p, m in unet.named_modules() if isinstance(m, ActivationQuantizer)}
-    if set(quantizers) != set(activations):
-        odd = sorted(set(quantizers) ^ set(activations))[0]
-        raise SimdqError(f"{directory / METADATA}: activation quantizer {odd} does not match the model and scheme")
-    for qpath, quantizer in quantizers.items():
-        keys = tensor(tensors, f"{qpath}.groups", path).tolist()
-        scales = tensor(tensors, f"{qpath}.scales", path)
-        quantizer.scales = {None if k == GROUP_ALL else k: s for k, s in zip(keys, scales)}
-        if isinstance(quantizer.fmt, BinaryFormat):
-            quantizer.thresholds = tensor(tensors, f"{qpath}.thresholds", path)
+        if "weight_format" not in entry:
+            continue
+        module, fmt, shape = modules[name], saturating(entry["weight_format"]), tuple(entry["weight_shape"])
+        codes = unpack_codes(tensors[f"{name}.weight.codes"].numpy(), fmt.bits, stored_code_count(entry, fmt))
+        tensor_scale = tensors.get(f"{name}.weight.tensor_scale")
+        # the narrowest dtype that holds the codes: an LDM-4's int64 codes alone would take 2 GB
+        stored = QuantizedWeight(fmt, torch.from_numpy(codes).reshape(shape[0], -1), tensors[f"{name}.weight.scale"],
+                                 entry["granularity"], entry["group_size"], shape,
+                                 None if tensor_scale is None else float(tensor_scale))
+        module.quantized_weight = stored
+        module.weight = stored.dequantize().to(module.weight.dtype)
+    for qpath, quantizer in unet.named_modules():
+        if isinstance(quantizer, ActivationQuantizer):
+            keys = tensors[f"{qpath}.groups"].tolist()
+            quantizer.scales = {None if k == GROUP_ALL else k: s for k, s in zip(keys, tensors[f"{qpath}.scales"])}
+            if isinstance(quantizer.fmt, BinaryFormat):
+                quantizer.thresholds = tensors[f"{qpath}.thresholds"]
     for opath, observer in unet.named_modules():  # absent from artifacts older than the output ranges
         if isinstance(observer, OutputRange) and f"{opath}.groups" in tensors:
             keys = tensors[f"{opath}.groups"].tolist()
-            observer.amax = {None if k == GROUP_ALL else k: a for k, a in zip(keys, tensor(tensors, f"{opath}.amax", path))}
-    restored = {k for k in unet.state_dict() if k.endswith(".weight") and "weight_format" in layers.get(k[:-7], {})}
-    state = {k: v for k, v in tensors.items() if k in unet.state_dict() and k not in restored}
-    absent = sorted(set(unet.state_dict()) - restored - set(state))
-    if absent:
-        raise SimdqError(f"{path}: tensor {absent[0]!r} is missing")
-    unet.load_state_dict(state, strict=False)
+            observer.amax = {None if k == GROUP_ALL else k: a for k, a in zip(keys, tensors[f"{opath}.amax"])}
+    restored = {f"{name}.weight" for name, entry in layers.items() if "weight_format" in entry}
+    unet.load_state_dict({k: v for k, v in tensors.items() if k in unet.state_dict() and k not in restored},
+                         strict=False)
     return unet, metadata

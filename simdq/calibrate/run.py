@@ -40,14 +40,21 @@ def calibrate_artifact(config, output, settings: CalibrationSettings, *, checkpo
 
     from ..config import unet_spec
     from ..model.unets import build_unet, load_checkpoint
+    from ..artifact import ARTIFACT_FILES
+    from ..output import check_output_directory
+    from .memory import check_calibration_memory
     from .persist import save_artifact
     from .pipeline import calibrate_unet
 
+    check_output_directory(output, "-o", ARTIFACT_FILES)
+    samples = len(latents) if latents is not None else settings.samples
     if checkpoint:
         unet, spec = load_checkpoint(checkpoint)
+        check_calibration_memory(spec, samples, settings.steps, settings.batch)
     else:
-        torch.manual_seed(settings.seed)  # presets have no weights of their own: seeded random ones
         spec = unet_spec(config)
+        check_calibration_memory(spec, samples, settings.steps, settings.batch)
+        torch.manual_seed(settings.seed)  # presets have no weights of their own: seeded random ones
         unet = build_unet(spec, device="cpu")
     if latents is not None and tuple(latents.shape[1:]) != (unet.config.in_channels, *[unet.config.sample_size] * 2):
         raise SimdqError(f"--calib-data {calib_data}: latents of shape {list(latents.shape[1:])} do not fit "
@@ -58,7 +65,7 @@ def calibrate_artifact(config, output, settings: CalibrationSettings, *, checkpo
         calibrator=settings.calibrator, timestep_groups=groups, merge=False, seed=settings.seed,
         batch=settings.batch, latents=latents, progress=progress,
     )
-    recorded = {"samples": len(latents) if latents is not None else settings.samples, "steps": settings.steps,
+    recorded = {"samples": samples, "steps": settings.steps,
                 "calibrator": settings.calibrator, "timestep_groups": groups, "seed": settings.seed,
                 "checkpoint": checkpoint, "calib_data": calib_data}
     quality = {

@@ -8,22 +8,22 @@ from pathlib import Path
 
 from ..errors import SimdqError
 from ..report.tables import text_table
-from .arguments import positive
+from .arguments import batch, ddim_steps, samples, seed
 
 
 def add_parser(commands) -> None:
     calibrate = commands.add_parser("calibrate", help="quantize and calibrate a UNet, write the artifact")
     calibrate.add_argument("model", metavar="MODEL.yaml", help="model and quantization scheme (see README)")
     calibrate.add_argument("-o", "--output", required=True, metavar="ART_DIR", help="artifact directory to write")
-    calibrate.add_argument("--samples", type=positive, default=8, help="DDIM trajectories (default 8)")
-    calibrate.add_argument("--steps", type=positive, default=10, help="DDIM steps per trajectory (default 10)")
+    calibrate.add_argument("--samples", type=samples, default=8, help="DDIM trajectories (default 8)")
+    calibrate.add_argument("--steps", type=ddim_steps, default=10, help="DDIM steps per trajectory (default 10)")
     calibrate.add_argument("--calibrator", choices=("minmax", "percentile", "mse"), default="minmax")
     calibrate.add_argument("--timestep-groups", default="per_step", metavar="per_step|merged|N",
                            help="activation ranges per DDIM step, one merged range, or N timestep bins")
     calibrate.add_argument("--checkpoint", metavar="DIR", help="a local diffusers UNet (save_pretrained) to quantize")
     calibrate.add_argument("--calib-data", metavar="FILE", help="safetensors file with 'latents' to start from")
-    calibrate.add_argument("--seed", type=int, default=0)
-    calibrate.add_argument("--batch", type=positive, default=8, help="trajectories per UNet call")
+    calibrate.add_argument("--seed", type=seed, default=0)
+    calibrate.add_argument("--batch", type=batch, default=8, help="trajectories per UNet call")
     calibrate.set_defaults(run=run_calibrate)
 
 
@@ -40,6 +40,7 @@ def _timestep_groups(text: str):
 
 
 def _latents(path: str):
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -49,9 +50,22 @@ def _latents(path: str):
         raise SimdqError(f"--calib-data {path}: no such file") from None
     except (SafetensorError, OSError) as err:
         raise SimdqError(f"--calib-data {path}: not a safetensors file ({err})") from None
-    if "latents" not in tensors or tensors["latents"].dim() != 4:
-        raise SimdqError(f"--calib-data {path}: needs a 4-D tensor named 'latents' (samples, channels, height, width)")
-    return tensors["latents"].float()
+    where = f"--calib-data {path}"
+    latents = tensors.get("latents")
+    if latents is None or latents.dim() != 4:
+        found = f"it holds {', '.join(sorted(tensors)[:4]) or 'no tensors'}" if latents is None else \
+            f"its 'latents' has shape {list(latents.shape)}"
+        raise SimdqError(f"{where}: needs a 4-D tensor named 'latents' (samples, channels, height, width); {found}")
+    if not latents.is_floating_point():
+        raise SimdqError(f"{where}: 'latents' is {latents.dtype}; expected floating-point latents")
+    if len(latents) == 0:
+        raise SimdqError(f"{where}: 'latents' holds no samples (shape {list(latents.shape)})")
+    bad = ~torch.isfinite(latents)
+    if bad.any():
+        sample = int(bad.reshape(len(latents), -1).any(dim=1).nonzero()[0])
+        raise SimdqError(f"{where}: 'latents' holds {int(bad.sum())} NaN or infinite values (the first in sample "
+                         f"{sample})")
+    return latents.float()
 
 
 def run_calibrate(args) -> int:

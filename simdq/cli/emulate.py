@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import SimdqError
+from .arguments import timestep
 from .emulated import add_arithmetic_arguments, load_model, quiet_thread_pools, schedule
 
 
@@ -17,7 +18,7 @@ def add_parser(commands) -> None:
     emulate.add_argument("-o", "--output", default="latents.safetensors", metavar="FILE",
                          help="where to write the final latents (default latents.safetensors)")
     emulate.add_argument("--forward", action="store_true", help="one UNet call at --timestep instead of sampling")
-    emulate.add_argument("--timestep", type=int, default=500, help="the timestep of --forward (default 500)")
+    emulate.add_argument("--timestep", type=timestep, default=500, help="the timestep of --forward (default 500)")
     emulate.add_argument("--decode", action="store_true", help="decode the latents to images (simdq has no VAE)")
     emulate.add_argument("--quiet", action="store_true", help="no progress bar")
     emulate.set_defaults(run=run)
@@ -41,11 +42,10 @@ def run(args) -> int:
     from ..emulate.progress import Progress
     from ..emulate.runtime import check_timesteps
     from ..model.sampling import conditioning, ddim_sample, latent_shape
-    from ..output import replacing
+    from ..output import check_output_file, replacing
 
     output = Path(args.output)
-    if not output.parent.is_dir():  # before the model loads (seconds), not after
-        raise SimdqError(f"-o {output}: folder {output.parent} does not exist")
+    check_output_file(output, "-o")  # before the model loads (seconds), not after
     model, _ = load_model(args)
     if args.forward:
         check_timesteps(model, [args.timestep])

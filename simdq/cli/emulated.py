@@ -4,7 +4,7 @@ and the threads they run on."""
 from __future__ import annotations
 
 from ..errors import SimdqError
-from .arguments import positive
+from .arguments import ddim_steps, finite, seed, threads
 
 
 def quiet_thread_pools() -> None:
@@ -22,15 +22,15 @@ def add_arithmetic_arguments(parser) -> None:
                                                        "list; default: exact accumulation everywhere)")
     parser.add_argument("--accumulator", metavar="NAME", help="one accumulator for every layer (exact, int32, "
                                                               "int32_saturate, fp32, sm90_fp8, ...), over --hw")
-    parser.add_argument("--steps", type=positive, help="DDIM steps (default: the artifact's calibration steps)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the starting noise and conditioning")
-    parser.add_argument("--guidance-scale", type=float, default=7.5,
+    parser.add_argument("--steps", type=ddim_steps, help="DDIM steps (default: the artifact's calibration steps)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the starting noise and conditioning")
+    parser.add_argument("--guidance-scale", type=finite, default=7.5,
                         help="classifier-free guidance for cross-attention UNets (default 7.5; 1: off)")
     parser.add_argument("--requant", metavar="CONVENTION",
                         help="integer layers write int8 codes at their calibrated output range, requantized by this "
                              "convention (onnxruntime, qnnpack, onnx_reference, tflite_reference, gemmlowp, "
                              "tflite_single_rounding), as an integer pipeline does; default: the float epilogue")
-    parser.add_argument("--threads", type=positive, help="CPU threads for torch and the emulator's kernels")
+    parser.add_argument("--threads", type=threads, help="CPU threads for torch and the emulator's kernels")
 
 
 def load_model(args):

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..scheme import CONVENTIONS
-from .arguments import positive
+from .arguments import batch, steps
 
 RENDER_FORMATS = ("table", "csv", "json", "markdown", "latex")
 
@@ -23,8 +23,8 @@ def add_parser(commands) -> None:
     estimate.add_argument("--per-layer", action="store_true", help="show every layer, not only the heaviest")
     estimate.add_argument("--format", default="table", choices=RENDER_FORMATS)
     estimate.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    estimate.add_argument("--batch", type=positive, help="override input.batch")
-    estimate.add_argument("--steps", type=positive, help="override input.steps")
+    estimate.add_argument("--batch", type=batch, help="override input.batch")
+    estimate.add_argument("--steps", type=steps, help="override input.steps")
     estimate.add_argument("--convention", choices=CONVENTIONS, help="override the counting convention")
     estimate.add_argument("--plot", action="append", default=[], metavar="FILE",
                           help="write a chart: roofline.png (the device roofline, a point per layer) or "
@@ -74,27 +74,27 @@ def traced_layers(config, batch=None) -> list:
 
 def artifact_config(directory: str):
     """The estimate config of a calibrated artifact: its model and scheme (checked as loading checks them)."""
-    from ..artifact import METADATA, check_tensors, read_metadata
-    from ..config import parse_config
+    from ..calibrate.persist import check_artifact
 
-    metadata = read_metadata(directory)
-    check_tensors(directory, metadata)
-    return parse_config({"model": metadata["model"], "quant": metadata["quant"]}, f"{directory}/{METADATA}")
+    return check_artifact(directory)[1]
 
 
 def run(args) -> int:
     from hw_models import load_device
 
     from ..config import load_config
-    from ..output import write_text
+    from ..output import check_output_file, write_text
     from ..report.render import render
 
     config = artifact_config(args.model) if Path(args.model).is_dir() else load_config(args.model)
+    if args.output:
+        check_output_file(args.output, "-o")
     if args.plot:
-        from ..report.plots import chart_kind
+        from ..report.plots import chart_kind, check_plot_path
 
-        for path in args.plot:
-            chart_kind(path)  # a bad name fails before the work
+        for path in args.plot:  # a bad name fails before the work
+            chart_kind(path)
+            check_plot_path(path)
     device = load_device(args.hw)
     estimate = run_estimate(config, device, batch=args.batch, steps=args.steps, convention=args.convention)
     if args.plot:

@@ -60,12 +60,13 @@ def run_calibrate(args) -> int:
 
     from ..config import load_config
     from ..microbench import fit_device
-    from ..output import write_text
+    from ..output import check_output_file, write_text
     from .estimate import traced_layers
 
     def progress(done, total):
         print(f"\rmicrobenchmarks {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
+    check_output_file(args.output, "-o")  # before minutes of microbenchmarks
     name = args.name or f"{args.base}-calibrated"
     layers = traced_layers(load_config(args.model)) if args.model else None
     spec = fit_device(args.device, args.base, name, quick=args.quick, progress=progress, model_layers=layers)

@@ -7,8 +7,11 @@ import sys
 from fnmatch import fnmatchcase
 
 from ..errors import SimdqError
-from .arguments import Parser, non_negative
+from .arguments import Parser, integer, seed
 from .emulated import add_arithmetic_arguments, load_model, quiet_thread_pools, schedule
+
+MAX_EXAMPLES = 10**6  # hypothesis cases per property or reference
+MAX_PARITY_SAMPLES = 2**20  # outputs of a layer checked against the plain reference
 
 
 def add_parser(commands) -> None:
@@ -17,7 +20,7 @@ def add_parser(commands) -> None:
     refs = parity_commands.add_parser(
         "refs", help="which named convention each installed reference (ml_dtypes, torch, torchao, gfloat) implements")
     refs.add_argument("--format", default="table", choices=("table", "markdown", "json"))
-    refs.add_argument("--examples", type=non_negative, default=200,
+    refs.add_argument("--examples", type=integer(0, MAX_EXAMPLES), default=200,
                       help="hypothesis examples per convention after the boundary cases (default 200; 0: boundaries only)")
     refs.add_argument("--only", action="append", metavar="GLOB",
                       help="only references whose id matches, e.g. 'torch: quantize*' (repeatable)")
@@ -26,8 +29,8 @@ def add_parser(commands) -> None:
     kernels = parity_commands.add_parser(
         "kernels", help="properties of every kernel, accumulator and requantization convention against every "
                         "installed reference (hypothesis; shrunk counterexamples)")
-    kernels.add_argument("--examples", type=non_negative, default=100, help="cases drawn per property (default 100)")
-    kernels.add_argument("--seed", type=int, default=0, help="seed of the (derandomized) search")
+    kernels.add_argument("--examples", type=integer(0, MAX_EXAMPLES), default=100, help="cases drawn per property (default 100)")
+    kernels.add_argument("--seed", type=seed, default=0, help="seed of the (derandomized) search")
     kernels.add_argument("--vectors", metavar="DIR",
                          help="also replay the tensor-core vectors recorded on a GPU (tests/data/tensor_cores in a "
                               "source checkout, which is the default when it is there)")
@@ -39,7 +42,7 @@ def add_parser(commands) -> None:
         "model", help="a calibrated UNet on the emulator: per layer and per step, against exact arithmetic, torch "
                       "fake-quant and full precision")
     add_arithmetic_arguments(model)
-    model.add_argument("--samples", type=non_negative, default=4,
+    model.add_argument("--samples", type=integer(0, MAX_PARITY_SAMPLES), default=4,
                        help="outputs per layer and call checked against the plain reference of a device rule "
                             "(default 4)")
     model.add_argument("--reference-checkpoint", metavar="DIR",
@@ -93,13 +96,15 @@ def run_parity_model(args) -> int:
     from ..emulate.parity.model import model_parity
     from ..emulate.progress import Progress
     from ..emulate.runtime import full_precision_unet
-    from ..output import write_text
+    from ..output import check_output_file, write_text
     from ..report.parity_model import plot_parity, render
 
+    if args.output:
+        check_output_file(args.output, "-o")
     if args.plot:
-        from ..report.plots import _pyplot
+        from ..report.plots import check_plot_path
 
-        _pyplot()  # no matplotlib is one line before the run, not after it
+        check_plot_path(args.plot)  # before the run, not after it
     model, device = load_model(args)
     steps = schedule(model, args)
     fp_unet, how = full_precision_unet(args.artifact, model.metadata, model.config, args.reference_checkpoint)
@@ -116,10 +121,7 @@ def run_parity_model(args) -> int:
     else:
         sys.stdout.write(text)
     if args.plot:
-        try:
-            plot_parity(report, args.plot)
-        except OSError as err:
-            raise SimdqError(f"--plot {args.plot}: cannot write ({err.strerror})") from None
+        plot_parity(report, args.plot)
     return 0 if report.passed else 1
 
 

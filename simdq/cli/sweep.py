@@ -64,7 +64,9 @@ def _client(args):
 
 def run_sweep(args) -> int:
     _need_sweep_extra()
-    from ..report.sweep import check_plot_path, plot_pareto, render_sweep, write_sweep
+    from ..output import check_output_file
+    from ..report.plots import check_plot_path
+    from ..report.sweep import plot_pareto, render_sweep, write_sweep
     from ..sweep.plan import expand
     from ..sweep.progress import SweepProgress
     from ..sweep.run import run_dask, run_serial
@@ -73,6 +75,8 @@ def run_sweep(args) -> int:
     from ..sweep.table import sweep_frame
 
     fmt = _output_format(args)
+    if args.output:
+        check_output_file(args.output, "-o")
     if args.plot:
         check_plot_path(args.plot)
     spec, folder = load_sweep(args.sweep)

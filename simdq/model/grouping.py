@@ -9,6 +9,7 @@ own parameters sit on its first row, so the rows' parameters add up to the model
 
 from __future__ import annotations
 
+from ..errors import SimdqError
 from .layer import Layer
 from .trace import OpRecord, is_weight_module, trace
 from .unets import example_inputs
@@ -112,5 +113,14 @@ def fuse_attention(layers: list) -> list:
 def layers_of(model, spec, batch: int, sample_size=None, context_length=None, fused_attention: bool = True) -> list:
     """The layers of one forward pass of `model` (built from `spec`, a simdq.presets.UNetSpec) on the meta device."""
     inputs = example_inputs(model, spec, batch, sample_size, context_length)
-    layers = group_layers(model, trace(model, inputs))
+    try:
+        traced = trace(model, inputs)
+    except SimdqError:
+        raise
+    except (RuntimeError, ArithmeticError, IndexError, TypeError, ValueError) as err:
+        # shapes simdq.presets.architecture does not foresee fail here, on the meta device, in one line
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SimdqError(f"{spec.name}: diffusers cannot run {spec.unet_class} on a batch of {batch} "
+                         f"({message})") from None
+    layers = group_layers(model, traced)
     return fuse_attention(layers) if fused_attention else layers

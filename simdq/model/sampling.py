@@ -9,6 +9,8 @@ import sys
 
 import torch
 
+from ..errors import SimdqError
+
 
 def conditioning(unet, batch: int, generator: torch.Generator, context_length: int = 77) -> dict:
     """Seeded stand-ins for what a pipeline would pass beside the latents (text context, SDXL's added
@@ -43,6 +45,11 @@ def ddim_trajectory(unet, samples: int, steps: int, seed: int = 0, batch: int = 
     inputs, total = [], math.ceil(len(latents) / batch) * steps
 
     def record(index, timestep, step_inputs, prediction):
+        if not torch.isfinite(prediction).all():
+            start = float(latents.abs().max())
+            raise SimdqError(f"the full-precision UNet's prediction is NaN or infinite at DDIM step {index} (timestep "
+                             f"{int(timestep)}), starting from latents up to |x| = {start:.3g} (DDIM starts from "
+                             "unit-variance noise)")
         inputs.append(step_inputs)
         if progress:
             print(f"\rcalibration trajectory {len(inputs)}/{total} UNet calls", end="", file=sys.stderr, flush=True)

@@ -9,6 +9,9 @@ import os
 
 from ..errors import SimdqError
 from ..presets import UNetSpec, config_file_spec
+from ..presets.architecture import check_architecture
+
+CHECKPOINT_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json")
 
 
 def _import_diffusers():
@@ -31,7 +34,8 @@ def build_unet(spec: UNetSpec, device: str = "meta"):
     try:
         with torch.device(device):
             model = unet_class.from_config(spec.config)
-    except (TypeError, ValueError, KeyError, AttributeError, AssertionError) as err:
+    except (TypeError, ValueError, KeyError, AttributeError, AssertionError, ArithmeticError, IndexError,
+            RuntimeError) as err:  # what check_architecture did not foresee is still one line
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise SimdqError(f"{spec.name}: diffusers cannot build {spec.unet_class} from this config ({message})") from None
     if spec.attention_heads:
@@ -47,14 +51,24 @@ def load_checkpoint(directory: str):
     """A UNet saved with save_pretrained in a local directory (safetensors weights only, nothing fetched)."""
     from pathlib import Path
 
-    config_path = Path(directory) / "config.json"
-    spec = config_file_spec(str(config_path), f"--checkpoint {directory}")
+    where = f"--checkpoint {directory}"
+    spec = config_file_spec(str(Path(directory) / "config.json"), where)
+    check_architecture(spec.unet_class, spec.config, f"{where}/config.json")
+    if not any((Path(directory) / name).is_file() for name in CHECKPOINT_WEIGHTS):
+        raise SimdqError(f"{where}: no {CHECKPOINT_WEIGHTS[0]} in it (weights saved by save_pretrained as "
+                         "safetensors; .bin files are pickles and are never read)")
     unet_class = _import_diffusers()[spec.unet_class]
+    from diffusers.utils import logging as diffusers_logging
+
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # our one line says what failed; diffusers' own would repeat it
     try:
         model = unet_class.from_pretrained(directory, use_safetensors=True, local_files_only=True)
-    except (OSError, ValueError, EnvironmentError) as err:
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise SimdqError(f"--checkpoint {directory}: cannot load ({message})") from None
+        raise SimdqError(f"{where}: cannot load ({message})") from None
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
     return model.eval(), spec
 
 

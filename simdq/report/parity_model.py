@@ -73,7 +73,7 @@ def _plain(value):
 
 def plot_parity(report, path: str) -> None:
     """SQNR of the device's arithmetic against exact per layer, and of the output per step."""
-    from .plots import _pyplot
+    from .plots import _pyplot, save_figure
 
     plt = _pyplot()
     figure, (layers, steps) = plt.subplots(1, 2, figsize=(14, 4.5), gridspec_kw={"width_ratios": [3, 1]})
@@ -94,5 +94,4 @@ def plot_parity(report, path: str) -> None:
     steps.set_ylabel("output SQNR (dB)")
     steps.legend()
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import SimdqError
+from ..output import check_output_file, replacing
 
 CHARTS = ("roofline", "breakdown")
 KIND_COLOURS = {"conv": "tab:blue", "linear": "tab:orange", "attention_matmul": "tab:red", "norm": "tab:green",
@@ -20,6 +21,30 @@ def chart_kind(path: str) -> str:
         raise SimdqError(f"--plot {path}: the file name must say which chart it is: one of {', '.join(CHARTS)} "
                          "(e.g. roofline.png, breakdown.pdf)")
     return kinds[0]
+
+
+def check_plot_path(path: str, what: str = "--plot") -> None:
+    """A chart file matplotlib can write, in a folder that exists: checked before the work."""
+    _pyplot()  # matplotlib present, or one line saying how to get it
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in supported:
+        raise SimdqError(f"{what} {path}: unknown chart format {suffix or '(none)'!r}; allowed: "
+                         f"{', '.join(sorted(supported))}")
+    check_output_file(path, what)
+
+
+def save_figure(figure, path: str, what: str = "--plot") -> None:
+    """Write a matplotlib figure atomically, in the format its suffix names, and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with replacing(path, what) as temporary:
+            figure.savefig(temporary, format=Path(path).suffix.lstrip(".").lower(), dpi=150)
+    finally:
+        plt.close(figure)
 
 
 def _pyplot():
@@ -71,8 +96,7 @@ def plot_roofline(estimate, device, path: str) -> None:
     axes.set_title(f"{estimate.model} on {estimate.device} ({device.order[0]} engine roofline)")
     axes.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
-    figure.savefig(path, dpi=150)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def breakdown_bars(estimate, count: int = 40) -> list:
@@ -104,19 +128,14 @@ def plot_breakdown(estimate, path: str, count: int = 40) -> list:
                 loc="lower right")
     axes.tick_params(axis="y", labelsize=6)
     figure.tight_layout()
-    figure.savefig(path, dpi=150)
     drawn = [label.get_text() for label in axes.get_yticklabels()][::-1]
-    plt.close(figure)
+    save_figure(figure, path)
     return drawn
 
 
 def write_plots(estimate, device, paths) -> None:
     for path in paths:
-        kind = chart_kind(path)
-        try:
-            if kind == "roofline":
-                plot_roofline(estimate, device, path)
-            else:
-                plot_breakdown(estimate, path)
-        except OSError as err:
-            raise SimdqError(f"--plot {path}: cannot write ({err.strerror})") from None
+        if chart_kind(path) == "roofline":
+            plot_roofline(estimate, device, path)
+        else:
+            plot_breakdown(estimate, path)

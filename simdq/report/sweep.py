@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import io
 import math
-from pathlib import Path
 
-from ..errors import SimdqError
 from ..output import replacing
-from .plots import _pyplot
+from .plots import _pyplot, save_figure
 from .render import human
 from .tables import markdown_table, text_table
 
@@ -79,18 +77,6 @@ def pareto_mask(xs, ys, maximize_y: bool = False) -> list:
     return mask
 
 
-def check_plot_path(path: str) -> None:
-    """A chart file name matplotlib can write, checked before the sweep runs."""
-    _pyplot()  # matplotlib present, or one line saying how to get it
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    suffix = Path(path).suffix.lower().lstrip(".")
-    supported = FigureCanvasBase.get_supported_filetypes()
-    if suffix not in supported:
-        raise SimdqError(f"--plot {path}: unknown chart format {suffix or '(none)'!r}; allowed: "
-                         f"{', '.join(sorted(supported))}")
-
-
 def _panel(axes, frame, x, y, maximize_y, xlabel, ylabel, title):
     import numpy as np
 
@@ -133,9 +119,5 @@ def plot_pareto(frame, path: str) -> dict:
                                  "SQNR vs full precision (dB)", "quality vs energy"),
     }
     figure.tight_layout()
-    try:
-        with replacing(path, "--plot") as temporary:
-            figure.savefig(temporary, format=Path(path).suffix.lstrip(".").lower(), dpi=150)
-    finally:
-        plt.close(figure)
+    save_figure(figure, path)
     return fronts

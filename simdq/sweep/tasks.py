@@ -8,6 +8,7 @@ stored trace is torch-free, like the cost model it calls.
 from __future__ import annotations
 
 import json
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -127,21 +128,20 @@ def calibrate_task(calibration, directory: str):
     from pathlib import Path
 
     try:
-        from ..artifact import check_tensors, read_metadata
+        from ..calibrate.persist import check_artifact
         from ..calibrate.run import CalibrationSettings, calibrate_artifact
         from ..config import parse_config
 
         folder = Path(directory)
-        if (folder / "complete").exists():
+        if folder.exists():  # artifacts appear whole or not at all: one here is from an earlier run
             try:
-                check_tensors(folder, read_metadata(folder))
+                check_artifact(folder)
                 return str(folder)
             except SimdqError:
-                pass  # damaged: calibrated again below
+                shutil.rmtree(folder)  # damaged, and the store's own: calibrated again below
         config = parse_config(json.loads(calibration.config_json), f"sweep calibration {calibration.key}")
         with _torch_single_threaded():
             calibrate_artifact(config, folder, CalibrationSettings(**dict(calibration.settings)), progress=False)
-        (folder / "complete").write_text(calibration.key)  # after every file: a killed worker leaves no marker
         return str(folder)
     except Exception as err:  # noqa: BLE001
         return failure_of(err)

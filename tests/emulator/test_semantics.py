@@ -107,7 +107,7 @@ def test_stochastic_rounding_is_unbiased_reproducible_and_thread_independent():
     (lambda: em.block_encode(np.ones(33), "mxfp4"), "multiple of the block size 32"),
     (lambda: em.block_encode(np.ones(32), "mxfp4", scale_rule="round"), "MX scale rule"),
     (lambda: em.pack(np.array([4]), 2), "must lie in 0..3"),
-    (lambda: em.pack(np.array([1]), 9), "pack widths are 1..8"),
+    (lambda: em.pack(np.array([1]), 9), "pack width bits must be an integer from 1 to 8"),
     (lambda: em.unpack(np.zeros(1, np.uint8), 4, 3), "hold at most 2 codes"),
 ])
 def test_errors_say_what_is_allowed(call, message):

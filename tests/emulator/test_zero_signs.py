@@ -36,7 +36,7 @@ def padded(case):
     return a, b
 
 
-@pytest.mark.parametrize("case, call, bits", calls())
+@pytest.mark.parametrize("case, call, bits", list(calls()))
 def test_the_kernels_give_the_recorded_sign_of_zero(case, call, bits):
     accumulator, out_format = CALLS[call]
     accumulator = accumulator or HALF[case["format"]]
@@ -46,7 +46,7 @@ def test_the_kernels_give_the_recorded_sign_of_zero(case, call, bits):
     assert int(emulated_bits(out[:1, :1], out_format)[0, 0]) == bits
 
 
-@pytest.mark.parametrize("case, call, bits", calls(fp32_only=True))  # the twins compute the float32 accumulator
+@pytest.mark.parametrize("case, call, bits", list(calls(fp32_only=True)))  # the twins compute the float32 accumulator
 def test_the_plain_twins_give_the_recorded_sign_of_zero(case, call, bits):
     accumulator, _ = CALLS[call]
     acc = em.get_accumulator(accumulator or HALF[case["format"]])

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 import yaml
-from unet_fixtures import TINY_UNET
+from unet_fixtures import TINY_UNET, reseal
 
 from simdq.artifact import read_metadata
 from simdq.calibrate.persist import load_artifact
@@ -74,58 +74,90 @@ def _damaged(artifact, tmp_path, change):
     return copy
 
 
-def _edit_yaml(edit):
+def _edit_yaml(edit, sealed=True):
     def change(directory):
         data = yaml.safe_load((directory / "quant.yaml").read_text())
         edit(data)
-        (directory / "quant.yaml").write_text(yaml.safe_dump(data))
+        (directory / "quant.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        if sealed:
+            reseal(directory)
     return change
 
 
-def _rewrite_tensors(edit):
+def _rewrite_tensors(edit, sealed=True):
     def change(directory):
         from safetensors.torch import load_file, save_file
 
         tensors = load_file(str(directory / "model.safetensors"))
         edit(tensors)
         save_file(tensors, str(directory / "model.safetensors"))
+        if sealed:
+            reseal(directory)
     return change
 
 
-# (damage, message, whether `simdq estimate ART_DIR` also refuses: it reads the metadata and checks the
-# stored layers' tensors exist, but does not rebuild the weights)
+CONV = "down_blocks.0.resnets.0.conv1"
+
+
+def _layer(data):
+    return data["layers"][CONV]
+
+
+def _set(tensors, key, value):
+    tensors[key] = value
+
+
+# (damage, message): every one refused by load_artifact and by `simdq estimate ART_DIR` alike
 LOAD_ERRORS = [
-    (lambda d: (d / "quant.yaml").unlink(), "quant.yaml is missing", True),
-    (lambda d: (d / "quant.yaml").write_text("model: [unclosed\n"), "quant.yaml: damaged", True),
-    (lambda d: (d / "quant.yaml").write_text("model: {}\n"), "damaged (needs simdq_version, model, quant and layers)",
-     True),
-    (_edit_yaml(lambda data: data.update(simdq_version="9.0.0")), "written by simdq 9.0.0", True),
-    (lambda d: (d / "model.safetensors").unlink(), "model.safetensors is missing", True),
-    (lambda d: (d / "model.safetensors").write_bytes(b"not a safetensors file"), "model.safetensors: damaged", True),
-    (_rewrite_tensors(lambda t: t.pop("down_blocks.0.resnets.0.conv1.weight.codes")),
-     "tensor 'down_blocks.0.resnets.0.conv1.weight.codes' is missing", True),
-    (_edit_yaml(lambda data: data["quant"].update(weights="int44")), "quant.weights: integer width must be 1..32", True),
-    (_rewrite_tensors(lambda t: t.pop("conv_in.bias")), "tensor 'conv_in.bias' is missing", False),
-    (_rewrite_tensors(lambda t: t.update({"down_blocks.0.resnets.0.conv1.weight.scale":
-                                          t["down_blocks.0.resnets.0.conv1.weight.scale"].float()})),
-     "weight.scale is torch.float32, expected torch.float64", False),
-    (_edit_yaml(lambda data: data["layers"]["down_blocks.0.resnets.0.conv1"].update(weight_shape=[1, 2, 3, 3])),
-     "stored weight shape [1, 2, 3, 3] does not match the model's [32, 32, 3, 3]", False),
-    (_edit_yaml(lambda data: data["layers"]["down_blocks.0.resnets.0.conv1"].update(weight_format="int8")),
-     "layer down_blocks.0.resnets.0.conv1 does not match the scheme applied to its model", False),
+    (lambda d: (d / "quant.yaml").unlink(), "quant.yaml is missing"),
+    (lambda d: (d / "quant.yaml").write_text("model: [unclosed\n"), "quant.yaml: damaged"),
+    (lambda d: (d / "quant.yaml").write_text("model: {}\n"), "damaged (needs simdq_version, model, quant and layers)"),
+    (_edit_yaml(lambda data: data.update(simdq_version="9.0.0")), "written by simdq 9.0.0"),
+    (_edit_yaml(lambda data: data.pop("integrity"), sealed=False), "not sealed"),
+    (lambda d: (d / "model.safetensors").unlink(), "model.safetensors is missing"),
+    (lambda d: (d / "model.safetensors").write_bytes(b"not a safetensors file"), "SHA-256 is not the one quant.yaml"),
+    # changes made without resealing: the seal catches each
+    (_edit_yaml(lambda data: data["quality"]["output"].update({0: {"mse": 0.0, "cosine": 1.0}}), sealed=False),
+     "its content does not match its recorded SHA-256"),
+    (_rewrite_tensors(lambda t: t["conv_in.bias"].add_(1e-3), sealed=False), "SHA-256 is not the one quant.yaml"),
+    # forged artifacts, resealed: the record checks catch each
+    (_edit_yaml(lambda data: data.update(layers=list(data["layers"]))), "layers must be a mapping, got list"),
+    (_edit_yaml(lambda data: data["layers"].pop(CONV)), f"layer {CONV} does not match the scheme"),
+    (_edit_yaml(lambda data: _layer(data).update(weight_format="int99")), "weight_format: integer width must be 1..32"),
+    (_edit_yaml(lambda data: _layer(data).update(weight_format="int8")), f"layer {CONV} does not match the scheme"),
+    (_edit_yaml(lambda data: _layer(data).update(weight_shape=[32, 32, 1, 1])),
+     "stored weight shape [32, 32, 1, 1] does not match the model's [32, 32, 3, 3]"),
+    (_edit_yaml(lambda data: _layer(data).update(weight_shape="32x32")), "weight_shape: damaged"),
+    (_edit_yaml(lambda data: _layer(data).update(granularity="per_row")), "granularity: damaged"),
+    (_edit_yaml(lambda data: data["quant"].update(weights="int44")), "quant.weights: integer width must be 1..32"),
+    (_rewrite_tensors(lambda t: t.pop(f"{CONV}.weight.codes")), f"tensor '{CONV}.weight.codes' is missing"),
+    (_rewrite_tensors(lambda t: _set(t, f"{CONV}.weight.codes", t[f"{CONV}.weight.codes"][:-5].clone())),
+     f"tensor '{CONV}.weight.codes' has shape"),
+    (_rewrite_tensors(lambda t: _set(t, f"{CONV}.weight.scale", t[f"{CONV}.weight.scale"].float())),
+     f"tensor '{CONV}.weight.scale' is float32, expected float64"),
+    (_rewrite_tensors(lambda t: t[f"{CONV}.weight.scale"].__setitem__(3, float("nan"))),
+     f"tensor '{CONV}.weight.scale' holds nan"),
+    (_rewrite_tensors(lambda t: t[f"{CONV}.input_quantizer.scales"].fill_(float("inf"))),
+     f"tensor '{CONV}.input_quantizer.scales' holds inf"),
+    (_rewrite_tensors(lambda t: t[f"{CONV}.input_quantizer.scales"].fill_(0.0)),
+     f"tensor '{CONV}.input_quantizer.scales' holds 0.0"),
+    (_rewrite_tensors(lambda t: t.pop("conv_in.bias")), "tensor 'conv_in.bias' is missing"),
+    (_rewrite_tensors(lambda t: _set(t, "conv_norm_out.weight", t["conv_norm_out.weight"][:16].clone())),
+     "tensor 'conv_norm_out.weight' has shape [16], the model's is [32]"),
+    (_rewrite_tensors(lambda t: t["conv_norm_out.bias"].__setitem__(0, float("nan"))),
+     "tensor 'conv_norm_out.bias' holds NaN or infinity"),
 ]
 
 
-@pytest.mark.parametrize("change, message, estimate_refuses", LOAD_ERRORS)
-def test_every_load_error_is_one_clear_line(artifact, tmp_path, capsys, change, message, estimate_refuses):
+@pytest.mark.parametrize("change, message", LOAD_ERRORS)
+def test_every_load_error_is_one_clear_line(artifact, tmp_path, capsys, change, message):
     directory = _damaged(artifact, tmp_path, change)
     with pytest.raises(SimdqError) as error:
         load_artifact(directory, _fresh_unet())
     assert message in str(error.value) and "\n" not in str(error.value)
-    if estimate_refuses:
-        assert main(["estimate", str(directory), "--hw", "h100"]) == 2
-        err = capsys.readouterr().err
-        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert main(["estimate", str(directory), "--hw", "h100"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 @pytest.mark.parametrize("argv, message", [

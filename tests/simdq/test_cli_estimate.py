@@ -130,7 +130,11 @@ BAD_YAML = [
     ({"model": {"preset": "sd15", "config_file": "x.json"}}, "model: give exactly one of preset, diffusers"),
     ({"model": {"config_file": "/nonexistent/config.json"}}, "model.config_file: config file '/nonexistent/config.json' does not exist"),
     ({"model": {"diffusers": {"class": "UNet2DModel", "config": {"block_out_channels": [32, 64]}}}},
-     "diffusers cannot build UNet2DModel from this config"),
+     "block_out_channels (2), down_block_types (4) and up_block_types (4) need one entry per resolution"),
+    ({"model": {"diffusers": {"class": "UNet2DModel", "config": {"down_block_types": ["Down2D"], "up_block_types":
+                                                                  ["UpBlock2D"], "block_out_channels": [32],
+                                                                  "sample_size": 8}}}},
+     "diffusers cannot build UNet2DModel from this config (Down2D does not exist.)"),
     (["model", "preset"], "expected a mapping with keys model, input, quant, runtime, convention; got list"),
     ("model:\n  preset: sd15\n   steps: 3\n", "line 3: not valid YAML"),
 ]
@@ -235,8 +239,8 @@ def test_config_file_that_is_not_a_unet_config(capsys, tmp_path):
     (["estimate", "/nonexistent.yaml", "--hw", "jetson"], "/nonexistent.yaml: no such file"),
     (["estimate", EXAMPLE, "--hw", "tpu9"], "unknown device 'tpu9'"),
     (["estimate", EXAMPLE, "--hw", "/nonexistent/device.yaml"], "/nonexistent/device.yaml: no such device file"),
-    (["estimate", EXAMPLE, "--hw", "jetson", "--batch", "0"], "--batch: expected a positive integer, got 0"),
-    (["estimate", EXAMPLE, "--hw", "jetson", "--steps", "many"], "--steps: expected a positive integer, got 'many'"),
+    (["estimate", EXAMPLE, "--hw", "jetson", "--batch", "0"], "--batch: expected an integer from 1 to 65536, got '0'"),
+    (["estimate", EXAMPLE, "--hw", "jetson", "--steps", "many"], "--steps: expected an integer from 1 to 10000, got 'many'"),
     (["estimate", EXAMPLE, "--hw", "jetson", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
     (["estimate", EXAMPLE], "the following arguments are required: --hw"),
 ])

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from unet_fixtures import TINY_UNET
+import yaml
+from unet_fixtures import TINY_UNET, reseal
 
 import emulator
 from emulator import BinaryFormat
@@ -295,6 +296,10 @@ def test_requant_needs_the_output_ranges(root, tmp_path):
     shutil.copytree(source, old)
     tensors = load_file(str(old / "model.safetensors"))
     save_file({k: v for k, v in tensors.items() if ".output_range." not in k}, str(old / "model.safetensors"))
-    load_emulated(old)  # without --requant an older artifact still runs
+    metadata = yaml.safe_load((old / "quant.yaml").read_text())
+    metadata["outputs"] = {}
+    (old / "quant.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
+    reseal(old)  # an artifact that records no output ranges
+    load_emulated(old)  # without --requant it still runs
     with pytest.raises(SimdqError, match="recalibrate"):
         load_emulated(old, requant="onnxruntime")

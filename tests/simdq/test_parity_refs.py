@@ -142,7 +142,7 @@ def test_command_exits_1_with_a_counterexample_when_a_reference_matches_nothing(
 
 
 @pytest.mark.parametrize("argv, message", [(["--only", "nothing*"], "matches no installed reference"),
-                                           (["--examples", "-3"], "non-negative integer")])
+                                           (["--examples", "-3"], "--examples: expected an integer from 0 to 1000000, got '-3'")])
 def test_command_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     try:
         code, _, err = run_cli(capsys, *argv)

@@ -135,7 +135,8 @@ def test_a_point_that_raises_is_a_row_with_its_error_and_the_sweep_goes_on(tmp_p
     broken = tmp_path / "no-fallback.yaml"  # an NPU with nothing to run elementwise layers on
     broken.write_text(Path("hw_models/devices/edgetpu-like.yaml").read_text().replace("fallback_engine: host\n", ""))
     unbuildable = {**BASE, "model": {"diffusers": {"class": "UNet2DModel",
-                                                    "config": {**TINY_UNET, "block_out_channels": [32]}}}}
+                                                    "config": {**TINY_UNET, "down_block_types":
+                                                               ["DownBlock2D", "NoSuchDownBlock2D"]}}}}
     plan = plan_of(tmp_path, {"base": BASE, "devices": ["h100", "no-fallback.yaml"]})
     outcome = run_serial(plan, ResultStore(tmp_path / "store"))
     good, bad = outcome.rows
