@@ -48,8 +48,6 @@ def finite(text: str) -> float:
     return value
 
 
-positive = integer(1, 2**31)
-non_negative = integer(0, 2**31)
 batch = integer(1, MAX_BATCH)
 steps = integer(1, MAX_STEPS)
 ddim_steps = integer(1, DDIM_TRAIN_TIMESTEPS)

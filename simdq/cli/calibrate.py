@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import SimdqError
 from ..report.tables import text_table
-from .arguments import batch, ddim_steps, samples, seed
+from .arguments import DDIM_TRAIN_TIMESTEPS, batch, ddim_steps, samples, seed
 
 
 def add_parser(commands) -> None:
@@ -34,8 +34,9 @@ def _timestep_groups(text: str):
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise SimdqError(f"--timestep-groups {text!r}: expected per_step, merged or a positive number of bins")
+    if not 1 <= value <= DDIM_TRAIN_TIMESTEPS:
+        raise SimdqError(f"--timestep-groups {text!r}: expected per_step, merged or a number of bins from 1 to "
+                         f"{DDIM_TRAIN_TIMESTEPS}")
     return value
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SimdqError
-from .arguments import non_negative
+from .arguments import MAX_THREADS, integer
 
 _SUFFIX_FORMATS = {".parquet": "parquet", ".csv": "csv", ".md": "markdown", ".txt": "table"}
 
@@ -19,7 +19,7 @@ def add_parser(commands) -> None:
     where = sweep.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="an existing Dask cluster's scheduler (tcp://host:8786); default: a LocalCluster")
-    where.add_argument("--workers", type=non_negative, metavar="N",
+    where.add_argument("--workers", type=integer(0, MAX_THREADS), metavar="N",
                        help="LocalCluster worker processes (default: this machine's cores; 0: serial, no Dask)")
     sweep.add_argument("--store", metavar="DIR", default=".simdq-sweep",
                        help="results store: finished points, traces and artifacts (default .simdq-sweep)")

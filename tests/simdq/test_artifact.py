@@ -161,7 +161,7 @@ def test_every_load_error_is_one_clear_line(artifact, tmp_path, capsys, change, 
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--timestep-groups", "some"], "expected per_step, merged or a positive number of bins"),
+    (["--timestep-groups", "some"], "expected per_step, merged or a number of bins from 1 to 1000"),
     (["--calib-data", "/nonexistent.safetensors"], "--calib-data /nonexistent.safetensors: no such file"),
 ])
 def test_calibrate_argument_errors(artifact, tmp_path, capsys, argv, message):

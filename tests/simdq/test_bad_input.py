@@ -52,6 +52,7 @@ def test_numbers_out_of_range_in_model_yaml(capsys, tmp_path, document, message)
     (["emulate", "ART", "--guidance-scale", "nan"], "--guidance-scale: expected a finite number, got 'nan'"),
     (["emulate", "ART", "--forward", "--timestep", "1000"], "--timestep: expected an integer from 0 to 999"),
     (["parity", "kernels", "--examples", "10000000"], "--examples: expected an integer from 0 to 1000000"),
+    (["sweep", "S.yaml", "--workers", "100000"], "--workers: expected an integer from 0 to 4096"),
 ])
 def test_numbers_out_of_range_on_the_command_line(capsys, argv, message):
     assert message in _one_line(capsys, argv)
