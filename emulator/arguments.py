@@ -30,10 +30,6 @@ def integer(value, name: str, low: int | None = None, high: int | None = None) -
     return value
 
 
-def optional_integer(value, name: str, low: int | None = None, high: int | None = None):
-    return None if value is None else integer(value, name, low, high)
-
-
 def flag(value, name: str) -> bool:
     """True or False only: "no" is truthy, and a flag must not silently read it as yes."""
     if not isinstance(value, (bool, np.bool_)):

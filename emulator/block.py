@@ -97,7 +97,7 @@ def block_encode(x, fmt, *, axis: int = -1, rounding: str = "rne", seed=None, sc
         raise ValueError(f"tensor_scale must be 'amax', None or a positive number, got {shown(tensor_scale)}")
     if not fmt.tensor_scale and not amax_rule:
         raise ValueError(f"{fmt.name} has no tensor scale (only NVFP4 does): leave tensor_scale unset, got "
-                         f"{tensor_scale!r}")
+                         f"{shown(tensor_scale)}")
     if scale_rule is not None:
         text(scale_rule, "scale_rule")
     if fmt.is_mx:

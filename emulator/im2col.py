@@ -62,8 +62,10 @@ def conv_shape(x_shape, w_shape, groups, **geometry):
                          f"{tuple(w_shape)}")
     n, c = x_shape[:2]
     o, c_per_group, kh, kw = w_shape
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1 or c != c_per_group * groups or o % groups:
-        raise ValueError(f"{c} input channels and {o} filters of {c_per_group} channels do not make {shown(groups)} groups")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1 or \
+            c != c_per_group * groups or o % groups:
+        raise ValueError(f"{c} input channels and {o} filters of {c_per_group} channels do not make "
+                         f"{shown(groups)} groups")
     return (n, o, *conv_output_shape(x_shape[2:], kernel=(kh, kw), **geometry))
 
 

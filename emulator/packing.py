@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .arguments import integer, numeric_array
+from .arguments import integer, numeric_array, shown
 from .codec import check_codes
 
 PACKABLE_WIDTHS = tuple(range(1, 9))
@@ -66,8 +66,8 @@ def unpack(packed, bits: int, count: int) -> np.ndarray:
     packed = numeric_array(packed, "packed")
     if packed.dtype != np.uint8 and packed.size and (packed.dtype.kind not in "iu" or packed.min() < 0 or
                                                      packed.max() > 255):
-        raise ValueError(f"packed must hold bytes (integers 0..255), got {packed.dtype} values "
-                         f"{packed.min()!r}..{packed.max()!r}")
+        raise ValueError(f"packed must hold bytes (integers 0..255), got {packed.dtype} values from "
+                         f"{shown(packed.min())} to {shown(packed.max())}")
     packed = np.ascontiguousarray(packed.astype(np.uint8)).reshape(-1)
     if count * bits > packed.size * 8:
         raise ValueError(f"{packed.size} bytes hold at most {packed.size * 8 // bits} codes of {bits} bits, asked for {count}")

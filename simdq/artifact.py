@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from diagnostics import YamlFileError, read_yaml
-from emulator import BinaryFormat, BlockFormat, FloatFormat, decode, get_format, pack, unpack
+from emulator import BinaryFormat, BlockFormat, FloatFormat, get_format, pack, unpack
+from emulator.codec import decode_table
 
 from . import __version__
 from .errors import SimdqError
@@ -147,8 +147,8 @@ def read_metadata(directory) -> dict:
                          "cannot read (different major version)")
     seal = data.get(SEAL)
     if not isinstance(seal, dict) or not {"tensors_sha256", "metadata_sha256"} <= set(seal):
-        raise SimdqError(f"{path}: not sealed (no {SEAL}: tensors_sha256 and metadata_sha256; "
-                         "artifacts are sealed since simdq 0.2: calibrate it again)")
+        raise SimdqError(f"{path}: not sealed (no {SEAL}: tensors_sha256 and metadata_sha256): written before "
+                         "simdq sealed its artifacts, or edited by hand; calibrate it again")
     if seal["metadata_sha256"] != metadata_sha256(data):
         raise SimdqError(f"{path}: damaged (its content does not match its recorded SHA-256: it was changed "
                          "after simdq calibrate wrote it)")
@@ -217,12 +217,6 @@ def stored_code_count(entry: dict, fmt) -> int:
     return count
 
 
-@lru_cache(maxsize=None)
-def decode_table(fmt) -> np.ndarray:
-    """The value of every code of a format of up to 8 bits, indexed by code."""
-    return decode(np.arange(1 << fmt.bits), fmt)
-
-
 def _invalid_codes(fmt) -> np.ndarray:
     """Codes no calibration writes for this format: NaN and infinity encodings."""
     element = fmt.element if isinstance(fmt, BlockFormat) else fmt
@@ -231,7 +225,7 @@ def _invalid_codes(fmt) -> np.ndarray:
     return np.flatnonzero(~np.isfinite(decode_table(element)))
 
 
-def _scale_shape(entry: dict, fmt, rows: int) -> tuple:
+def _scale_shape(entry: dict, fmt, rows: int, where: str) -> tuple:
     granularity, columns = entry["granularity"], math.prod(entry["weight_shape"]) // rows
     if isinstance(fmt, BlockFormat):
         return (rows, -(-columns // fmt.block_size))
@@ -239,7 +233,7 @@ def _scale_shape(entry: dict, fmt, rows: int) -> tuple:
         return (rows,)
     if granularity == "per_group":
         if columns % entry["group_size"]:
-            raise SimdqError(f"layer weight of {columns} input features cannot have groups of {entry['group_size']}")
+            raise SimdqError(f"{where}: {columns} input features cannot make groups of {entry['group_size']}")
         return (rows, columns // entry["group_size"])
     return ()
 
@@ -260,7 +254,7 @@ def _check_weight(tensors: _Tensors, name: str, entry: dict, where: str) -> None
         if invalid.size and np.isin(unpack(packed, bits, count), invalid).any():
             raise SimdqError(f"{tensors.path}: tensor {key!r} holds NaN or infinity codes of {fmt.name}")
     rows, key = entry["weight_shape"][0], f"{name}.weight.scale"
-    shape = _scale_shape(entry, fmt, rows)
+    shape = _scale_shape(entry, fmt, rows, where)
     if isinstance(fmt, BlockFormat):
         scales = tensors.get(key, np.int64, shape)
         table = decode_table(fmt.scale)

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 from diagnostics import YamlFileError, read_yaml, validate
 
 from .errors import SimdqError
-from .presets.architecture import check_architecture
 from .presets import UNET_CLASSES, UNetSpec, check_preset_name, config_file_spec, config_spec, preset_spec
+from .presets.architecture import check_architecture
 from .scheme import CONVENTIONS, get_policy, quant_format
 
 WEIGHT_GRANULARITIES = ("per_tensor", "per_channel", "per_group")

@@ -27,7 +27,7 @@ from .torch_quant import saturating
 
 def save_artifact(directory, model, metadata: dict) -> Path:
     """Write `model` (after quantize_model and calibration) and `metadata` (model, quant, settings, report) as
-    a sealed artifact: both files appear at once, replacing an earlier artifact there, or neither does."""""
+    a sealed artifact: both files appear at once, replacing an earlier artifact there, or neither does."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -142,7 +142,7 @@ def load_artifact(directory, unet):
             quantizer.scales = {None if k == GROUP_ALL else k: s for k, s in zip(keys, tensors[f"{qpath}.scales"])}
             if isinstance(quantizer.fmt, BinaryFormat):
                 quantizer.thresholds = tensors[f"{qpath}.thresholds"]
-    for opath, observer in unet.named_modules():  # absent from artifacts older than the output ranges
+    for opath, observer in unet.named_modules():  # an observer that saw no output was not stored
         if isinstance(observer, OutputRange) and f"{opath}.groups" in tensors:
             keys = tensors[f"{opath}.groups"].tolist()
             observer.amax = {None if k == GROUP_ALL else k: a for k, a in zip(keys, tensors[f"{opath}.amax"])}

@@ -29,7 +29,8 @@ def add_parser(commands) -> None:
     kernels = parity_commands.add_parser(
         "kernels", help="properties of every kernel, accumulator and requantization convention against every "
                         "installed reference (hypothesis; shrunk counterexamples)")
-    kernels.add_argument("--examples", type=integer(0, MAX_EXAMPLES), default=100, help="cases drawn per property (default 100)")
+    kernels.add_argument("--examples", type=integer(0, MAX_EXAMPLES), default=100,
+                         help="cases drawn per property (default 100)")
     kernels.add_argument("--seed", type=seed, default=0, help="seed of the (derandomized) search")
     kernels.add_argument("--vectors", metavar="DIR",
                          help="also replay the tensor-core vectors recorded on a GPU (tests/data/tensor_cores in a "

@@ -45,9 +45,15 @@ def _call(name, args, kwargs):
     return getattr(em, name)(*args, **kwargs)
 
 
+# what each valid call returns: the property below starts from these, so they must work
+RESULT_TYPES = {"get_format": em.IntFormat, "get_accumulator": em.Accumulator, "block_encode": em.BlockEncoded}
+
+
 @pytest.mark.parametrize("name", sorted(VALID_CALLS))
 def test_the_valid_calls_work(name):
-    _call(name, *VALID_CALLS[name])
+    result = _call(name, *VALID_CALLS[name])
+    assert isinstance(result, RESULT_TYPES.get(name, np.ndarray)) and (not isinstance(result, np.ndarray) or
+                                                                          result.size > 0)
 
 
 @settings(max_examples=1000)

@@ -141,9 +141,14 @@ def test_contradictions_are_refused_with_what_is_allowed(capsys, tmp_path, quant
     assert message in err
 
 
-def test_integer_weights_with_zero_points_are_still_costed(capsys, tmp_path):
-    quant = {"weights": "uint4", "weight_zero_point": True}
-    assert main(["estimate", _model(tmp_path, {"model": TINY, "quant": quant}), "--hw", "h100"]) == 0
+def test_integer_weights_with_zero_points_are_still_costed_and_cost_their_zero_points(capsys, tmp_path):
+    sizes = {}
+    for zero_point in (False, True):
+        document = {"model": TINY, "quant": {"weights": "uint4", "weight_zero_point": zero_point}}
+        assert main(["estimate", _model(tmp_path, document, f"{zero_point}.yaml"), "--hw", "h100",
+                     "--format", "json"]) == 0
+        sizes[zero_point] = json.loads(capsys.readouterr().out)["totals"]["weight_bytes"]
+    assert sizes[True] > sizes[False]  # a 4-bit zero point per output channel beside each scale
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Hostile inputs, generated: model.yaml and device files drawn from their schemas and then mutated (wrong types,
+"""Hostile inputs, generated: valid model.yaml documents and a shipped device file, mutated (wrong types,
 deleted and unknown keys, extreme numbers, raw bytes), run through the CLI in-process. Every run either
 succeeds with a whole output or exits 2 with exactly one line on stderr; never a traceback, never a partial
 file. And an artifact corrupted at any byte range is always refused."""
