@@ -1,13 +1,18 @@
-"""Validate the calibrated GPU model on a real GPU: ldm4-lsun-bedrooms in fp16 at batch 1 and 8.
+"""Validate the calibrated GPU model on a real GPU: whole forwards and every conv and linear module of four
+presets in fp16, bf16, fp32 (TF32 off and on), SD-1.5 with hand-quantized FP8 and int8 nn.Linear layers, and the
+energy of a forward against the GPU's own energy counter.
 
-    python benchmarks/gpu_validation.py measure -o OUT_DIR     # on the GPU: microbenchmarks + UNet timings
-    python benchmarks/gpu_validation.py report OUT_DIR/measurements.json -o reports/gpu-validation.md
+    simdq hw calibrate --base h200 -o h200.yaml --record OUT/microbenchmarks.json   # on the GPU: the fit's data
+    python benchmarks/gpu_validation.py measure -o OUT        # on the GPU: the models (PLAN below)
+    python benchmarks/gpu_validation.py report OUT/measurements.json --samples-from OUT/microbenchmarks.json \
+        --base h200 -o reports/gpu-validation-h200.md       # anywhere: fit, predict, compare
 
-`measure` times the default calibration suite (shapes of no preset, batch sizes 2 and 4), then every
-conv and linear module of the UNet alone on the inputs it sees in a real forward, and the whole forward,
-all under CUDA graphs, and writes measurements.json. `report` fits the calibrated model from the suite
-alone, predicts the UNet's layers and forward with `simdq estimate`'s pipeline (calibrated and plain
-roofline), and writes the comparison; it needs no GPU, so the fit can be revisited from the same data.
+`measure` times each run of PLAN under CUDA graphs (whole forward; each conv and linear module alone on the
+inputs it sees in a real forward) and reads NVML's energy counter around the forwards PLAN names, writing
+measurements.json after every run. `report` fits the calibrated model from the microbenchmarks alone (never
+these models' layers), predicts every run with `simdq estimate`'s pipeline (calibrated, and the plain
+roofline), writes the comparison, and rewrites the catalogue's device file with the fit and a one-line
+summary of its validation (what `simdq hw list` shows).
 """
 
 from __future__ import annotations
@@ -18,19 +23,36 @@ import statistics
 import sys
 from pathlib import Path
 
-PRESET = "ldm4-lsun-bedrooms"
-BATCHES = (1, 8)
+FORMAT = "simdq-gpu-validation-2"
+# (preset, precision, variant, batches timed whole, batches timed layer by layer, batches with energy)
+PLAN = (
+    ("ldm4-lsun-bedrooms", "fp16", "plain", (1, 2, 4, 8, 16, 32, 64), (1, 8, 64), (1, 8, 64)),
+    ("ldm4-lsun-bedrooms", "bf16", "plain", (1, 2, 4, 8, 16, 32, 64), (8,), (8,)),
+    ("ldm4-lsun-bedrooms", "fp32", "plain", (1, 8), (8,), (1, 8)),
+    ("ldm4-lsun-bedrooms", "tf32", "plain", (1, 8), (8,), (1, 8)),
+    ("ldm8-lsun-churches", "fp16", "plain", (1, 8, 32), (1, 8), (8,)),
+    ("ldm8-lsun-churches", "bf16", "plain", (8,), (), ()),
+    ("ddpm-cifar10", "fp16", "plain", (1, 8, 64), (1, 8), (8,)),
+    ("ddpm-cifar10", "bf16", "plain", (8,), (), ()),
+    ("sd15", "fp16", "plain", (1, 4, 8), (1, 4), (1, 4)),
+    ("sd15", "bf16", "plain", (4,), (), ()),
+    ("sd15", "fp32", "plain", (1,), (), (1,)),
+    ("sd15", "tf32", "plain", (1,), (), (1,)),
+    ("sd15", "fp16", "fp8-dynamic", (1, 4), (1, 4), (1, 4)),
+    ("sd15", "fp16", "int8-dynamic", (1, 4), (1, 4), (1, 4)),
+)
+QUICK_PLAN = (("ddpm-cifar10", "fp32", "plain", (1,), (1,), ()),)
+DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32", "tf32": "float32"}
 
 
 def _inputs(model, batch: int, device, dtype) -> dict:
     """A real forward's inputs: seeded latents, a timestep, and for conditional UNets a seeded context."""
     import torch
 
-    from simdq.model.sampling import conditioning
+    from simdq.model.sampling import conditioning, latent_shape
 
     generator = torch.Generator().manual_seed(batch)
-    size = model.config.sample_size
-    inputs = {"sample": torch.randn(batch, model.config.in_channels, size, size, generator=generator),
+    inputs = {"sample": torch.randn(batch, *latent_shape(model), generator=generator),
               "timestep": torch.full((batch,), 500, dtype=torch.long)}
     inputs.update(conditioning(model, batch, generator))
 
@@ -42,144 +64,343 @@ def _inputs(model, batch: int, device, dtype) -> dict:
     return {k: move(v) for k, v in inputs.items()}
 
 
-def measure(out_dir: Path, device_name: str, quick: bool, preset: str, skip_suite: bool) -> None:
+def _layer_times(model, inputs: dict, device) -> dict:
+    """Every conv and linear module (and the quantized linears) timed alone on the inputs of a real forward."""
     import torch
 
-    from hw_models import load_device
-    from simdq.microbench import default_suite, measure as measure_suite, time_op
+    from gpu_quantized import VARIANTS
+    from simdq.microbench.timing import time_op
+
+    kinds = (torch.nn.Conv2d, torch.nn.Linear, *VARIANTS.values())
+    captured = {}
+
+    def keep(module, args, name):
+        captured.setdefault(name, (module, args))  # returns None: the inputs pass unchanged
+
+    hooks = [module.register_forward_pre_hook(lambda m, args, name=name: keep(m, args, name))
+             for name, module in model.named_modules() if isinstance(module, kinds)]
+    model(**inputs)
+    for hook in hooks:
+        hook.remove()
+    return {name: time_op(lambda: module(*args), device) for name, (module, args) in captured.items()}
+
+
+def _kernel_names(run) -> list:
+    """The CUDA kernels one call launches, in order (torch.profiler)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    run()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run()
+        torch.cuda.synchronize()
+    return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+def _kernel_profile(device) -> dict:
+    """Which kernels each hand-written quantized linear launches (one SD-1.5 shape), to count them."""
+    import torch
+
+    from gpu_quantized import VARIANTS
+
+    linear = torch.nn.Linear(320, 320, device=device, dtype=torch.float16)
+    x = torch.randn(2, 4096, 320, device=device, dtype=torch.float16)
+    profile = {"shape": "x (2, 4096, 320) -> Linear(320, 320), fp16", "fp16": _kernel_names(lambda: linear(x))}
+    for variant, module in VARIANTS.items():
+        quantized = module(linear)
+        profile[variant] = _kernel_names(lambda: quantized(x))
+    return profile
+
+
+def measure(out_dir: Path, device_name: str, quick: bool, only: str, energy_only: bool = False, run=None) -> None:
+    import torch
+
+    from gpu_quantized import quantize_linears
+    from simdq.microbench import energy_meter
+    from simdq.microbench.energy import energy_calls
+    from simdq.microbench.timing import capture, replay_seconds, tf32_mode
     from simdq.model.unets import build_unet
     from simdq.presets import preset_spec
 
     device = torch.device(device_name)
-    base = load_device("h100-sxm")
     cuda = device.type == "cuda"
-    dtype = torch.float16 if cuda else torch.float32  # a CPU run only tests this script
-    gpu = torch.cuda.get_device_properties(device) if cuda else None
-    batches = BATCHES if not quick else BATCHES[:1]
-    with torch.no_grad():
-        samples = []
-        if not skip_suite:
-            suite = default_suite(device, quick)
-            samples = measure_suite(suite, device, base, lambda d, t: print(f"\rsuite {d}/{t}", end="", flush=True))
-            print()
-        spec = preset_spec(preset)
-        meta_model = build_unet(spec)
-        model = type(meta_model).from_config(meta_model.config).to(device, dtype).eval()
-        layers, forwards = [], {}
-        for batch in batches:
-            inputs = _inputs(model, batch, device, dtype)
-            captured = {}
-
-            def keep_inputs(module, args, name):
-                captured.setdefault(name, (module, args))  # returns None: the inputs pass unchanged
-
-            hooks = [
-                module.register_forward_pre_hook(lambda m, args, name=name: keep_inputs(m, args, name))
-                for name, module in model.named_modules() if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
-            ]
-            model(**inputs)
-            for hook in hooks:
-                hook.remove()
-            for name, (module, args) in captured.items():
-                layers.append({"batch": batch, "name": name, "seconds": time_op(lambda: module(*args), device)})
-            forwards[batch] = time_op(lambda: model(**inputs), device)
-            print(f"batch {batch}: {len(captured)} layers, forward {forwards[batch] * 1e3:.3f} ms")
-    measurements = {
-        "gpu": gpu.name if cuda else "cpu", "sms": gpu.multi_processor_count if cuda else 1,
-        "torch": torch.__version__, "cuda": torch.version.cuda, "preset": preset, "dtype": "fp16" if cuda else "fp32",
-        "samples": [s.__dict__ for s in samples], "layers": layers, "forwards": forwards,
-    }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "measurements.json").write_text(json.dumps(measurements, indent=1))
+    gpu = torch.cuda.get_device_properties(device) if cuda else None
+    meter = energy_meter(device, energy=cuda)
+    data = {"format": FORMAT, "gpu": gpu.name if cuda else "cpu", "sms": gpu.multi_processor_count if cuda else 1,
+            "torch": torch.__version__, "cuda": torch.version.cuda, "runs": [],
+            "timing": "CUDA graphs: median of 7 replays of 20 captured calls",
+            "energy": "NVML total-energy counter: the board's average power between two counter steps while the "
+                      "graph replays back to back, x the time per call"}
+    if meter is not None:
+        data.update(energy_counter_interval_s=meter.interval_s, idle_before=meter.idle_power().__dict__)
+    if cuda:
+        try:
+            data["kernels"] = _kernel_profile(device)
+        except RuntimeError as err:  # the profiler needs CUPTI; the timings do not
+            data["kernels"] = {"error": str(err).splitlines()[0]}
+
+    def save():
+        (out_dir / "measurements.json").write_text(json.dumps(data, indent=1))
+
+    plan = QUICK_PLAN if quick else [p for p in PLAN if not only or p[0] == only]
+    if run:  # PRESET:PRECISION:BATCH, whole and layer by layer
+        preset, precision, batch = run.split(":")
+        plan = [(preset, precision, "plain", (int(batch),), (int(batch),), ())]
+    if energy_only:  # the energy rows again, without the per-layer timings
+        plan = [(*p[:3], p[5], (), p[5]) for p in plan if p[5]]
+    for preset, precision, variant, batches, layer_batches, energy_batches in plan:
+        dtype = getattr(torch, DTYPES[precision]) if cuda else torch.float32
+        with torch.no_grad(), tf32_mode(precision == "tf32"):
+            model = build_unet(preset_spec(preset), str(device)).to(dtype)
+            for batch in batches:
+                inputs = _inputs(model, batch, device, dtype)
+                run = {"preset": preset, "precision": precision, "variant": variant, "batch": batch}
+                try:
+                    if variant != "plain" and batch == batches[0]:
+                        kept_fp16 = quantize_linears(model, variant, inputs)
+                    if variant != "plain":
+                        run["kept_in_model_precision"] = kept_fp16
+                    graph = capture(lambda: model(**inputs), device)
+                    run["forward_s"] = replay_seconds(graph)
+                    if meter is not None and batch in energy_batches:
+                        calls = energy_calls(run["forward_s"], meter.window())
+                        graph = graph if calls == graph.calls else capture(lambda: model(**inputs), device, calls)
+                        reading = meter.busy_power(graph.graph.replay, run["forward_s"] * calls)
+                        sustained_s = reading.sustained_replay_s / calls
+                        run.update(power_w=reading.watts, energy_j=reading.watts * sustained_s,
+                                   sustained_s=sustained_s, energy_window_s=reading.window_s,
+                                   sm_clock_mhz=reading.sm_clock_mhz, temperature_c=reading.temperature_c)
+                    del graph
+                    if batch in layer_batches:
+                        run["layers"] = _layer_times(model, inputs, device)
+                except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
+                    run["error"] = str(err).splitlines()[0]
+                data["runs"].append(run)
+                print(f"{preset} {precision} {variant} batch {batch}: "
+                      + (f"{run['forward_s'] * 1e3:.3f} ms" if "forward_s" in run else run.get("error", "?"))
+                      + (f", {run['energy_j']:.3f} J at {run['power_w']:.0f} W" if "energy_j" in run else ""),
+                      flush=True)
+                save()
+                del inputs
+        del model
+        if cuda:
+            torch.cuda.empty_cache()
+    if meter is not None:
+        data["idle_after"] = meter.idle_power().__dict__
+    save()
 
 
-def _predict(device, batch: int, dtype: str, preset: str):
+QUANT_FORMATS = {"fp8-dynamic": "e4m3fn", "int8-dynamic": "int8"}
+FORWARD_GOAL, LAYER_GOAL, ENERGY_GOAL = 0.10, 0.15, 0.15
+
+
+def run_config(run: dict, activation_quantization: str = "dynamic") -> dict:
+    """The model.yaml that describes a measured run: its preset, dtype, batch, TF32 mode and, for the
+    hand-quantized SD-1.5, its quantized nn.Linear layers (all but those kept in the model's precision)."""
+    from simdq.cli.estimate import traced_layers
+    from simdq.config import parse_config
+
+    fp32 = run["precision"] in ("fp32", "tf32")
+    config = {"model": {"preset": run["preset"], "dtype": "fp32" if fp32 else run["precision"]},
+              "input": {"batch": run["batch"]},
+              "runtime": {"tf32": {"fp32": "none", "tf32": "all"}.get(run["precision"], "convolutions")}}
+    if run["variant"] != "plain":
+        kept = set(run.get("kept_in_model_precision", ()))
+        names = [l.name for l in traced_layers(parse_config(config, "run")) if l.kind == "linear" and l.name not in kept]
+        fmt = QUANT_FORMATS[run["variant"]]
+        config["quant"] = {"rules": [{"match": names, "weights": fmt, "activations": fmt}],
+                           "granularity": {"weights": "per_tensor"}}
+        config["runtime"]["activation_quantization"] = activation_quantization
+    return config
+
+
+def _predict(device, run: dict, activation_quantization: str = "dynamic"):
     from simdq.cli.estimate import run_estimate
     from simdq.config import parse_config
 
-    config = parse_config({"model": {"preset": preset, "dtype": dtype}, "input": {"batch": batch}}, "validation")
-    estimate = run_estimate(config, device)
-    return {r.layer.name: r.device.latency_s for r in estimate.layers if r.device}, estimate.totals["latency_s"]
+    estimate = run_estimate(parse_config(run_config(run, activation_quantization), "validation"), device)
+    layers = {r.layer.name: r.device.latency_s for r in estimate.layers if r.device}
+    return layers, estimate.totals["latency_s"], estimate.totals["energy_j"]
 
 
-def report(measurements_path: Path, output: Path, device_file: Path, samples_from: Path = None) -> None:
+def _runs_of(data: dict) -> list:
+    """Runs in the current layout; a first-format file (one preset in fp16, `forwards` and `layers`) converted."""
+    if "runs" in data:
+        return data["runs"]
+    return [{"preset": data["preset"], "precision": data["dtype"], "variant": "plain", "batch": int(batch),
+             "forward_s": seconds,
+             "layers": {l["name"]: l["seconds"] for l in data["layers"] if l["batch"] == int(batch)}}
+            for batch, seconds in data["forwards"].items()]
+
+
+def _record_of(data: dict, samples_from: dict) -> dict:
+    """A microbenchmark record (simdq.microbench) for the fit: a `hw calibrate --record`, or a first-format
+    measurements file's `samples`."""
+    if "measurements" in samples_from:
+        return samples_from
+    return {"gpu": data["gpu"], "sms": data["sms"], "torch": data["torch"], "date": data.get("date", "undated"),
+            "measurements": samples_from["samples"]}
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:+.1%}"
+
+
+def report(measurements_paths: list, output: Path, device_file: Path, samples_from: Path, base_name: str) -> None:
     import yaml
 
     from hw_models import load_device
     from hw_models.catalog import without_calibration
-    from hw_models.fit import Sample
     from simdq.microbench import calibrated_spec
 
-    data = json.loads(measurements_path.read_text())
-    suite = json.loads(samples_from.read_text()) if samples_from else data  # the fit may come from another run
-    samples = [Sample(**{**s, "gemm_dims": tuple(tuple(d) for d in s["gemm_dims"])}) for s in suite["samples"]]
-    base = load_device("h100-sxm")
-    spec = calibrated_spec(base, samples, data["sms"], data["gpu"], "h100-sxm-calibrated")
-    device_file.write_text(yaml.safe_dump(spec, sort_keys=False, width=120))
-    calibrated = load_device(str(device_file))
+    files = [json.loads(path.read_text()) for path in measurements_paths]
+    data, measurements_path = files[0], " ".join(map(str, measurements_paths))
+    record = _record_of(data, json.loads(samples_from.read_text()) if samples_from else data)
+    base = load_device(base_name)
+    spec = calibrated_spec(base, record, base.name)
+    calibrated = load_device_spec(spec)
     roofline = without_calibration(calibrated)
+    runs = [r for f in files for r in _runs_of(f) if "forward_s" in r]
 
+    forward_rows, energy_rows, layer_sections, errors, layer_medians, energy_errors = [], [], [], [], [], []
+    for run in runs:
+        cal_layers, cal_total, cal_energy = _predict(calibrated, run)
+        roof_layers, roof_total, roof_energy = _predict(roofline, run)
+        error = cal_total / run["forward_s"] - 1
+        errors.append(error)
+        label = f"{run['preset']} | {run['precision']} | {run['variant']} | {run['batch']}"
+        median = roof_median = None
+        if run.get("layers"):
+            measured = run["layers"]
+            layer_errors = {n: cal_layers[n] / t - 1 for n, t in measured.items() if n in cal_layers}
+            roof_errors = {n: roof_layers[n] / t - 1 for n, t in measured.items() if n in roof_layers}
+            median = statistics.median(abs(e) for e in layer_errors.values())
+            roof_median = statistics.median(abs(e) for e in roof_errors.values())
+            layer_medians.append(median)
+            layer_sections += ["", f"### {label.replace(' | ', ', ')}: every conv and linear module", "",
+                               "| layer | measured us | calibrated us | error | roofline us | error |",
+                               "|---|---|---|---|---|---|"]
+            layer_sections += [f"| {n} | {t * 1e6:.1f} | {cal_layers[n] * 1e6:.1f} | {layer_errors[n]:+.1%} | "
+                               f"{roof_layers[n] * 1e6:.1f} | {roof_errors[n]:+.1%} |"
+                               for n, t in measured.items() if n in layer_errors]
+        forward_rows.append(
+            f"| {label} | {run['forward_s'] * 1e3:.3f} ms | {cal_total * 1e3:.3f} ms | {error:+.1%} | "
+            f"{roof_total * 1e3:.3f} ms | {roof_total / run['forward_s'] - 1:+.1%} | "
+            f"{'-' if median is None else f'{median:.1%}'} | {'-' if roof_median is None else f'{roof_median:.1%}'} |")
+        if run.get("energy_j"):
+            energy_error = cal_energy / run["energy_j"] - 1 if cal_energy else None
+            if energy_error is not None:
+                energy_errors.append(energy_error)
+            energy_rows.append(
+                f"| {label} | {run['energy_j']:.3f} J | {run['power_w']:.0f} W | "
+                f"{'-' if cal_energy is None else f'{cal_energy:.3f} J'} | {_pct(energy_error)} | "
+                f"{'-' if roof_energy is None else f'{roof_energy:.3f} J'} | "
+                f"{_pct(roof_energy / run['energy_j'] - 1 if roof_energy else None)} |")
+
+    within = sum(abs(e) <= FORWARD_GOAL for e in errors)
     lines = [
-        "# GPU validation: calibrated model vs a real GPU",
+        f"# GPU validation: the calibrated model vs a real {data['gpu']}",
         "",
-        f"Measured on {data['gpu']} ({data['sms']} SMs), torch {data['torch']}, CUDA {data['cuda']}: "
-        f"{data['preset']} in {data['dtype']}, random weights, every op timed under CUDA graphs "
-        "(median of 7 replays of 20 captured calls).",
-        "Commands: `python benchmarks/gpu_validation.py measure -o OUT` on the GPU, then "
-        f"`python benchmarks/gpu_validation.py report OUT/measurements.json -o {output}`; this report was made "
-        f"from `{measurements_path}`.",
-        f"The calibrated model is fitted from {len(samples)} microbenchmarks of the default suite (a grid of "
-        "UNet-like shapes at batch sizes 2 and 4); it never timed this model's layers, so every number below "
-        f"is a prediction. The fitted device is `{device_file.name}`.",
+        f"Measured on {data['gpu']} ({data['sms']} SMs), torch {data['torch']}, CUDA {data['cuda']}, random weights; "
+        f"timing: {data.get('timing', 'CUDA graphs: median of 7 replays of 20 captured calls')}"
+        + (f"; energy: {data['energy']}." if data.get("energy") else "."),
+        f"Commands: `python benchmarks/gpu_validation.py measure -o OUT` on the GPU, then `python "
+        f"benchmarks/gpu_validation.py report {measurements_path} --samples-from {samples_from or measurements_path} "
+        f"--base {base_name} -o {output}` (no GPU needed).",
+        f"The calibrated model is fitted from {len(record['measurements'])} microbenchmarks ({samples_from or measurements_path}; "
+        "a grid of UNet-like shapes, none of these models' own), so every number below is a prediction. "
+        f"The fitted device is `{device_file}`.",
         "",
-        "Goal: whole forward within 20%, median per-layer error within 25%. The whole forward is predicted as "
-        "the sum of every traced layer (conv, linear, attention, norms, elementwise, copies); the roofline "
-        "columns are the same device without its calibration (dense peaks, DRAM bandwidth, 4.5 us per kernel).",
+        f"Goals: whole forward within {FORWARD_GOAL:.0%}, median per-layer error within {LAYER_GOAL:.0%}, energy "
+        f"within {ENERGY_GOAL:.0%}. Met: {within} of {len(errors)} forwards within {FORWARD_GOAL:.0%} (largest "
+        f"{max(errors, key=abs):+.1%}); per-layer median within {LAYER_GOAL:.0%} in "
+        f"{sum(m <= LAYER_GOAL for m in layer_medians)} of {len(layer_medians)} runs timed layer by layer"
+        + (f"; energy within {ENERGY_GOAL:.0%} in {sum(abs(e) <= ENERGY_GOAL for e in energy_errors)} of "
+           f"{len(energy_errors)} forwards." if energy_errors else "."),
+        "The roofline columns are the same device without its calibration (`--hw NAME-roofline`): dense peaks, "
+        "DRAM bandwidth, a fixed time per kernel, and energy from a process-node table (dynamic only).",
         "",
-        "| batch | whole forward measured | calibrated | error | roofline | error | conv/linear median error: calibrated | roofline |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    details = []
-    for batch in sorted({l["batch"] for l in data["layers"]}):
-        measured_layers = {l["name"]: l["seconds"] for l in data["layers"] if l["batch"] == batch}
-        forward = data["forwards"][str(batch)]
-        cal_layers, cal_total = _predict(str(device_file), batch, data["dtype"], data["preset"])
-        roof_layers, roof_total = _predict(roofline, batch, data["dtype"], data["preset"])
-        errors = {n: cal_layers[n] / t - 1 for n, t in measured_layers.items()}
-        roof_errors = {n: roof_layers[n] / t - 1 for n, t in measured_layers.items()}
-        median = statistics.median(abs(e) for e in errors.values())
-        roof_median = statistics.median(abs(e) for e in roof_errors.values())
-        lines.append(
-            f"| {batch} | {forward * 1e3:.3f} ms | {cal_total * 1e3:.3f} ms | {cal_total / forward - 1:+.1%} | "
-            f"{roof_total * 1e3:.3f} ms | {roof_total / forward - 1:+.1%} | {median:.1%} | {roof_median:.1%} |")
-        details += ["", f"## Batch {batch}: every conv and linear layer", "",
-                    "| layer | measured us | calibrated us | error | roofline us | error |", "|---|---|---|---|---|---|"]
-        for name, seconds in measured_layers.items():
-            details.append(f"| {name} | {seconds * 1e6:.1f} | {cal_layers[name] * 1e6:.1f} | {errors[name]:+.1%} | "
-                           f"{roof_layers[name] * 1e6:.1f} | {roof_errors[name]:+.1%} |")
-    fit_rows = ["", "## Fitted classes", "",
-                "| class | kernel us | efficiency | memory efficiency | tile | split-K min | fit median error | samples |",
-                "|---|---|---|---|---|---|---|---|"]
-    for name, p in spec["engines"]["gpu"]["calibration"]["classes"].items():
-        fit_rows.append(f"| {name} | {p['kernel_s'] * 1e6:.2f} | {p['efficiency']} | {p['memory_efficiency']} | "
-                        f"{p['tile_m']}x{p['tile_n']} | {p['split_k_min'] or '-'} | {p['median_error']:.1%} | "
-                        f"{p['samples']} |")
-    notes = [
-        "", "## Notes", "",
-        "- Per layer, the model is kernels x kernel time + max(compute, memory), with GEMM compute from waves of "
-        "output tiles over the SMs (split-K allowed, its granularity fitted; the fit chose none here).",
-        "- A layer's kernels are the aten ops the trace records: a linear on a strided input also runs a copy and "
-        "a separate bias add (the attention q/k/v projections here). The first run of this validation counted "
-        "those as fused and put those layers 5x under; they are real kernels and are counted now.",
-        "- Fused attention's softmax is priced inside the attention class, whose microbenchmarks (whole SDPA "
-        "calls) timed it; the first sd15 run of this report priced it a second time and put sd15 at batch 8 36% "
-        "over. That is a structural fix, the fitted parameters are unchanged.",
-        "- Each layer was timed alone, repeated inside one graph, so its weights stay in L2 between calls; in the "
-        "whole forward they do not. The largest remaining per-layer errors are small-M convolutions "
-        "(1x1 skip convs and stride-2 downsamplers at 8x8 and 16x16), which the model prices too high.",
-    ]
-    output.write_text("\n".join(lines + fit_rows + notes + details) + "\n")
-    print("\n".join(lines))
+        "## Whole forwards",
+        "",
+        "| model | precision | layers | batch | measured | calibrated | error | roofline | error | "
+        "per-layer median error: calibrated | roofline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ] + forward_rows
+    if energy_rows:
+        lines += ["", "## Energy per forward against the GPU's own counter", "",
+                  "Measured: NVML's total-energy counter over a window of back-to-back forwards (the board's "
+                  "power, idle included) x the time per forward. Calibrated: static power x predicted latency + "
+                  "fitted energy per MAC, vector op and DRAM byte. Roofline: the node table's dynamic energy only.",
+                  "", "| model | precision | layers | batch | measured | power | calibrated | error | roofline | error |",
+                  "|---|---|---|---|---|---|---|---|---|---|"] + energy_rows
+    quantized = [r for r in runs if r["variant"] != "plain"]
+    if quantized:
+        lines += ["", "## Quantized nn.Linear layers (SD-1.5, FP8 and int8, dynamic per-tensor activations)", "",
+                  "benchmarks/gpu_quantized.py holds the modules, written as a user writes them by hand: "
+                  "`torch._scaled_mm` / `torch._int_mm`, activations quantized per tensor at run time by eager "
+                  "kernels (|x|, amax, scale, divide, [round, clamp], cast), convolutions in fp16. "
+                  "`runtime.activation_quantization: dynamic` prices those kernels; `fused` (scales static, the "
+                  "cast folded into the producer) is what a model that prices quantized layers at tensor-core "
+                  "peak assumes, and it gets the sign of the change wrong.", "",
+                  "| variant | batch | measured | fp16 measured | dynamic (predicted) | error | fused (predicted) |",
+                  "|---|---|---|---|---|---|---|"]
+        for run in quantized:
+            plain = next((r for r in runs if r["variant"] == "plain" and r["preset"] == run["preset"]
+                          and r["precision"] == run["precision"] and r["batch"] == run["batch"]), None)
+            _, dynamic, _ = _predict(calibrated, run)
+            _, fused, _ = _predict(calibrated, run, "fused")
+            plain_ms = "-" if plain is None else f"{plain['forward_s'] * 1e3:.3f} ms"
+            lines.append(f"| {run['variant']} | {run['batch']} | {run['forward_s'] * 1e3:.3f} ms | "
+                         f"{plain_ms} | {dynamic * 1e3:.3f} ms | "
+                         f"{dynamic / run['forward_s'] - 1:+.1%} | {fused * 1e3:.3f} ms |")
+    classes = spec["engines"][spec["default_engine"]]["calibration"]["classes"]
+    lines += ["", "## Fitted classes", "",
+              "| class | kernel us | efficiency | memory efficiency | tile | split-K min | fit median error | samples |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {p['kernel_s'] * 1e6:.2f} | {p['efficiency']} | {p['memory_efficiency']} | "
+              f"{p['tile_m']}x{p['tile_n']} | {p['split_k_min'] or '-'} | {p['median_error']:.1%} | {p['samples']} |"
+              for name, p in classes.items()]
+    measured_energy = (spec.get("energy") or {}).get("measured")
+    if measured_energy:
+        lines += ["", "## Fitted energy", "", f"Static power {measured_energy['static_w']:.1f} W; pJ per MAC: "
+                  + ", ".join(f"{p} {v:.2f}" for p, v in measured_energy["mac_pj"].items())
+                  + f", plus {measured_energy['conv_mac_pj']:.2f} per convolution MAC; "
+                  f"{measured_energy['vector_op_pj']:.1f} pJ per vector op; "
+                  f"{measured_energy['dram_pj_per_byte']:.1f} pJ per DRAM byte; median error over its "
+                  f"{measured_energy['samples']} microbenchmarks {measured_energy['median_error']:.1%}. "
+                  f"({measured_energy['source']}.)"]
+    lines += ["", "## Notes", ""] + NOTES + ["", "## Per layer"] + layer_sections
+    output.write_text("\n".join(lines) + "\n")
+    summary = (f"{data['gpu']}: {within} of {len(errors)} whole forwards within {FORWARD_GOAL:.0%} (largest "
+               f"{max(errors, key=abs):+.1%}), per-layer median within {LAYER_GOAL:.0%} in "
+               f"{sum(m <= LAYER_GOAL for m in layer_medians)} of {len(layer_medians)} runs"
+               + (f", energy within {ENERGY_GOAL:.0%} in {sum(abs(e) <= ENERGY_GOAL for e in energy_errors)} of "
+                  f"{len(energy_errors)}" if energy_errors else "") + f" ({output})")
+    spec["engines"][spec["default_engine"]]["calibration"]["validation"] = summary
+    header = "".join(line + "\n" for line in device_file.read_text().splitlines() if line.startswith("#"))
+    device_file.write_text(header + yaml.safe_dump(spec, sort_keys=False, width=120))
+    print("\n".join(lines[:12]))
+
+
+def load_device_spec(spec: dict):
+    from hw_models.catalog import parse_device
+
+    return parse_device(spec, spec["name"])
+
+
+NOTES = [
+    "- Per layer, the model is kernels x kernel time + max(compute, memory), with GEMM compute from waves of "
+    "output tiles over the SMs; a layer's kernels are the aten ops the trace records (a linear on a strided "
+    "input also runs a copy and a bias add).",
+    "- Fused attention's softmax is priced inside the attention class; PyTorch's fp32 SDPA kernels ignore TF32 "
+    "(the H200 times them the same either way), so attention stays fp32 under `runtime.tf32: all`.",
+    "- Each layer was timed alone, repeated inside one graph, so its weights stay in L2 between calls; in the "
+    "whole forward they do not.",
+    "- int8 and FP8 convolutions do not exist in PyTorch: their predictions are extrapolated from the GEMM "
+    "classes; only the quantized nn.Linear layers above are validated.",
+]
 
 
 def main() -> int:
@@ -188,19 +409,25 @@ def main() -> int:
     m = commands.add_parser("measure")
     m.add_argument("-o", "--out", type=Path, required=True)
     m.add_argument("--device", default="cuda")
-    m.add_argument("--quick", action="store_true", help="small suite, batch 1 only (a dry run of this script)")
-    m.add_argument("--preset", default=PRESET)
-    m.add_argument("--skip-suite", action="store_true", help="time only the UNet (fit from another run's suite)")
+    m.add_argument("--quick", action="store_true", help="one small model at batch 1 (a dry run of this script)")
+    m.add_argument("--only", metavar="PRESET", help="only this preset's rows of the plan")
+    m.add_argument("--energy-only", action="store_true", help="only the runs whose energy the plan reads")
+    m.add_argument("--run", metavar="PRESET:PRECISION:BATCH", help="one run, whole and layer by layer")
     r = commands.add_parser("report")
-    r.add_argument("measurements", type=Path)
-    r.add_argument("-o", "--output", type=Path, default=Path("reports/gpu-validation.md"))
-    r.add_argument("--device-file", type=Path, default=Path("hw_models/devices/h100-sxm-calibrated.yaml"))
-    r.add_argument("--samples-from", type=Path, help="measurements.json whose microbenchmarks the fit uses")
+    r.add_argument("measurements", type=Path, nargs="+", help="measurements.json files of one GPU")
+    r.add_argument("-o", "--output", type=Path, default=Path("reports/gpu-validation-h200.md"))
+    r.add_argument("--base", default="h200", help="catalogue device the fit starts from (its file is rewritten)")
+    r.add_argument("--samples-from", type=Path,
+                   help="the microbenchmarks the fit uses: a `simdq hw calibrate --record` file (default: the "
+                        "measurements file's own `samples`)")
     args = parser.parse_args()
     if args.command == "measure":
-        measure(args.out, args.device, args.quick, args.preset, args.skip_suite)
+        measure(args.out, args.device, args.quick, args.only, args.energy_only, args.run)
     else:
-        report(args.measurements, args.output, args.device_file, args.samples_from)
+        from hw_models.catalog import DEVICE_DIR, load_device
+
+        device_file = DEVICE_DIR / f"{load_device(args.base).name}.yaml"
+        report(args.measurements, args.output, device_file, args.samples_from, args.base)
     return 0
 
 

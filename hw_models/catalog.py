@@ -4,6 +4,7 @@ and built into a Device; names, aliases and the NAME[:ENGINE][@MODE] selection.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from functools import lru_cache
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from diagnostics import YamlFileError, did_you_mean, read_yaml, unknown
 
 from .device import Device, DeviceFileError
-from .energy import EnergyModel, EnergyTable, load_table
+from .energy import EnergyModel, EnergyTable, MeasuredEnergy, load_table
 from .engines.calibrated import CalibratedEngine, ClassParams
 from .engines.roofline import EngineRates, RooflineEngine
 from .engines.systolic import SystolicEngine
@@ -19,6 +20,7 @@ from .engines.xnor import XnorEngine
 from .schema import DeviceSpec, EnergySpec, RooflineSpec, SystolicSpec, XnorSpec, read_spec
 
 DEVICE_DIR = Path(__file__).with_name("devices")
+ROOFLINE = "-roofline"  # NAME-roofline: a calibrated device as its plain roofline
 
 
 def _roofline_engine(name: str, spec: RooflineSpec, dram_bandwidth: float, energy, scale: float):
@@ -28,7 +30,7 @@ def _roofline_engine(name: str, spec: RooflineSpec, dram_bandwidth: float, energ
         sparse_peaks={p: entry.sparse_peak for p, entry in spec.compute.items() if entry.sparse_peak is not None},
     ).scaled(scale)
     kinds = frozenset(spec.kinds) if spec.kinds is not None else None
-    if energy is not None and spec.energy_scale is not None:
+    if isinstance(energy, EnergyModel) and spec.energy_scale is not None:
         energy = dataclasses.replace(energy, op_scale=spec.energy_scale.value)
     if spec.calibration is None:
         return RooflineEngine(name, rates, dram_bandwidth, energy, kinds)
@@ -48,7 +50,7 @@ def _systolic_engine(name: str, spec: SystolicSpec, dram_bandwidth: float, energ
 
 
 def _xnor_engine(name: str, spec: XnorSpec, dram_bandwidth: float, energy, scale: float):
-    if energy is not None:  # the array's energy per binary op is its design's figure, priced with the rest
+    if isinstance(energy, EnergyModel):  # the array's energy per binary op is its design's figure
         energy = dataclasses.replace(energy, binary_op_fj=spec.fj_per_binary_op.value)
     return XnorEngine(name, binary_macs_per_s=spec.binary_macs_per_s.value * scale,
                       max_activation_bits=spec.max_activation_bits.value,
@@ -58,7 +60,10 @@ def _xnor_engine(name: str, spec: XnorSpec, dram_bandwidth: float, energy, scale
 ENGINE_BUILDERS = {"roofline": _roofline_engine, "systolic": _systolic_engine, "xnor": _xnor_engine}
 
 
-def _energy(spec: EnergySpec, where: str) -> EnergyModel:
+def _energy(spec: EnergySpec, where: str):
+    if spec.measured is not None:
+        m = spec.measured
+        return MeasuredEnergy(m.static_w, dict(m.mac_pj), m.vector_op_pj, m.dram_pj_per_byte, m.source, m.conv_mac_pj)
     if isinstance(spec.table, str):
         table = load_table(spec.table)
     else:
@@ -102,14 +107,26 @@ def parse_device(data, where: str, engine=None, mode=None) -> Device:
     return Device(spec.name, spec.description, engines, order, spec.aliases, data, mode_name)
 
 
+def is_calibrated(spec: dict) -> bool:
+    return any("calibration" in engine for engine in spec.get("engines", {}).values())
+
+
+def roofline_spec(spec: dict) -> dict:
+    """A calibrated device file's contents as its plain roofline: no calibration, energy from its table."""
+    plain = copy.deepcopy(spec)
+    plain["name"] = f"{spec['name']}{ROOFLINE}"
+    plain["aliases"] = [f"{alias}{ROOFLINE}" for alias in spec.get("aliases", ())]
+    plain["description"] = f"{spec['description']} (roofline: the calibration left out)"
+    for engine in plain["engines"].values():
+        engine.pop("calibration", None)
+    if plain.get("energy"):
+        plain["energy"].pop("measured", None)
+    return plain
+
+
 def without_calibration(device: Device) -> Device:
-    """The same device with plain roofline engines (to compare a calibrated model with its roofline)."""
-    plain = {
-        name: RooflineEngine(e.name, e.rates, e.dram_bandwidth, e.energy, e.kinds)
-        if isinstance(e, CalibratedEngine) else e
-        for name, e in device.engines.items()
-    }
-    return Device(device.name, device.description, plain, device.order, device.aliases, device.spec, device.mode)
+    """The same device with plain roofline engines and table energy (to compare with its calibration)."""
+    return parse_device(roofline_spec(device.spec), f"{device.name}{ROOFLINE}", mode=device.mode)
 
 
 def _read_yaml(path: Path):
@@ -150,6 +167,9 @@ def load_device(selection: str) -> Device:
         for name in (device.name, *device.aliases):
             names[name.lower()] = device
     device = names.get(name_or_path.lower())
+    plain = name_or_path.lower().endswith(ROOFLINE) and names.get(name_or_path.lower()[:-len(ROOFLINE)])
+    if device is None and plain and is_calibrated(plain.spec):
+        return parse_device(roofline_spec(plain.spec), name_or_path, engine, mode)
     if device is None:
         raise DeviceFileError(f"unknown device {name_or_path!r}{did_you_mean(name_or_path.lower(), names)}; "
                               f"allowed: {', '.join(sorted(names))}, or a path to a device .yaml file")

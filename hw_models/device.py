@@ -43,7 +43,7 @@ class Device:
                 estimate = engine.estimate_layer(layer)
                 if engine.energy is None:
                     return estimate
-                return dataclasses.replace(estimate, energy_j=engine.energy.price(estimate.actions))
+                return dataclasses.replace(estimate, energy_j=engine.energy.price(estimate.actions, estimate.latency_s))
         raise DeviceFileError(f"{self.name}: no engine runs {layer.kind} layer {layer.name} (engines tried: "
                               f"{', '.join(self.order)}); name one that does as the device's fallback_engine")
 

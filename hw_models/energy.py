@@ -16,7 +16,13 @@ Node scaling: logic and SRAM energies scale from node a to node b by r^(log(a/b)
 geometric mean of the 7 nm / 45 nm ratios of the entries both tables share (fp32 and int8 add and
 multiply: r = 0.33), i.e. log-linear in the node size through the two tables;
 DRAM energy is an interface cost and does not scale. On-chip traffic is what each engine counts (a GPU's
-output tiling, a systolic array's operand reuse). No static power: this is the energy the work itself costs.
+output tiling, a systolic array's operand reuse). No static power: this is the energy the work itself costs
+("dynamic only, from a process-node table"), far under what a power meter reads on a GPU.
+
+A GPU measured by `simdq hw calibrate` instead has a MeasuredEnergy: static power (the board's, idle included)
+x the layer's time, plus pJ per MAC of each compute precision (and an extra per convolution MAC), per vector
+op and per DRAM byte, all fitted to
+the GPU's own energy counter (NVML) over its microbenchmarks (hw_models.fit.fit_energy).
 """
 
 from __future__ import annotations
@@ -109,11 +115,33 @@ class EnergyModel:
     def scale(self) -> float:
         return node_scale(self.table.node_nm, self.node_nm) * self.op_scale
 
-    def price(self, actions: Actions) -> float:
+    kind = "dynamic only, from a process-node table"
+
+    def price(self, actions: Actions, latency_s: float = 0.0) -> float:
         """Joules of the counted actions: logic and SRAM at the table's energies scaled to the node, the
-        binary ops at binary_op_fj and DRAM at its interface cost (neither scaled)."""
+        binary ops at binary_op_fj and DRAM at its interface cost (neither scaled); no static power, so the
+        latency does not enter."""
         scaled_pj = actions.macs * self.table.mac_pj(actions.precision or "fp32")
         scaled_pj += actions.vector_ops * self.table.vector_op_pj(actions.vector_dtype)
         scaled_pj += actions.onchip_bytes * self.sram_pj_per_byte
         binary_pj = actions.binary_ops * self.binary_op_fj * 1e-3
         return (scaled_pj * self.scale + binary_pj + actions.dram_bytes * self.dram_pj_per_byte) * 1e-12
+
+
+@dataclass(frozen=True)
+class MeasuredEnergy:
+    """Energy fitted to a GPU's own energy counter: static_w x time + per-action energies (no node scaling)."""
+
+    static_w: float
+    mac_pj: dict  # compute precision -> pJ per MAC
+    vector_op_pj: float
+    dram_pj_per_byte: float
+    source: str
+    conv_mac_pj: float = 0.0  # added per MAC of a convolution (implicit GEMM stages its operands per window)
+    kind = "measured: static power x time + fitted energy per operation"
+
+    def price(self, actions: Actions, latency_s: float = 0.0) -> float:
+        mac_pj = self.mac_pj.get(actions.precision or "fp32", max(self.mac_pj.values(), default=0.0))
+        mac_pj += self.conv_mac_pj if actions.convolution else 0.0
+        dynamic_pj = actions.macs * mac_pj + actions.vector_ops * self.vector_op_pj
+        return self.static_w * latency_s + (dynamic_pj + actions.dram_bytes * self.dram_pj_per_byte) * 1e-12

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from .engines.calibrated import ClassParams, gemm_compute_s
+from .engines.calibrated import ClassParams, gemm_compute_s, occupancy
 
 KERNEL_S_GRID = np.geomspace(0.5e-6, 40e-6, 40)
 EFFICIENCY_GRID = np.linspace(0.02, 1.0, 50)
@@ -31,6 +31,9 @@ class Sample:
     traffic_bytes: float
     peak: float  # the compute peak its class runs at (the precision's, or the vector unit's)
     measured_s: float
+    precision: str = ""  # compute precision of a GEMM class; "" otherwise
+    energy_j: float = None  # the board's energy per call (the GPU's own counter, static power included)
+    parallel_rows: int = 0  # a norm's independent rows (its occupancy of the SMs); 0 where unknown
 
 
 @dataclass(frozen=True)
@@ -49,12 +52,13 @@ def _tile_work(samples, tile, split_k_min, sms) -> np.ndarray:
 def fit_class(samples: list, bandwidth: float, sms: int) -> Fit:
     measured = np.array([s.measured_s for s in samples])
     kernels = np.array([s.kernels for s in samples], dtype=float)
-    memory = np.array([s.traffic_bytes for s in samples]) / bandwidth
+    busy = np.array([occupancy(s.parallel_rows, sms) for s in samples])
+    memory = np.array([s.traffic_bytes for s in samples]) / bandwidth / busy
     is_gemm = bool(samples[0].gemm_dims)
     if is_gemm:
         candidates = [((tile, split), _tile_work(samples, tile, split, sms)) for tile in TILES for split in SPLIT_K_MIN]
     else:
-        candidates = [((TILES[3], 0), np.array([s.vector_flops / s.peak for s in samples]))]
+        candidates = [((TILES[3], 0), np.array([s.vector_flops / s.peak for s in samples]) / busy)]
     best = None
     log_measured = np.log(measured)
     # axes: kernel time, efficiency, memory efficiency, sample
@@ -81,3 +85,62 @@ def fit_classes(samples: list, bandwidth: float, sms: int) -> dict:
     for sample in samples:
         by_class.setdefault(sample.op_class, []).append(sample)
     return {name: fit_class(group, bandwidth, sms) for name, group in sorted(by_class.items()) if len(group) >= 3}
+
+
+@dataclass(frozen=True)
+class EnergyFit:
+    """A GPU's energy as its own counter measures it: static power over the time, plus energy per action."""
+
+    static_w: float
+    mac_pj: dict  # compute precision -> pJ per MAC
+    conv_mac_pj: float  # added per MAC of a convolution
+    vector_op_pj: float
+    dram_pj_per_byte: float
+    samples: int
+    median_error: float  # median |predicted / measured - 1| over the samples
+
+
+def nonnegative_least_squares(a: np.ndarray, b: np.ndarray, iterations: int = 500) -> np.ndarray:
+    """argmin |a x - b| over x >= 0 (Lawson and Hanson's active-set method)."""
+    n = a.shape[1]
+    x, passive = np.zeros(n), np.zeros(n, dtype=bool)
+    for _ in range(iterations):
+        gradient = a.T @ (b - a @ x)
+        if passive.all() or gradient[~passive].max(initial=0) <= 1e-12 * np.abs(a.T @ b).max():
+            break
+        passive[np.argmax(np.where(passive, -np.inf, gradient))] = True
+        while True:
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+            if (z[passive] > 0).all():
+                x = z
+                break
+            shrinking = passive & (z <= 0)
+            step = np.min(x[shrinking] / (x[shrinking] - z[shrinking]))
+            x = x + step * (z - x)
+            passive &= x > 1e-15
+    return x
+
+
+def _energy_features(sample: Sample, precisions: list) -> list:
+    macs = sum(b * m * n * k for b, m, n, k in sample.gemm_dims) * 1e-12
+    row = [sample.measured_s] + [macs if sample.precision == p else 0.0 for p in precisions]
+    convolution = sample.op_class.startswith(("conv_", "pointwise_"))
+    return row + [macs if convolution else 0.0, sample.vector_flops * 1e-12, sample.traffic_bytes * 1e-12]
+
+
+def fit_energy(samples: list) -> EnergyFit:
+    """Static power and pJ per MAC (per precision, plus an extra per convolution MAC: implicit GEMM stages
+    its operands through shared memory once per kernel window, which a linear does not), per vector op and per
+    DRAM byte, from the samples that carry energy (each row weighted by 1 / its energy, so every sample's
+    relative error counts alike)."""
+    metered = [s for s in samples if s.energy_j]
+    precisions = sorted({s.precision for s in metered if s.precision and s.gemm_dims})
+    a = np.array([_energy_features(s, precisions) for s in metered])
+    measured = np.array([s.energy_j for s in metered])
+    x = nonnegative_least_squares(a / measured[:, None], np.ones(len(metered)))
+    predicted = a @ x
+    return EnergyFit(static_w=float(x[0]), mac_pj=dict(zip(precisions, map(float, x[1:-3]))),
+                     conv_mac_pj=float(x[-3]), vector_op_pj=float(x[-2]), dram_pj_per_byte=float(x[-1]),
+                     samples=len(metered),
+                     median_error=float(np.median(np.abs(predicted / measured - 1))))

@@ -17,7 +17,7 @@ from diagnostics import unknown, validate
 
 from .device import DeviceFileError
 from .energy import TABLE_DIR
-from .engines.calibrated import GEMM_CLASS_PREFIX, VECTOR_CLASS
+from .engines.calibrated import CONVERSION_CLASSES, GEMM_CLASS_PREFIX, SIDE_CLASSES, VECTOR_CLASS
 from .engines.systolic import DATAFLOWS
 from .precision import COMPUTE_TYPES
 from .workload import LAYER_KINDS
@@ -72,8 +72,8 @@ Text = Annotated[str, BeforeValidator(_text)]
 Efficiency = Annotated[Positive, AfterValidator(_efficiency)]
 ComputePrecision = _one_of(tuple(COMPUTE_TYPES), "compute precision")
 LayerKind = _one_of(LAYER_KINDS, "layer kind")
-OP_CLASSES = tuple([f"{prefix}_{precision}" for prefix in sorted(set(GEMM_CLASS_PREFIX.values()))
-                    for precision in COMPUTE_TYPES] + sorted(set(VECTOR_CLASS.values())))
+OP_CLASSES = tuple([f"{prefix}_{precision}" for prefix in sorted({*GEMM_CLASS_PREFIX.values(), "pointwise"})
+                    for precision in COMPUTE_TYPES] + sorted(set(VECTOR_CLASS.values())) + list(CONVERSION_CLASSES) + list(SIDE_CLASSES))
 OpClass = _one_of(OP_CLASSES, "op class")
 TABLE_NAMES = tuple(sorted(path.stem for path in TABLE_DIR.glob("*.yaml")))
 TableName = _one_of(TABLE_NAMES, "energy table")
@@ -126,6 +126,7 @@ class Calibration(_Strict):
     source: Text
     sms: PositiveInteger
     classes: Annotated[Dict[OpClass, ClassFit], Field(min_length=1)]
+    validation: Optional[Text] = None  # how close whole forwards came, and where that is reported
 
 
 class RooflineSpec(_Strict):
@@ -244,7 +245,22 @@ class EnergyTableSpec(_Strict):
     memory_pj_per_byte: Annotated[Dict[str, Positive], AfterValidator(_memory_entries)]
 
 
+class MeasuredEnergySpec(_Strict):
+    """Energy fitted to the GPU's own counter by `simdq hw calibrate` (hw_models.energy.MeasuredEnergy)."""
+
+    static_w: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+    mac_pj: Annotated[Dict[ComputePrecision, Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]],
+                      Field(min_length=1)]
+    conv_mac_pj: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = 0.0
+    vector_op_pj: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+    dram_pj_per_byte: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+    source: Text
+    median_error: Optional[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = None
+    samples: Optional[PositiveInteger] = None
+
+
 class EnergySpec(_Strict):
+    measured: Optional[MeasuredEnergySpec] = None
     table: Annotated[Union[Annotated[TableName, Tag("table=name")], Annotated[EnergyTableSpec, Tag("table=inline")]],
                      Discriminator(lambda value: "table=inline" if isinstance(value, (dict, EnergyTableSpec))
                                    else "table=name")]

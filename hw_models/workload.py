@@ -9,6 +9,7 @@ OPERAND_FAMILIES = ("float", "int", "binary")
 
 LAYER_KINDS = (
     "conv", "linear", "attention_matmul", "norm", "softmax", "elementwise", "resample", "concat", "embedding",
+    "quantize", "dequantize",
 )
 GEMM_KINDS = ("conv", "linear", "attention_matmul")
 
@@ -42,6 +43,7 @@ FP32 = OperandFormat("fp32", "float", 32, True, 24, 127, -149, full_precision=Tr
 FP16 = OperandFormat("fp16", "float", 16, True, 11, 15, -24, full_precision=True)
 BF16 = OperandFormat("bf16", "float", 16, True, 8, 127, -133, full_precision=True)
 FULL_PRECISION = {f.name: f for f in (FP32, FP16, BF16)}
+INT32_ACCUMULATOR = OperandFormat("int32", "int", 32)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ class LayerWork:
     weight_format: Optional[OperandFormat] = None
     vector_dtype: str = "fp32"
     gemm_dims: tuple = ()  # (batch, M, N, K): batch x (M x K) @ (K x N), when known
+    tf32: bool = False  # fp32 operands may run on TF32 tensor cores (the runtime allows it for this kind)
+    window: int = 0  # a convolution's kernel window (kh x kw; 1: pointwise), 0 where unknown or not a conv
+    parallel_rows: int = 0  # a norm's independent rows (GroupNorm: batch x groups), 0 where unknown
 
     def __post_init__(self):
         if self.kind not in LAYER_KINDS:
@@ -80,3 +85,34 @@ class LayerWork:
     @property
     def traffic_bytes(self) -> float:
         return self.weight_bytes + self.read_bytes + self.write_bytes
+
+
+# Dynamic activation quantization as eager PyTorch runs it (simdq.microbench times the same sequence, so the
+# calibrated class of each is fitted on exactly this work): |x| (read and write x), amax (read), the scale (two
+# tiny kernels), x / scale (read and write), for integers round and clamp (read and write each), then the cast
+# (read x, write the codes).
+READ_WRITE_PASSES = {"float": 2, "int": 4}
+QUANTIZE_KERNELS = {"float": 6, "int": 8}
+
+
+def quantize_work(name: str, elements: int, source_bytes: int, target: OperandFormat,
+                  vector_dtype: str = "fp32") -> LayerWork:
+    """The kernels that quantize `elements` activations of `source_bytes` each to `target` at run time."""
+    family = "int" if target.family == "int" else "float"
+    passes = READ_WRITE_PASSES[family]
+    read = elements * source_bytes * (passes + 2)
+    write = elements * source_bytes * passes + elements * max(1, target.bits // 8)
+    return LayerWork(f"{name}.quantize", "quantize", 0, elements * (passes + 1), 0.0, float(read), float(write),
+                     QUANTIZE_KERNELS[family], target, None, vector_dtype)
+
+
+# What follows an integer GEMM that returns int32 (torch._int_mm): x scale (int32 -> fp32), the cast to the
+# model's dtype, the bias add: one kernel each.
+DEQUANTIZE_KERNELS = 3
+
+
+def dequantize_work(name: str, outputs: int, output_bytes: int, vector_dtype: str = "fp32") -> LayerWork:
+    read = outputs * (4 + 4 + output_bytes)
+    write = outputs * (4 + output_bytes + output_bytes)
+    return LayerWork(f"{name}.dequantize", "dequantize", 0, 2 * outputs, 0.0, float(read), float(write),
+                     DEQUANTIZE_KERNELS, INT32_ACCUMULATOR, None, vector_dtype)

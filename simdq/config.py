@@ -146,8 +146,24 @@ class QuantSection(_Strict):
         return self
 
 
+TF32_MODES = ("none", "convolutions", "all")
+ACTIVATION_QUANTIZATION = ("fused", "dynamic")
+
+
 class RuntimeSection(_Strict):
+    """How the model runs on the device beyond its formats.
+
+    tf32: which fp32 GEMMs may run on TF32 tensor cores: none (torch.backends.cuda.matmul.allow_tf32 and
+    torch.backends.cudnn.allow_tf32 both False), convolutions (torch's defaults: cuDNN on, matmuls off) or all.
+    activation_quantization: fused (scales static, the cast folded into the producing kernel: no extra work)
+    or dynamic (each quantized layer runs |x|, amax, scale and cast kernels before its GEMM, and an integer
+    GEMM's int32 output is dequantized by separate kernels, as eager PyTorch with torch._scaled_mm or
+    torch._int_mm does).
+    """
+
     fused_attention: bool = True
+    tf32: Literal[TF32_MODES] = "convolutions"
+    activation_quantization: Literal[ACTIVATION_QUANTIZATION] = "fused"
 
 
 class EstimateConfig(_Strict):

@@ -6,9 +6,11 @@ Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
   the dense peak (this is what makes small and odd GEMM shapes slower than their MACs suggest);
 - compute_s otherwise: non-GEMM arithmetic at efficiency x the vector peak;
 - memory_s: DRAM traffic at memory_efficiency x peak bandwidth.
-The parameters of each op class (`conv_fp16`, `linear_int8`, `attention_bf16`, `norm`, `softmax`,
-`elementwise`, `memory`) are fitted by `simdq hw calibrate` from microbenchmarks; a class without
-parameters falls back to the plain roofline.
+The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions; files without it price them as
+`conv`), `linear_int8`, `attention_bf16`, `norm`, `softmax`,
+`elementwise`, `memory`, and the kernels of dynamic activation quantization `quantize_fp8`, `quantize_int8`,
+`dequantize_int8`) are fitted by `simdq hw calibrate` from microbenchmarks; a class without parameters falls
+back to the plain roofline.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from math import ceil
 
 from .base import EngineDescription, LayerEstimate
 from .roofline import RooflineEngine, conversion_ops
-from ..workload import LayerWork
+from ..workload import FP32, FULL_PRECISION, LayerWork
 
 GEMM_CLASS_PREFIX = {"conv": "conv", "linear": "linear", "attention_matmul": "attention"}
 VECTOR_CLASS = {"norm": "norm", "softmax": "softmax", "elementwise": "elementwise", "resample": "memory",
                 "concat": "memory", "embedding": "memory"}
+# dynamic activation quantization (hw_models.workload.quantize_work) and int32 dequantization, by target family
+CONVERSION_CLASSES = ("quantize_fp8", "quantize_int8", "dequantize_int8")
+# the copy of a strided input (and the bias add) that aten runs beside a linear's GEMM
+SIDE_CLASSES = ("strided_copy",)
 
 
 @dataclass(frozen=True)
@@ -35,10 +41,15 @@ class ClassParams:
     split_k_min: int = 0  # split K across SMs in chunks of at least this many (0: no split-K)
 
 
-def op_class(kind: str, precision) -> str:
-    """The calibration class of a layer kind at a compute precision."""
+def op_class(kind: str, precision, family: str = "float", window: int = 0) -> str:
+    """The calibration class of a layer kind at a compute precision (a conversion: by its target's family;
+    a 1x1 convolution: `pointwise`, which cuDNN runs as a plain GEMM over the pixels)."""
+    if kind == "conv" and window == 1:
+        return f"pointwise_{precision}"
     if kind in GEMM_CLASS_PREFIX:
         return f"{GEMM_CLASS_PREFIX[kind]}_{precision}"
+    if kind in ("quantize", "dequantize"):
+        return f"{kind}_{'int' if family == 'int' else 'fp'}8"
     return VECTOR_CLASS[kind]
 
 
@@ -53,6 +64,11 @@ def gemm_compute_s(dims: tuple, params: ClassParams, peak: float, sms: int) -> f
         splits = max(1, min(ceil(sms / tiles), k // params.split_k_min))
     waves = ceil(tiles * splits / sms)
     return waves * 2 * params.tile_m * params.tile_n * ceil(k / splits) / (peak / sms * params.efficiency)
+
+
+def occupancy(rows: int, sms: int) -> float:
+    """The share of SMs a reduction of `rows` independent rows keeps busy (1 where the rows are unknown)."""
+    return min(1.0, rows / sms) if rows > 0 else 1.0
 
 
 def calibrated_time(params: ClassParams, kernels: int, compute_s: float, memory_s: float) -> float:
@@ -72,29 +88,50 @@ class CalibratedEngine(RooflineEngine):
             # the softmax of fused attention runs inside the attention kernel, whose calibration timed it
             return LayerEstimate(roofline.engine, None, "fused into the attention kernel (timed with it)",
                                  0.0, 0.0, 0.0, 0.0, "overhead", actions=roofline.actions)
-        params = self.classes.get(op_class(layer.kind, roofline.compute_precision))
+        family = layer.activation_format.family
+        params = (self.classes.get(op_class(layer.kind, roofline.compute_precision, family, layer.window))
+                  or self.classes.get(op_class(layer.kind, roofline.compute_precision, family)))
         if params is None:
             return roofline
         engine = self.rates
-        extra = 0
+        extra, side_kernels, side_bytes, side_s = 0, 0, 0.0, 0.0
         if layer.is_gemm and roofline.compute_precision and layer.gemm_dims:
             peak = engine.peaks[roofline.compute_precision]
             compute_s = gemm_compute_s(layer.gemm_dims, params, peak, self.sms)
             weight = layer.weight_format or layer.activation_format
             extra, _ = conversion_ops(layer, weight, layer.activation_format, roofline.compute_precision)
             compute_s += (layer.vector_flops + extra) / engine.vector_peak
+            side_kernels, side_bytes, side_s = self._side_ops(layer)
         else:
             compute_s = roofline.compute_s / params.efficiency
-        memory_s = roofline.memory_s / params.memory_efficiency
-        overhead_s = layer.kernels * params.kernel_s
+        memory_s = (layer.traffic_bytes - side_bytes) / self.dram_bandwidth / params.memory_efficiency
+        if layer.kind == "norm":  # one thread block per row: fewer rows than SMs leave SMs idle
+            compute_s, memory_s = compute_s / occupancy(layer.parallel_rows, self.sms), memory_s / occupancy(
+                layer.parallel_rows, self.sms)
+        overhead_s = (layer.kernels - side_kernels) * params.kernel_s
         busy = max(compute_s, memory_s)
         bottleneck = "overhead" if overhead_s > busy else ("compute" if compute_s >= memory_s else "memory")
         return LayerEstimate(
             engine=roofline.engine, compute_precision=roofline.compute_precision,
             mapping=roofline.mapping + " [calibrated]", compute_s=compute_s, memory_s=memory_s,
-            overhead_s=overhead_s, latency_s=overhead_s + busy, bottleneck=bottleneck,
+            overhead_s=overhead_s + side_s, latency_s=overhead_s + busy + side_s, bottleneck=bottleneck,
             actions=self.actions(layer, roofline.compute_precision, extra, (params.tile_m, params.tile_n)),
         )
+
+    def _side_ops(self, layer: LayerWork) -> tuple:
+        """(kernels, DRAM bytes, seconds) of the non-GEMM kernels of a linear layer (the copy of a strided
+        input, a bias add addmm did not fuse), priced by the `strided_copy` class where the file has it; else
+        (0, 0, 0) and the linear class prices them with its GEMM. The GEMM's own traffic is its A (M x K), its
+        weights and its output (M x N); the rest is theirs."""
+        params = self.classes.get("strided_copy")
+        if layer.kind != "linear" or layer.kernels < 2 or params is None:
+            return 0, 0.0, 0.0
+        batch, m, n, k = layer.gemm_dims
+        out_bytes = FULL_PRECISION.get(layer.vector_dtype, FP32).bits / 8
+        gemm_bytes = layer.weight_bytes + batch * m * (k * layer.activation_format.bits / 8 + n * out_bytes)
+        side_bytes = max(0.0, layer.traffic_bytes - gemm_bytes)
+        kernels = layer.kernels - 1
+        return kernels, side_bytes, kernels * params.kernel_s + side_bytes / self.dram_bandwidth / params.memory_efficiency
 
     def describe(self) -> EngineDescription:
         return EngineDescription("calibrated", dict(self.rates.peaks))

@@ -81,12 +81,16 @@ class RooflineEngine(EngineModel):
             return False
         if layer.is_gemm:  # an engine without a precision that holds the operands cannot take the layer
             weight = layer.weight_format or layer.activation_format
-            return self.choose_precision(weight, layer.activation_format) is not None or self.kinds is None
+            return (self.choose_precision(weight, layer.activation_format, layer.tf32) is not None
+                    or self.kinds is None)
         return True
 
-    def choose_precision(self, weight: OperandFormat, activation: OperandFormat):
-        """The fastest compute precision of the engine that holds both operands exactly, or None."""
+    def choose_precision(self, weight: OperandFormat, activation: OperandFormat, tf32: bool = False):
+        """The fastest compute precision of the engine that holds both operands exactly, or None; with tf32,
+        fp32 operands may also run at tf32 (the runtime rounds them, as cuBLAS and cuDNN do when allowed)."""
         candidates = [p for p in self.rates.peaks if fits(weight, p) and fits(activation, p)]
+        if tf32 and "tf32" in self.rates.peaks and all(f.name == "fp32" for f in (weight, activation)):
+            candidates.append("tf32")
         if not candidates:
             return None
         integer_operands = all(f.family in ("int", "binary") for f in (weight, activation))
@@ -102,6 +106,8 @@ class RooflineEngine(EngineModel):
         operands = f"{weight.name} x {activation.name}"
         if weight.full_precision and activation.full_precision:
             note = "native" if weight.name == activation.name == precision else "upcast"
+            if precision == "tf32" and weight.name == "fp32":
+                note = "TF32 allowed"
         elif activation.full_precision:
             note = f"weights dequantized to {precision}"
         elif all(f.bits == COMPUTE_TYPES[precision].bits for f in (weight, activation)):
@@ -116,7 +122,7 @@ class RooflineEngine(EngineModel):
         compute_s = layer.vector_flops / engine.vector_peak
         if layer.is_gemm:
             weight = layer.weight_format or layer.activation_format
-            precision = self.choose_precision(weight, layer.activation_format)
+            precision = self.choose_precision(weight, layer.activation_format, layer.tf32)
             if precision is None:
                 mapping = f"{weight.name} x {layer.activation_format.name}: no exact precision, vector unit"
                 compute_s += 2 * layer.macs / engine.vector_peak
@@ -148,7 +154,8 @@ class RooflineEngine(EngineModel):
 
     def actions(self, layer: LayerWork, precision, extra_ops: int, tile=(128, 128)) -> Actions:
         return Actions(layer.macs if layer.is_gemm else 0, precision, layer.vector_flops + extra_ops,
-                       layer.vector_dtype, 0, gemm_onchip_bytes(layer, tile), layer.traffic_bytes)
+                       layer.vector_dtype, 0, gemm_onchip_bytes(layer, tile), layer.traffic_bytes,
+                       convolution=layer.kind == "conv")
 
     def describe(self) -> EngineDescription:
         return EngineDescription("roofline", dict(self.rates.peaks))

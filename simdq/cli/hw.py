@@ -27,20 +27,54 @@ def add_parser(commands) -> None:
     calibrate.add_argument("--quick", action="store_true", help="a few small shapes (to test the pipeline)")
     calibrate.add_argument("--model", metavar="MODEL.yaml",
                            help="time the conv, linear and attention shapes of this model instead of the default grid")
+    calibrate.add_argument("--record", metavar="FILE.json",
+                           help="also write every measurement (times, energy, idle power), to refit with `hw fit`")
+    calibrate.add_argument("--no-energy", action="store_true",
+                           help="time only: skip reading the GPU's energy counter (NVML)")
     calibrate.set_defaults(run=run_calibrate)
+    fit = hw_commands.add_parser("fit", help="fit a calibrated device file from a `hw calibrate --record` file")
+    fit.add_argument("record", metavar="RECORD.json")
+    fit.add_argument("-o", "--output", required=True, metavar="FILE", help="device .yaml to write")
+    fit.add_argument("--base", metavar="DEVICE", help="catalogue device the fit starts from (default: the record's)")
+    fit.add_argument("--name", help="name of the new device (default: BASE-calibrated)")
+    fit.set_defaults(run=run_fit)
+
+
+def _model_of(device) -> str:
+    """calibrated or roofline, and the energy model: a column of `hw list`."""
+    energy = device.primary.energy
+    energy_text = "no energy" if energy is None else ("energy measured" if "measured" in energy.kind else
+                                                       "energy: dynamic only, node table")
+    calibrated = hasattr(device.primary, "classes")
+    return f"{'calibrated' if calibrated else 'roofline'}, {energy_text}"
+
+
+def _calibration_notes(devices) -> list:
+    notes = []
+    for device in devices:
+        for engine in device.spec.get("engines", {}).values():
+            calibration = engine.get("calibration")
+            if calibration:
+                notes.append(f"{device.name}: {calibration['source']}; "
+                             f"{calibration.get('validation', 'not validated on whole models')}; "
+                             f"its plain roofline: --hw {device.name}-roofline")
+    return notes
 
 
 def devices_table() -> str:
     from hw_models import list_devices
 
     rows = []
-    for device in list_devices():
+    devices = list_devices()
+    for device in devices:
         for index, (name, engine) in enumerate(device.engines.items()):
             description = engine.describe()
             first = index == 0
             rows.append([device.name if first else "", ", ".join(device.aliases) if first else "", name,
-                         f"{engine.dram_bandwidth / 1e9:g} GB/s", description.peaks_text])
-    return text_table(("name", "aliases", "engine", "DRAM", "dense peak T(FL)OP/s"), rows)
+                         f"{engine.dram_bandwidth / 1e9:g} GB/s", description.peaks_text,
+                         _model_of(device) if first else ""])
+    table = text_table(("name", "aliases", "engine", "DRAM", "dense peak T(FL)OP/s", "model"), rows)
+    return "\n".join([table, ""] + _calibration_notes(devices))
 
 
 def device_file(name: str) -> str:
@@ -55,25 +89,52 @@ def device_file(name: str) -> str:
     return yaml.safe_dump(device.spec, sort_keys=False, width=120).rstrip()
 
 
-def run_calibrate(args) -> int:
+def _write_fitted(record: dict, base_name: str, name: str, output: str) -> int:
     import yaml
 
-    from ..config import load_config
-    from ..microbench import fit_device
-    from ..output import check_output_file, write_text
-    from .estimate import traced_layers
+    from hw_models import load_device
 
-    def progress(done, total):
-        print(f"\rmicrobenchmarks {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    from ..microbench import calibrated_spec
+    from ..output import write_text
 
-    check_output_file(args.output, "-o")  # before minutes of microbenchmarks
-    name = args.name or f"{args.base}-calibrated"
-    layers = traced_layers(load_config(args.model)) if args.model else None
-    spec = fit_device(args.device, args.base, name, quick=args.quick, progress=progress, model_layers=layers)
-    write_text(args.output, yaml.safe_dump(spec, sort_keys=False, width=120))
+    spec = calibrated_spec(load_device(base_name), record, name or f"{base_name}-calibrated")
+    write_text(output, yaml.safe_dump(spec, sort_keys=False, width=120))
     classes = spec["engines"][spec["default_engine"]]["calibration"]["classes"]
     rows = [[c, f"{p['kernel_s'] * 1e6:.2f} us", p["efficiency"], p["memory_efficiency"],
              f"{p['tile_m']}x{p['tile_n']}", f"{p['median_error']:.1%}", p["samples"]] for c, p in classes.items()]
     print(text_table(("class", "kernel", "efficiency", "memory eff.", "tile", "median error", "samples"), rows))
-    print(f"wrote {args.output}: use it with --hw {args.output}")
+    print(f"wrote {output}: use it with --hw {output}")
     return 0
+
+
+def run_calibrate(args) -> int:
+    import json
+
+    from ..config import load_config
+    from ..microbench import measure_device
+    from ..output import check_output_file, write_text
+    from .estimate import traced_layers
+
+    def progress(done, total, record):
+        print(f"\rmicrobenchmarks {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+        if args.record and done % 25 == 0:  # what a run cut short had measured is kept
+            write_text(args.record, json.dumps(record, indent=1))
+
+    check_output_file(args.output, "-o")  # before minutes of microbenchmarks
+    if args.record:
+        check_output_file(args.record, "--record")
+    layers = traced_layers(load_config(args.model)) if args.model else None
+    record = measure_device(args.device, args.base, quick=args.quick, progress=progress, model_layers=layers,
+                            energy=not args.no_energy)
+    if args.record:
+        write_text(args.record, json.dumps(record, indent=1))
+    return _write_fitted(record, args.base, args.name, args.output)
+
+
+def run_fit(args) -> int:
+    from ..microbench import read_record
+    from ..output import check_output_file
+
+    check_output_file(args.output, "-o")
+    record = read_record(args.record)
+    return _write_fitted(record, args.base or record["base"], args.name, args.output)

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from math import prod
+
+import dataclasses
 
 from hw_models import LayerWork
+from hw_models.actions import Actions
+from hw_models.precision import COMPUTE_TYPES
+from hw_models.workload import dequantize_work, quantize_work
 
 from ..config import EstimateConfig
 from ..model.layer import Layer
@@ -50,7 +56,18 @@ class Estimate:
         return self.steps * (2 if self.guidance else 1) / self.batch
 
 
-def layer_work(result: LayerResult, model_dtype: str):
+# the layer kinds each runtime.tf32 mode lets run fp32 GEMMs on TF32 (cuDNN: convolutions; cuBLAS: the rest).
+# Fused attention stays fp32 in every mode: PyTorch's fp32 SDPA kernels do not use TF32 (on an H200 they time
+# the same with it on and off).
+TF32_KINDS = {"none": (), "convolutions": ("conv",), "all": ("conv", "linear", "attention_matmul")}
+
+
+def tf32_kinds(runtime) -> tuple:
+    kinds = TF32_KINDS[runtime.tf32]
+    return tuple(k for k in kinds if not (k == "attention_matmul" and runtime.fused_attention))
+
+
+def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
     layer, scheme, cost = result.layer, result.scheme, result.cost
     if layer.kind == "unused":
         return None
@@ -59,20 +76,56 @@ def layer_work(result: LayerResult, model_dtype: str):
         weight_bytes=cost.weight_bytes, read_bytes=cost.read_bytes, write_bytes=cost.write_bytes,
         kernels=layer.kernels, activation_format=scheme.activation.operand,
         weight_format=scheme.weight.operand if scheme.weight else None, vector_dtype=model_dtype,
-        gemm_dims=layer.gemm_dims,
+        gemm_dims=layer.gemm_dims, tf32=layer.kind in tf32_kinds,
+        window=prod(layer.kernel_size) if layer.kind == "conv" and layer.kernel_size else 0,
+        parallel_rows=layer.parallel_rows,
     )
+
+
+def _with(estimate, work: LayerWork, extra):
+    """A GEMM's device estimate with the kernels of `work` (what dynamic quantization adds) run after it."""
+    a, b = estimate.actions, extra.actions
+    actions = Actions(a.macs, a.precision, a.vector_ops + b.vector_ops, a.vector_dtype, a.binary_ops,
+                      a.onchip_bytes + b.onchip_bytes, a.dram_bytes + b.dram_bytes, a.convolution)
+    energy = None if estimate.energy_j is None or extra.energy_j is None else estimate.energy_j + extra.energy_j
+    return dataclasses.replace(
+        estimate, mapping=f"{estimate.mapping} + {work.kind} ({work.kernels} kernels)",
+        compute_s=estimate.compute_s + extra.compute_s, memory_s=estimate.memory_s + extra.memory_s,
+        overhead_s=estimate.overhead_s + extra.overhead_s, latency_s=estimate.latency_s + extra.latency_s,
+        energy_j=energy, actions=actions)
+
+
+def _dynamic_extras(result: LayerResult, work: LayerWork, estimate, model_bytes: int) -> list:
+    """The work runtime.activation_quantization: dynamic adds to a GEMM whose activations are quantized."""
+    layer, activation = result.layer, result.scheme.activation.operand
+    if not (work.is_gemm and work.gemm_dims) or activation.full_precision:
+        return []
+    batch, m, n, k = work.gemm_dims
+    operands = 2 if layer.kind == "attention_matmul" else 1  # both operands of an activation matmul
+    extras = [quantize_work(layer.name, operands * batch * m * k, model_bytes, activation, work.vector_dtype)]
+    precision = estimate.compute_precision
+    if precision and COMPUTE_TYPES[precision].family == "int":
+        extras.append(dequantize_work(layer.name, batch * m * n, model_bytes, work.vector_dtype))
+    return extras
 
 
 def cost_layers(layers, schemes, config: EstimateConfig, convention: str, device) -> list:
     model_format = quant_format(config.model.dtype)
     scale_bits = quant_format(config.quant.scale_format).bits
+    runtime = config.runtime
     results = []
     for layer, scheme in zip(layers, schemes):
         cost = layer_cost(layer, scheme, config.quant, model_format, scale_bits, convention)
         results.append(LayerResult(layer, scheme, cost, None))
     for result in results:
-        work = layer_work(result, config.model.dtype)
-        result.device = device.estimate_layer(work) if work is not None else None
+        work = layer_work(result, config.model.dtype, tf32_kinds(runtime))
+        if work is None:
+            continue
+        estimate = device.estimate_layer(work)
+        if runtime.activation_quantization == "dynamic":
+            for extra in _dynamic_extras(result, work, estimate, model_format.bits // 8):
+                estimate = _with(estimate, extra, device.estimate_layer(extra))
+        result.device = estimate
     return results
 
 

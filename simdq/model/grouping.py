@@ -66,6 +66,7 @@ def group_layers(model, records: list) -> list:
         else:  # also inside a conv/linear: a copy of a strided input, a bias add the GEMM did not fuse
             row.vector_flops += record.flops
             row.read += record.read
+            row.parallel_rows = row.parallel_rows or record.rows
         row.kernels += 1
         row.write += record.write
     return _attach_parameters(model, list(rows.values()))

@@ -36,6 +36,7 @@ class Layer:
     input_shape: tuple = ()
     output_shape: tuple = ()
     gemm_dims: tuple = ()  # (batch, M, N, K) of the layer's (first) GEMM
+    parallel_rows: int = 0  # a norm's independent rows (GroupNorm: batch x groups)
     extra: bool = False  # added by a layer policy, not part of the traced model
 
     @property

@@ -60,6 +60,18 @@ class OpRecord:
     output_shape: tuple = ()
     dtype: str = ""
     gemm_dims: tuple = ()  # (batch, M, N, K) of a GEMM: batch x (M x K) @ (K x N)
+    rows: int = 0  # a norm's independent rows (GroupNorm: batch x groups): the parallelism of its reduction
+
+
+def _norm_rows(name: str, args, elements: int) -> int:
+    """The rows a norm reduces independently: GroupNorm's batch x groups, LayerNorm's leading elements; 0 where
+    not known (a batch norm reduces over the batch)."""
+    if name == "native_group_norm" and len(args) > 6:
+        return int(args[3]) * int(args[6])
+    if name == "native_layer_norm" and len(args) > 1:
+        normalized = _numel(tuple(args[1]))
+        return elements // normalized if normalized else 0
+    return 0
 
 
 def _shape(value):
@@ -147,9 +159,9 @@ class _Tracer:
         read = sum(t.numel() for t in inputs)
         write = sum(t.numel() for t in outputs)
 
-        def add(kind, macs=0, flops=0, read=0, write=0, role="", dims=()):
-            self.records.append(
-                OpRecord(module, name, kind, macs, flops, read, write, role, in_shapes, out_shape, dtype, dims))
+        def add(kind, macs=0, flops=0, read=0, write=0, role="", dims=(), rows=0):
+            self.records.append(OpRecord(module, name, kind, macs, flops, read, write, role, in_shapes, out_shape,
+                                         dtype, dims, rows))
 
         in_weight_module = module in self.weight_modules
         if name in VIEWS:
@@ -168,7 +180,7 @@ class _Tracer:
                 self._softmax_seen[module] = False
         elif name in NORMS:
             elements = _numel(in_shapes[0])
-            add("norm", 0, NORM_FLOPS_PER_ELEMENT * elements, elements, elements)
+            add("norm", 0, NORM_FLOPS_PER_ELEMENT * elements, elements, elements, rows=_norm_rows(name, args, elements))
         elif name in SOFTMAX:
             self._softmax_seen[module] = True
             add("softmax", 0, SOFTMAX_FLOPS_PER_ELEMENT * write, read, write)

@@ -63,7 +63,7 @@ def test_fit_recovers_the_parameters_that_made_the_data():
 
 
 def _calibrated_file(tmp_path, mutate):
-    data = yaml.safe_load((DEVICE_DIR / "h100-sxm-calibrated.yaml").read_text())
+    data = yaml.safe_load((DEVICE_DIR / "h100-sxm.yaml").read_text())
     mutate(data["engines"]["gpu"]["calibration"])
     path = tmp_path / "cal.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -86,7 +86,8 @@ def test_hw_calibrate_end_to_end_on_cpu(tmp_path, capsys):
     out = tmp_path / "cpu.yaml"
     assert main(["hw", "calibrate", "--device", "cpu", "--quick", "-o", str(out), "--name", "cpu-test"]) == 0
     device = load_device(str(out))
-    expected = {"linear_fp32", "conv_fp32", "attention_fp32", "norm", "elementwise", "softmax", "memory"}
+    expected = {"linear_fp32", "conv_fp32", "pointwise_fp32", "attention_fp32", "norm", "elementwise", "softmax",
+                "memory", "strided_copy"}
     assert device.name == "cpu-test" and set(device.primary.classes) == expected
     printed = capsys.readouterr().out
     assert "wrote" in printed and all(name in printed for name in expected)
@@ -116,7 +117,10 @@ def test_hw_calibrate_at_a_models_shapes(tmp_path):
     layers = traced_layers(load_config(str(config)))
     calibration = yaml.safe_load(out.read_text())["engines"]["gpu"]["calibration"]["classes"]
     convs = {(l.input_shape, l.out_channels, l.kernel_size, l.output_shape[-1]) for l in layers if l.kind == "conv"}
-    assert calibration["conv_fp32"]["samples"] == len(convs)  # every distinct conv shape of the model, once
+    pointwise = {c for c in convs if c[2] == (1, 1)}
+    # every distinct conv shape of the model, once: 1x1 convolutions in their own class
+    assert calibration["conv_fp32"]["samples"] == len(convs - pointwise)
+    assert calibration.get("pointwise_fp32", {"samples": len(pointwise)})["samples"] == len(pointwise)
 
 
 def test_fused_softmax_is_priced_inside_the_calibrated_attention_kernel():
@@ -126,4 +130,4 @@ def test_fused_softmax_is_priced_inside_the_calibrated_attention_kernel():
     assert device.estimate_layer(fused).latency_s == 0.0
     assert "attention kernel" in device.estimate_layer(fused).mapping
     assert device.estimate_layer(alone).latency_s > 0
-    assert load_device("h100").estimate_layer(fused).latency_s > 0  # a plain roofline still prices the exps
+    assert load_device("h100-roofline").estimate_layer(fused).latency_s > 0  # a plain roofline still prices the exps

@@ -75,7 +75,7 @@ def test_mapping_descriptions():
 
 
 def test_gemm_exactly_at_the_ridge_point():
-    device = load_device("h100")
+    device = load_device("h100-roofline")
     peak, bandwidth = device.primary.rates.peaks["fp16"], device.primary.dram_bandwidth
     macs = 2**34  # large enough that the per-kernel floor does not decide
     traffic = 2 * macs / peak * bandwidth  # arithmetic intensity = peak / bandwidth

@@ -86,9 +86,10 @@ def test_the_memory_bound_counts_both_weight_copies_the_trajectory_and_the_large
 
 
 def test_device_numbers_must_be_finite(capsys, tmp_path):
-    text = open("hw_models/devices/h200.yaml").read().replace("bandwidth: 4.8e+12", "bandwidth: .inf")
+    data = yaml.safe_load(open("hw_models/devices/h200.yaml"))
+    data["memory"]["dram"]["bandwidth"] = float("inf")
     device = tmp_path / "fast.yaml"
-    device.write_text(text)
+    device.write_text(yaml.safe_dump(data))
     err = _one_line(capsys, ["estimate", _model(tmp_path, {"model": TINY}), "--hw", str(device)])
     assert "memory.dram.bandwidth: expected a positive finite number up to 1e+30, got inf" in err
 

@@ -144,3 +144,15 @@ def test_fused_attention_kernel_counts_as_its_decomposition():
     assert [(r.kind, r.role, r.macs) for r in fused] == [(r.kind, r.role, r.macs) for r in decomposed]
     assert [r.macs for r in fused] == [2 * 3 * 16 * 24 * 8, 0, 2 * 3 * 16 * 24 * 8]
     assert fused[0].write == fused[1].read == 2 * 3 * 16 * 24  # the score matrix
+
+
+def test_a_group_norm_records_batch_times_groups_rows():
+    from simdq.cli.estimate import traced_layers
+    from simdq.config import parse_config
+
+    from unet_fixtures import TINY_UNET
+
+    config = {"model": {"diffusers": {"class": "UNet2DModel", "config": TINY_UNET}}, "input": {"batch": 3}}
+    norms = [l for l in traced_layers(parse_config(config, "t")) if l.kind == "norm"]
+    groups = TINY_UNET.get("norm_num_groups", 32)
+    assert norms and all(l.parallel_rows == 3 * groups for l in norms)

@@ -1,0 +1,159 @@
+"""GPU models: calibrated by default with a roofline twin, TF32, the kernels of dynamic quantization, and energy
+fitted to a GPU's own counter (static power x time + energy per action)."""
+
+import numpy as np
+import pytest
+
+from hw_models import LayerWork, load_device
+from hw_models.actions import Actions
+from hw_models.energy import MeasuredEnergy
+from hw_models.fit import Sample, fit_energy, nonnegative_least_squares
+from hw_models.workload import FP16, FP32, OperandFormat, dequantize_work, quantize_work
+
+E4M3 = OperandFormat("e4m3", "float", 8, True, 4, 8, -9)
+INT8 = OperandFormat("int8", "int", 8)
+
+
+@pytest.mark.parametrize("name", ["h100", "h200"])
+def test_the_plain_name_is_the_calibrated_model_and_name_roofline_its_roofline(name):
+    calibrated, roofline = load_device(name), load_device(f"{name}-roofline")
+    assert calibrated.primary.classes and not hasattr(roofline.primary, "classes")
+    assert "measured" in calibrated.primary.energy.kind or name == "h100"
+    assert "dynamic only" in roofline.primary.energy.kind
+    conv = LayerWork("c", "conv", 2**30, 0, 2 * 2**20, 2 * 2**24, 2 * 2**24, 1, FP16, FP16, "fp16", (1, 2**14, 256, 2**16))
+    assert calibrated.estimate_layer(conv).latency_s > 1.3 * roofline.estimate_layer(conv).latency_s
+    assert load_device(f"{name}-calibrated").name == calibrated.name  # the old name still resolves
+
+
+def test_a_roofline_twin_exists_only_for_calibrated_devices():
+    with pytest.raises(ValueError, match="unknown device 'a100-roofline'"):
+        load_device("a100-roofline")
+
+
+def _fp32_linear(tf32: bool) -> LayerWork:
+    return LayerWork("l", "linear", 4096 * 1280 * 1280, 0, 4 * 1280 * 1280, 4 * 4096 * 1280, 4 * 4096 * 1280, 1,
+                     FP32, FP32, "fp32", (1, 4096, 1280, 1280), tf32=tf32)
+
+
+def test_fp32_operands_run_at_tf32_only_where_the_runtime_allows_it():
+    device = load_device("h200-roofline")
+    off, on = device.estimate_layer(_fp32_linear(False)), device.estimate_layer(_fp32_linear(True))
+    assert (off.compute_precision, on.compute_precision) == ("fp32", "tf32")
+    assert "TF32 allowed" in on.mapping
+    peaks = device.primary.rates.peaks
+    assert off.compute_s / on.compute_s == pytest.approx(peaks["tf32"] / peaks["fp32"])
+    fp16 = LayerWork("l", "linear", 10**9, 0, 1.0, 1.0, 1.0, 1, FP16, FP16, "fp16", (1, 1000, 1000, 1000), tf32=True)
+    assert device.estimate_layer(fp16).compute_precision == "fp16"  # TF32 concerns fp32 operands only
+
+
+def test_quantize_work_counts_the_eager_sequence():
+    n = 1000
+    fp8 = quantize_work("l", n, 2, E4M3)
+    # |x| r+w, amax r, x/scale r+w, cast r (fp16) + w (1 byte)
+    assert (fp8.read_bytes, fp8.write_bytes, fp8.kernels) == (4 * 2 * n, 2 * 2 * n + n, 6)
+    int8 = quantize_work("l", n, 2, INT8)  # + round and clamp, each a read and a write
+    assert (int8.read_bytes - fp8.read_bytes, int8.write_bytes - fp8.write_bytes, int8.kernels) == (4 * n, 4 * n, 8)
+    dequantize = dequantize_work("l", n, 2)  # int32 x scale -> fp32, -> fp16, + bias
+    assert (dequantize.read_bytes, dequantize.write_bytes, dequantize.kernels) == (10 * n, 8 * n, 3)
+
+
+def test_the_calibrated_model_prices_conversions_by_their_own_classes():
+    device = load_device("h200")
+    classes = device.primary.classes
+    work = quantize_work("l", 2**20, 2, INT8)
+    estimate = device.estimate_layer(work)
+    params = classes["quantize_int8"]
+    memory = work.traffic_bytes / device.primary.dram_bandwidth / params.memory_efficiency
+    assert estimate.latency_s == pytest.approx(work.kernels * params.kernel_s + max(memory, estimate.compute_s))
+    fp8 = device.estimate_layer(quantize_work("l", 2**20, 2, E4M3))
+    assert fp8.latency_s < estimate.latency_s  # fewer kernels and passes
+
+
+def test_nonnegative_least_squares_matches_a_brute_force_search():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(12, 3)), rng.normal(size=12)
+    x = nonnegative_least_squares(a, b)
+    assert (x >= 0).all()
+    best = min((np.linalg.norm(a[:, list(s)] @ np.clip(np.linalg.lstsq(a[:, list(s)], b, rcond=None)[0], 0, None) - b), s)
+               for s in ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)))
+    assert np.linalg.norm(a @ x - b) <= best[0] + 1e-9
+
+
+def test_fit_energy_recovers_known_coefficients():
+    static_w, fp16_pj, int8_pj, vector_pj, dram_pj = 120.0, 1.5, 0.8, 20.0, 40.0
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(40):
+        precision = ("fp16", "int8", "")[i % 3]
+        m, n, k = rng.integers(64, 4096, size=3)
+        dims = ((1, int(m), int(n), int(k)),) if precision else ()
+        macs = int(m * n * k) if precision else 0
+        vector, traffic, seconds = float(rng.integers(0, 10**9)), float(rng.integers(10**6, 10**9)), float(rng.uniform(1e-5, 1e-3))
+        mac_pj = {"fp16": fp16_pj, "int8": int8_pj}.get(precision, 0)
+        energy = static_w * seconds + (macs * mac_pj + vector * vector_pj + traffic * dram_pj) * 1e-12
+        samples.append(Sample("c", 1, dims, vector, traffic, 1e15, seconds, precision, energy))
+    fit = fit_energy(samples)
+    assert fit.static_w == pytest.approx(static_w, rel=1e-6)
+    assert fit.mac_pj == pytest.approx({"fp16": fp16_pj, "int8": int8_pj}, rel=1e-6) and fit.conv_mac_pj < 1e-9
+    assert (fit.vector_op_pj, fit.dram_pj_per_byte) == pytest.approx((vector_pj, dram_pj), rel=1e-6)
+    assert fit.median_error < 1e-9 and fit.samples == 40
+
+
+def test_measured_energy_is_static_power_over_the_time_plus_the_actions():
+    energy = MeasuredEnergy(150.0, {"fp16": 2.0}, 10.0, 50.0, "test")
+    actions = Actions(macs=10**9, precision="fp16", vector_ops=10**6, dram_bytes=10**7)
+    dynamic = (10**9 * 2.0 + 10**6 * 10.0 + 10**7 * 50.0) * 1e-12
+    assert energy.price(actions, 1e-3) == pytest.approx(0.15 + dynamic)
+    device = load_device("h200")
+    layer = LayerWork("l", "linear", 10**9, 0, 2e6, 2e6, 2e6, 1, FP16, FP16, "fp16", (1, 1000, 1000, 1000))
+    estimate = device.estimate_layer(layer)
+    assert estimate.energy_j == pytest.approx(device.primary.energy.price(estimate.actions, estimate.latency_s))
+    assert estimate.energy_j > device.primary.energy.static_w * estimate.latency_s
+
+
+def _with_classes(device, **classes):
+    from hw_models.engines.calibrated import ClassParams
+
+    engine = device.primary
+    engine.classes = {**engine.classes, **{k: ClassParams(*v) for k, v in classes.items()}}
+    return device
+
+
+def test_a_norm_with_fewer_rows_than_sms_runs_on_that_share_of_them():
+    device = load_device("h200")
+    norm = lambda rows: LayerWork("n", "norm", 0, 8 * 2**22, 0.0, 2.0 * 2**22, 2.0 * 2**22, 1, FP16, None,  # noqa: E731
+                                  "fp16", parallel_rows=rows)
+    sms, kernel = device.primary.sms, device.primary.classes["norm"].kernel_s
+    busy = lambda rows: device.estimate_layer(norm(rows)).latency_s - kernel  # noqa: E731
+    assert busy(sms // 4) == pytest.approx(4 * busy(sms))
+    assert busy(4 * sms) == pytest.approx(busy(sms)) == pytest.approx(busy(0))  # 0: rows unknown
+
+
+def test_a_pointwise_conv_takes_its_own_class_and_falls_back_to_conv():
+    device = load_device("h200")
+    dims = (1, 4096, 640, 640)
+    conv = lambda window: LayerWork("c", "conv", 4096 * 640 * 640, 0, 2 * 640 * 640, 2 * 4096 * 640,  # noqa: E731
+                                    2 * 4096 * 640, 1, FP16, FP16, "fp16", dims, window=window)
+    assert device.estimate_layer(conv(1)).latency_s != device.estimate_layer(conv(9)).latency_s
+    del device.primary.classes["pointwise_fp16"]
+    assert device.estimate_layer(conv(1)).latency_s == device.estimate_layer(conv(9)).latency_s
+
+
+def test_a_linears_copy_and_bias_add_take_the_strided_copy_class_when_fitted():
+    m, n, k = 8192, 448, 448
+    gemm_bytes = 2 * (n * k + m * k + m * n)
+    side = 2 * 2 * m * k + 2 * 2 * m * n  # the copy (read and write the input) and the bias add (the output)
+    # reads: the copy's input, the GEMM's A, the bias add's input; writes: the copy, C, the bias add
+    layer = LayerWork("q", "linear", m * n * k, 0, 2 * n * k, 2 * (2 * m * k + m * n), 2 * (m * k + 2 * m * n),
+                      3, FP16, FP16, "fp16", (1, m, n, k))
+    assert layer.traffic_bytes == gemm_bytes + side
+    device = load_device("h200")
+    without = device.estimate_layer(layer)
+    params = (2e-6, 0.5, 0.25)
+    device = _with_classes(device, strided_copy=params)
+    with_side = device.estimate_layer(layer)
+    linear = device.primary.classes["linear_fp16"]
+    side_s = 2 * params[0] + side / device.primary.dram_bandwidth / params[2]
+    gemm_memory = gemm_bytes / device.primary.dram_bandwidth / linear.memory_efficiency
+    assert with_side.latency_s == pytest.approx(linear.kernel_s + max(with_side.compute_s, gemm_memory) + side_s)
+    assert with_side.latency_s != without.latency_s

@@ -1,0 +1,128 @@
+"""model.yaml's runtime options for GPUs (TF32, dynamic activation quantization) and the calibration record
+(`simdq hw calibrate --record`, `simdq hw fit`)."""
+
+import json
+
+import pytest
+import yaml
+
+from simdq.cli import main
+from simdq.cli.estimate import run_estimate
+from simdq.config import parse_config
+from simdq.microbench import interleaved, samples_of
+from simdq.microbench.suite import Benchmark
+
+from unet_fixtures import TINY_UNET
+
+
+def _estimate(device="h200", **sections):
+    config = {"model": {"diffusers": {"class": "UNet2DModel", "config": TINY_UNET}, "dtype": "fp16"},
+              "input": {"batch": 2}, **sections}
+    return run_estimate(parse_config(config, "test"), device)
+
+
+def _precisions(estimate) -> dict:
+    found = {}
+    for result in estimate.layers:
+        if result.device and result.device.compute_precision:
+            found.setdefault(result.layer.kind, set()).add(result.device.compute_precision)
+    return found
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("none", {"conv": {"fp32"}, "linear": {"fp32"}}),
+    ("convolutions", {"conv": {"tf32"}, "linear": {"fp32"}}),  # torch's defaults
+    ("all", {"conv": {"tf32"}, "linear": {"tf32"}}),
+])
+def test_runtime_tf32_picks_what_runs_on_tf32_and_fused_attention_stays_fp32(mode, expected):
+    config = {"model": {"diffusers": {"class": "UNet2DModel", "config": TINY_UNET}, "dtype": "fp32"},
+              "runtime": {"tf32": mode}}
+    precisions = _precisions(run_estimate(parse_config(config, "test"), "h200"))
+    assert {k: precisions[k] for k in expected} == expected
+    assert precisions.get("attention_matmul", {"fp32"}) == {"fp32"}
+
+
+def test_dynamic_activation_quantization_adds_its_kernels_to_every_quantized_gemm():
+    quant = {"weights": "int8", "activations": "int8"}
+    fused = _estimate(quant=quant)
+    dynamic = _estimate(quant=quant, runtime={"activation_quantization": "dynamic"})
+    pairs = [(f, d) for f, d in zip(fused.layers, dynamic.layers) if f.device and f.layer.kind in ("conv", "linear")]
+    assert pairs
+    for f, d in pairs:
+        assert d.device.overhead_s > f.device.overhead_s and d.device.latency_s > f.device.latency_s
+        # int8 GEMMs on a GPU return int32: quantize before, dequantize after
+        assert "quantize (8 kernels)" in d.device.mapping and "dequantize (3 kernels)" in d.device.mapping
+    unquantized = _estimate(runtime={"activation_quantization": "dynamic"})
+    assert unquantized.totals["latency_s"] == pytest.approx(_estimate().totals["latency_s"])
+
+
+def test_fp8_dynamic_quantization_has_no_dequantize_step():
+    estimate = _estimate(quant={"weights": "e4m3fn", "activations": "e4m3fn"},
+                         runtime={"activation_quantization": "dynamic"})
+    mappings = [r.device.mapping for r in estimate.layers if r.device and r.layer.kind == "linear"]
+    assert mappings and all("quantize (6 kernels)" in m and "dequantize" not in m for m in mappings)
+
+
+def test_an_unknown_runtime_option_is_one_line(tmp_path, capsys):
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"model": {"preset": "ddpm-cifar10"}, "runtime": {"tf32": "sometimes"}}))
+    assert main(["estimate", str(path), "--hw", "h200"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "runtime.tf32" in err and "'none', 'convolutions' or 'all'" in err and len(err.splitlines()) == 1
+
+
+def test_interleaved_suite_reaches_every_class_first():
+    bench = lambda c: Benchmark(c, "", (), 0, 1, None)  # noqa: E731
+    suite = [bench("a")] * 3 + [bench("b")] * 2 + [bench("c")]
+    order = [b.op_class for b in interleaved(suite)]
+    assert order[:3] == ["a", "b", "c"] and sorted(order) == sorted(b.op_class for b in suite)
+
+
+def _record(tmp_path, measurements):
+    record = {"format": "simdq-microbenchmarks-1", "base": "h200", "date": "2026-12-02", "torch": "t", "cuda": "c",
+              "gpu": "GPU", "sms": 132, "measurements": measurements}
+    path = tmp_path / "record.json"
+    path.write_text(json.dumps(record))
+    return record, path
+
+
+def _measurement(op_class, i, **extra):
+    return {"op_class": op_class, "kernels": 1, "gemm_dims": [[1, 256 * (i + 1), 512, 512]], "vector_flops": 0,
+            "traffic_bytes": 2e6 * (i + 1), "peak": 989.4e12, "measured_s": 5e-6 * (i + 1), "precision": "fp16",
+            **extra}
+
+
+def test_energy_read_at_a_throttled_clock_without_its_own_time_is_left_out(tmp_path):
+    measurements = [_measurement("linear_fp16", 0, energy_j=1e-3, sm_clock_mhz=1980),
+                    _measurement("linear_fp16", 1, energy_j=2e-3, sm_clock_mhz=1500),
+                    _measurement("linear_fp16", 2, energy_j=3e-3, sm_clock_mhz=1500, sustained_s=2e-5)]
+    record, _ = _record(tmp_path, measurements)
+    assert [s.energy_j for s in samples_of(record)] == [1e-3, None, 3e-3]
+
+
+def test_hw_fit_writes_a_calibrated_device_from_a_record(tmp_path, capsys):
+    measurements = [_measurement("linear_fp16", i, energy_j=(150 * 5e-6 + 1e-4) * (i + 1), sm_clock_mhz=1980)
+                    for i in range(6)]
+    _, path = _record(tmp_path, measurements)
+    out = tmp_path / "fitted.yaml"
+    assert main(["hw", "fit", str(path), "-o", str(out), "--name", "my-h200"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    from hw_models import load_device
+
+    device = load_device(str(out))
+    assert device.name == "my-h200" and set(device.primary.classes) == {"linear_fp16"}
+    assert "NVML" in device.spec["energy"]["measured"]["source"]
+    path.write_text(json.dumps({"format": "something else"}))
+    assert main(["hw", "fit", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a microbenchmark record" in err and len(err.splitlines()) == 1
+
+
+def test_hw_list_says_which_devices_are_calibrated_and_how_close(capsys):
+    assert main(["hw", "list"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith(("-", " "))}
+    assert "calibrated, energy measured" in rows["h200"] and "calibrated" in rows["h100-sxm"]
+    assert "roofline, energy: dynamic only" in rows["a100"]
+    assert "h200: fitted by simdq hw calibrate on NVIDIA H200" in out and "--hw h200-roofline" in out
+    assert "reports/gpu-validation-h200.md" in out
