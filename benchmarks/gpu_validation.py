@@ -183,8 +183,7 @@ def measure(out_dir: Path, device_name: str, quick: bool, only: str, energy_only
                       + (f", {run['energy_j']:.3f} J at {run['power_w']:.0f} W" if "energy_j" in run else ""),
                       flush=True)
                 save()
-                del inputs
-        del model
+        model = inputs = None  # the next preset's model gets the memory
         if cuda:
             torch.cuda.empty_cache()
     if meter is not None:
