@@ -6,11 +6,12 @@ Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
   the dense peak (this is what makes small and odd GEMM shapes slower than their MACs suggest);
 - compute_s otherwise: non-GEMM arithmetic at efficiency x the vector peak;
 - memory_s: DRAM traffic at memory_efficiency x peak bandwidth.
-The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions; files without it price them as
-`conv`), `linear_int8`, `attention_bf16`, `norm`, `softmax`,
-`elementwise`, `memory`, and the kernels of dynamic activation quantization `quantize_fp8`, `quantize_int8`,
-`dequantize_int8`) are fitted by `simdq hw calibrate` from microbenchmarks; a class without parameters falls
-back to the plain roofline.
+A norm's time is divided by the share of SMs its rows occupy (GroupNorm runs one thread block per batch x
+group). The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions; a file without it
+prices them as `conv`), `linear_int8`, `attention_bf16`, `norm`, `softmax`, `elementwise`, `memory`,
+`strided_copy` (the copy and bias add beside a linear), and the kernels of dynamic activation quantization
+`quantize_fp8`, `quantize_int8`, `dequantize_int8`) are fitted by `simdq hw calibrate` from microbenchmarks; a
+class without parameters falls back to the plain roofline.
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ class CalibratedEngine(RooflineEngine):
             compute_s = roofline.compute_s / params.efficiency
         memory_s = (layer.traffic_bytes - side_bytes) / self.dram_bandwidth / params.memory_efficiency
         if layer.kind == "norm":  # one thread block per row: fewer rows than SMs leave SMs idle
-            compute_s, memory_s = compute_s / occupancy(layer.parallel_rows, self.sms), memory_s / occupancy(
-                layer.parallel_rows, self.sms)
+            busy_share = occupancy(layer.parallel_rows, self.sms)
+            compute_s, memory_s = compute_s / busy_share, memory_s / busy_share
         overhead_s = (layer.kernels - side_kernels) * params.kernel_s
         busy = max(compute_s, memory_s)
         bottleneck = "overhead" if overhead_s > busy else ("compute" if compute_s >= memory_s else "memory")
@@ -131,7 +132,8 @@ class CalibratedEngine(RooflineEngine):
         gemm_bytes = layer.weight_bytes + batch * m * (k * layer.activation_format.bits / 8 + n * out_bytes)
         side_bytes = max(0.0, layer.traffic_bytes - gemm_bytes)
         kernels = layer.kernels - 1
-        return kernels, side_bytes, kernels * params.kernel_s + side_bytes / self.dram_bandwidth / params.memory_efficiency
+        seconds = kernels * params.kernel_s + side_bytes / self.dram_bandwidth / params.memory_efficiency
+        return kernels, side_bytes, seconds
 
     def describe(self) -> EngineDescription:
         return EngineDescription("calibrated", dict(self.rates.peaks))

@@ -6,10 +6,8 @@ Torch-free: it takes the layers simdq.model traced (simdq.cli.estimate runs the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import prod
-
-import dataclasses
 
 from hw_models import LayerWork
 from hw_models.actions import Actions
@@ -88,7 +86,7 @@ def _with(estimate, work: LayerWork, extra):
     actions = Actions(a.macs, a.precision, a.vector_ops + b.vector_ops, a.vector_dtype, a.binary_ops,
                       a.onchip_bytes + b.onchip_bytes, a.dram_bytes + b.dram_bytes, a.convolution)
     energy = None if estimate.energy_j is None or extra.energy_j is None else estimate.energy_j + extra.energy_j
-    return dataclasses.replace(
+    return replace(
         estimate, mapping=f"{estimate.mapping} + {work.kind} ({work.kernels} kernels)",
         compute_s=estimate.compute_s + extra.compute_s, memory_s=estimate.memory_s + extra.memory_s,
         overhead_s=estimate.overhead_s + extra.overhead_s, latency_s=estimate.latency_s + extra.latency_s,

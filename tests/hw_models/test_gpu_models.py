@@ -1,6 +1,8 @@
 """GPU models: calibrated by default with a roofline twin, TF32, the kernels of dynamic quantization, and energy
 fitted to a GPU's own counter (static power x time + energy per action)."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -111,11 +113,17 @@ def test_measured_energy_is_static_power_over_the_time_plus_the_actions():
     assert estimate.energy_j > device.primary.energy.static_w * estimate.latency_s
 
 
+def _fresh(name: str):
+    """A private copy of a catalogue device (the catalogue's own is shared by every test)."""
+    from hw_models.catalog import parse_device
+
+    return parse_device(copy.deepcopy(load_device(name).spec), name)
+
+
 def _with_classes(device, **classes):
     from hw_models.engines.calibrated import ClassParams
 
-    engine = device.primary
-    engine.classes = {**engine.classes, **{k: ClassParams(*v) for k, v in classes.items()}}
+    device.primary.classes.update({k: ClassParams(*v) for k, v in classes.items()})
     return device
 
 
@@ -130,7 +138,7 @@ def test_a_norm_with_fewer_rows_than_sms_runs_on_that_share_of_them():
 
 
 def test_a_pointwise_conv_takes_its_own_class_and_falls_back_to_conv():
-    device = load_device("h200")
+    device = _fresh("h200")
     dims = (1, 4096, 640, 640)
     conv = lambda window: LayerWork("c", "conv", 4096 * 640 * 640, 0, 2 * 640 * 640, 2 * 4096 * 640,  # noqa: E731
                                     2 * 4096 * 640, 1, FP16, FP16, "fp16", dims, window=window)
@@ -147,7 +155,7 @@ def test_a_linears_copy_and_bias_add_take_the_strided_copy_class_when_fitted():
     layer = LayerWork("q", "linear", m * n * k, 0, 2 * n * k, 2 * (2 * m * k + m * n), 2 * (m * k + 2 * m * n),
                       3, FP16, FP16, "fp16", (1, m, n, k))
     assert layer.traffic_bytes == gemm_bytes + side
-    device = load_device("h200")
+    device = _fresh("h200")
     without = device.estimate_layer(layer)
     params = (2e-6, 0.5, 0.25)
     device = _with_classes(device, strided_copy=params)

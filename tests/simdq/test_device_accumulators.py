@@ -1,5 +1,6 @@
 """Device files name emulator accumulators in `accumulate:`; simdq resolves them and rejects a wrong name in one line."""
 
+import copy
 from pathlib import Path
 
 import yaml
@@ -29,7 +30,7 @@ def test_hopper_devices_use_the_measured_tensor_core_rules():
 
 
 def test_a_wrong_accumulator_name_is_one_line_and_exit_2(tmp_path, capsys):
-    spec = load_device("h200").spec
+    spec = copy.deepcopy(load_device("h200").spec)  # the catalogue's device is shared: never edit it
     spec["engines"]["gpu"]["compute"]["fp8"]["accumulate"] = "sm90_fp9"
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(spec))
