@@ -116,3 +116,16 @@ def dequantize_work(name: str, outputs: int, output_bytes: int, vector_dtype: st
     write = outputs * (4 + output_bytes + output_bytes)
     return LayerWork(f"{name}.dequantize", "dequantize", 0, 2 * outputs, 0.0, float(read), float(write),
                      DEQUANTIZE_KERNELS, INT32_ACCUMULATOR, None, vector_dtype)
+
+
+# Weight-only quantization run by eager PyTorch: the stored codes cast to the activations' dtype (read the
+# codes, write the weights), then multiplied by their scales (read and write): two kernels every forward.
+WEIGHT_DEQUANTIZE_KERNELS = 2
+
+
+def weight_dequantize_work(name: str, weights: int, stored_bytes: float, model_bytes: int,
+                           vector_dtype: str = "fp32") -> LayerWork:
+    read = stored_bytes + weights * model_bytes
+    write = 2 * weights * model_bytes
+    return LayerWork(f"{name}.dequantize_weights", "elementwise", 0, 2 * weights, 0.0, float(read), float(write),
+                     WEIGHT_DEQUANTIZE_KERNELS, FULL_PRECISION.get(vector_dtype, FP32), None, vector_dtype)

@@ -148,6 +148,7 @@ class QuantSection(_Strict):
 
 TF32_MODES = ("none", "convolutions", "all")
 ACTIVATION_QUANTIZATION = ("fused", "dynamic")
+WEIGHT_ONLY = ("mixed_input", "dequantize")
 
 
 class RuntimeSection(_Strict):
@@ -159,11 +160,16 @@ class RuntimeSection(_Strict):
     or dynamic (each quantized layer runs |x|, amax, scale and cast kernels before its GEMM, and an integer
     GEMM's int32 output is dequantized by separate kernels, as eager PyTorch with torch._scaled_mm or
     torch._int_mm does).
+    weight_only: how a layer with quantized weights and full-precision activations runs: mixed_input (one
+    kernel reads the stored codes and converts them on the fly, as Marlin-style kernels do) or dequantize
+    (the weights are converted to the activations' dtype and scaled by two eager kernels every forward, then
+    a plain GEMM reads them at that width).
     """
 
     fused_attention: bool = True
     tf32: Literal[TF32_MODES] = "convolutions"
     activation_quantization: Literal[ACTIVATION_QUANTIZATION] = "fused"
+    weight_only: Literal[WEIGHT_ONLY] = "mixed_input"
 
 
 class EstimateConfig(_Strict):

@@ -12,7 +12,7 @@ from math import prod
 from hw_models import LayerWork
 from hw_models.actions import Actions
 from hw_models.precision import COMPUTE_TYPES
-from hw_models.workload import dequantize_work, quantize_work
+from hw_models.workload import dequantize_work, quantize_work, weight_dequantize_work
 
 from ..config import EstimateConfig
 from ..model.layer import Layer
@@ -48,6 +48,7 @@ class Estimate:
     baseline: dict  # totals of the same model with every layer at the model's precision
     uncounted: dict  # what the convention leaves out
     timings: dict = field(default_factory=dict)
+    energy_model: str = ""  # what the energy numbers are (measured on the GPU, or dynamic only from a table)
 
     @property
     def forwards_per_image(self) -> float:
@@ -107,6 +108,20 @@ def _dynamic_extras(result: LayerResult, work: LayerWork, estimate, model_bytes:
     return extras
 
 
+def _dequantized_weights(result: LayerResult, work: LayerWork, model_bytes: int):
+    """runtime.weight_only: dequantize: (the GEMM reading full-precision weights, the two kernels that make
+    them), or None where the layer is not weight-only quantized."""
+    layer, scheme = result.layer, result.scheme
+    weight, activation = (scheme.weight.operand if scheme.weight else None), scheme.activation.operand
+    if not (work.is_gemm and layer.is_weight_layer and weight is not None) or weight.full_precision \
+            or not activation.full_precision:
+        return None
+    codes = layer.weight_params * weight.bits / 8
+    gemm = replace(work, weight_bytes=work.weight_bytes - codes + layer.weight_params * model_bytes,
+                   weight_format=activation)
+    return gemm, weight_dequantize_work(layer.name, layer.weight_params, codes, model_bytes, work.vector_dtype)
+
+
 def cost_layers(layers, schemes, config: EstimateConfig, convention: str, device) -> list:
     model_format = quant_format(config.model.dtype)
     scale_bits = quant_format(config.quant.scale_format).bits
@@ -119,7 +134,13 @@ def cost_layers(layers, schemes, config: EstimateConfig, convention: str, device
         work = layer_work(result, config.model.dtype, tf32_kinds(runtime))
         if work is None:
             continue
-        estimate = device.estimate_layer(work)
+        dequantized = _dequantized_weights(result, work, model_format.bits // 8) \
+            if runtime.weight_only == "dequantize" else None
+        if dequantized:
+            work, extra = dequantized
+            estimate = _with(device.estimate_layer(work), extra, device.estimate_layer(extra))
+        else:
+            estimate = device.estimate_layer(work)
         if runtime.activation_quantization == "dynamic":
             for extra in _dynamic_extras(result, work, estimate, model_format.bits // 8):
                 estimate = _with(estimate, extra, device.estimate_layer(extra))
@@ -159,7 +180,8 @@ def uncounted_of(results: list, convention: str) -> dict:
 
 def baseline_totals(layers: list, config: EstimateConfig, convention: str, device) -> dict:
     """Totals of the traced `layers` with every layer at the model's precision: they depend on the layers, the
-    model dtype, the convention and the device, never on config.quant (a sweep prices them once per device)."""
+    model dtype, the convention, runtime.tf32 and the device, never on config.quant (a sweep prices them once
+    per device)."""
     full = quant_format(config.model.dtype)
     unquantized = [LayerScheme(full if layer.is_weight_layer else None, full) for layer in layers]
     return totals_of(cost_layers(layers, unquantized, config, convention, device))
@@ -181,6 +203,7 @@ def estimate_layers(layers: list, config: EstimateConfig, device, spec, run_inpu
         device_description=device.description, convention=convention, batch=run_input.batch,
         steps=run_input.steps, guidance=run_input.guidance, layers=results, totals=totals, per_image={},
         baseline=baseline, uncounted=uncounted_of(results, convention), timings=timings,
+        energy_model=getattr(device.primary.energy, "kind", "no energy model"),
     )
     factor = estimate.forwards_per_image
     estimate.per_image = {k: None if totals[k] is None else totals[k] * factor for k in PER_IMAGE_KEYS}

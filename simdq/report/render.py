@@ -88,6 +88,7 @@ def to_dict(estimate: Estimate) -> dict:
         "simdq_version": __version__,
         "model": estimate.model,
         "device": estimate.device,
+        "energy_model": estimate.energy_model,
         "convention": estimate.convention,
         "input": {"batch": estimate.batch, "steps": estimate.steps, "guidance": estimate.guidance,
                   "forwards_per_image": estimate.forwards_per_image},
@@ -183,7 +184,8 @@ def render(estimate: Estimate, fmt: str, per_layer: bool = False) -> str:
         return "\n\n".join([latex_table(*summary, caption=headline(estimate)),
                             latex_table(*layers, caption=f"{estimate.model}: {layers_title}")]) + "\n"
     return "\n\n".join([
-        headline(estimate), f"model: {estimate.description or estimate.model}\ndevice: {estimate.device_description}",
+        headline(estimate), f"model: {estimate.description or estimate.model}\ndevice: {estimate.device_description}"
+                            f"\nenergy: {estimate.energy_model}",
         text_table(*summary),
         not_counted_line(estimate), f"{layers_title}:", text_table(*layers),
     ]) + "\n"

@@ -92,7 +92,7 @@ def estimate_row(point, layers) -> dict:
 
     config = parse_config(json.loads(point.config_json), f"sweep point {point.key}")
     device = _device(point.device)
-    reference = (point.trace.key, point.device, config.model.dtype, config.convention)
+    reference = (point.trace.key, point.device, config.model.dtype, config.convention, config.runtime.tf32)
     if reference not in _BASELINES:
         if len(_BASELINES) >= _BASELINES_KEPT:
             _BASELINES.pop(next(iter(_BASELINES)))

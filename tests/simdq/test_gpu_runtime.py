@@ -126,3 +126,21 @@ def test_hw_list_says_which_devices_are_calibrated_and_how_close(capsys):
     assert "roofline, energy: dynamic only" in rows["a100"]
     assert "h200: fitted by simdq hw calibrate on NVIDIA H200" in out and "--hw h200-roofline" in out
     assert "reports/gpu-validation-h200.md" in out
+
+
+def test_weight_only_dequantize_reads_full_weights_after_two_kernels_mixed_input_reads_the_codes():
+    quant = {"weights": "int4"}
+    mixed = _estimate(quant=quant)
+    eager = _estimate(quant=quant, runtime={"weight_only": "dequantize"})
+    pairs = [(m, e) for m, e in zip(mixed.layers, eager.layers) if m.device and m.layer.kind in ("conv", "linear")]
+    assert pairs
+    for m, e in pairs:
+        assert "unpack weights" in m.device.mapping and "unpack weights" not in e.device.mapping
+        assert "elementwise (2 kernels)" in e.device.mapping and e.device.latency_s > m.device.latency_s
+        # the GEMM reads fp16 weights (2 bytes, not the 0.5-byte codes); the cast reads the codes and writes fp16,
+        # the scale multiply reads and writes fp16
+        grown = e.device.actions.dram_bytes - m.device.actions.dram_bytes
+        weights = m.layer.weight_params
+        assert grown == pytest.approx(weights * (2 - 0.5) + weights * (0.5 + 2) + weights * (2 + 2))
+    fp16 = _estimate(runtime={"weight_only": "dequantize"})
+    assert fp16.totals["latency_s"] == pytest.approx(_estimate().totals["latency_s"])  # nothing weight-only
