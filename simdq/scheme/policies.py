@@ -46,10 +46,10 @@ _FP_ENDS = PolicyRule(TIME_EMBEDDING + FIRST_LAST, FULL, FULL,
 POLICIES = {
     policy.name: policy
     for policy in (
-        Policy("all-quantized", "every conv and linear layer at the scheme's formats (how BinaryDM's Table 5 "
-               "prices Q-Diffusion and EfficientDM)"),
+        Policy("all-quantized", "every conv and linear layer at the scheme's formats"),
         Policy("binarydm", "BinaryDM's released code: time-embedding linears, first and last conv at full "
-               "precision; everything else quantized", (_FP_ENDS,)),
+               "precision; everything else quantized (also how BinaryDM's Table 5 prices its W4A4 rows)",
+               (_FP_ENDS,)),
         Policy("bidm-as-published", "BiDM's Table 4: as binarydm, but the ResBlock skip convs count in the "
                "size at the scheme's bits and in neither BOPs nor FLOPs",
                (_FP_ENDS, PolicyRule(SKIP_CONVS, count_ops=False, why="skip convs left out of BiDM's OPs"))),
