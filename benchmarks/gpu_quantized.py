@@ -15,39 +15,55 @@ FP8_MAX = 448.0
 INT8_MAX = 127.0
 
 
-class DynamicFP8Linear(torch.nn.Module):
+class _DynamicLinear(torch.nn.Module):
+    """The weight quantized once per tensor (stored transposed: column-major, as cuBLASLt needs); activations
+    per tensor at run time by the same `quantize`."""
+
+    largest: float
+
+    @staticmethod
+    def quantize(x, scale):
+        raise NotImplementedError
+
     def __init__(self, linear: torch.nn.Linear):
         super().__init__()
         weight = linear.weight.detach()
-        scale = weight.abs().amax().float() / FP8_MAX
+        scale = weight.abs().amax().float() / self.largest
         self.register_buffer("weight_scale", scale)
-        self.register_buffer("weight_t", (weight / scale).to(torch.float8_e4m3fn).t())  # column-major, as cuBLASLt needs
+        self.register_buffer("weight_t", self.quantize(weight, scale).t())
         self.bias = linear.bias
         self.out_features = linear.out_features
 
-    def forward(self, x):
+    def activation_codes(self, x):
+        """(codes, scale) of x flattened to rows: |x|, amax, the scale, then quantize's kernels."""
         rows = x.reshape(-1, x.shape[-1])
-        scale = rows.abs().amax().float() / FP8_MAX
-        codes = (rows / scale).to(torch.float8_e4m3fn)
+        scale = rows.abs().amax().float() / self.largest
+        return self.quantize(rows, scale), scale
+
+
+class DynamicFP8Linear(_DynamicLinear):
+    largest = FP8_MAX
+
+    @staticmethod
+    def quantize(x, scale):
+        return (x / scale).to(torch.float8_e4m3fn)
+
+    def forward(self, x):
+        codes, scale = self.activation_codes(x)
         y = torch._scaled_mm(codes, self.weight_t, scale_a=scale, scale_b=self.weight_scale, bias=self.bias,
                              out_dtype=x.dtype)
         return y.reshape(*x.shape[:-1], self.out_features)
 
 
-class DynamicInt8Linear(torch.nn.Module):
-    def __init__(self, linear: torch.nn.Linear):
-        super().__init__()
-        weight = linear.weight.detach()
-        scale = weight.abs().amax().float() / INT8_MAX
-        self.register_buffer("weight_scale", scale)
-        self.register_buffer("weight_t", torch.round(weight / scale).clamp(-128, 127).to(torch.int8).t())
-        self.bias = linear.bias
-        self.out_features = linear.out_features
+class DynamicInt8Linear(_DynamicLinear):
+    largest = INT8_MAX
+
+    @staticmethod
+    def quantize(x, scale):
+        return torch.round(x / scale).clamp_(-128, 127).to(torch.int8)
 
     def forward(self, x):
-        rows = x.reshape(-1, x.shape[-1])
-        scale = rows.abs().amax().float() / INT8_MAX
-        codes = torch.round(rows / scale).clamp_(-128, 127).to(torch.int8)
+        codes, scale = self.activation_codes(x)
         accumulated = torch._int_mm(codes, self.weight_t)
         y = (accumulated * (scale * self.weight_scale)).to(x.dtype)
         if self.bias is not None:

@@ -73,7 +73,8 @@ Efficiency = Annotated[Positive, AfterValidator(_efficiency)]
 ComputePrecision = _one_of(tuple(COMPUTE_TYPES), "compute precision")
 LayerKind = _one_of(LAYER_KINDS, "layer kind")
 OP_CLASSES = tuple([f"{prefix}_{precision}" for prefix in sorted({*GEMM_CLASS_PREFIX.values(), "pointwise"})
-                    for precision in COMPUTE_TYPES] + sorted(set(VECTOR_CLASS.values())) + list(CONVERSION_CLASSES) + list(SIDE_CLASSES))
+                    for precision in COMPUTE_TYPES]
+                   + sorted(set(VECTOR_CLASS.values())) + list(CONVERSION_CLASSES) + list(SIDE_CLASSES))
 OpClass = _one_of(OP_CLASSES, "op class")
 TABLE_NAMES = tuple(sorted(path.stem for path in TABLE_DIR.glob("*.yaml")))
 TableName = _one_of(TABLE_NAMES, "energy table")

@@ -82,7 +82,8 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
 
 
 def _with(estimate, work: LayerWork, extra):
-    """A GEMM's device estimate with the kernels of `work` (what dynamic quantization adds) run after it."""
+    """A GEMM's device estimate with the kernels of `work` added (dynamic quantization's or the eager weight
+    dequantization's): they run one after the other, so times, traffic and energy add."""
     a, b = estimate.actions, extra.actions
     actions = Actions(a.macs, a.precision, a.vector_ops + b.vector_ops, a.vector_dtype, a.binary_ops,
                       a.onchip_bytes + b.onchip_bytes, a.dram_bytes + b.dram_bytes, a.convolution)
