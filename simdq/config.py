@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 from diagnostics import YamlFileError, read_yaml, validate
 
 from .errors import SimdqError
-from .presets import UNET_CLASSES, UNetSpec, check_preset_name, config_file_spec, config_spec, preset_spec
+from .presets import SINGLE_LAYER, UNET_CLASSES, UNetSpec, check_preset_name, config_file_spec, config_spec, preset_spec
 from .presets.architecture import check_architecture
 from .scheme import CONVENTIONS, get_policy, quant_format
 
@@ -48,10 +48,60 @@ class DiffusersModel(_Strict):
         return value
 
 
+MAX_CHANNELS, MAX_KERNEL, MAX_STRIDE = 2**16, 31, 16
+
+
+class LayerModel(_Strict):
+    """One conv or linear layer by shape, as the papers' device tables time one layer (BinaryDM Table 17, BiDM
+    Table 8: a 3x3 conv, 448 -> 448 channels at 32x32). size: a conv's input height and width (one number for
+    a square), a linear's tokens; padding defaults to kernel_size // 2 (the output keeps the input's size at
+    stride 1)."""
+
+    kind: Literal["conv", "linear"]
+    in_channels: StrictInt = Field(gt=0, le=MAX_CHANNELS)
+    out_channels: StrictInt = Field(gt=0, le=MAX_CHANNELS)
+    size: Union[StrictInt, List[StrictInt]]
+    kernel_size: StrictInt = Field(3, gt=0, le=MAX_KERNEL)
+    stride: StrictInt = Field(1, gt=0, le=MAX_STRIDE)
+    padding: Optional[StrictInt] = Field(None, ge=0, le=MAX_KERNEL)
+    bias: bool = True
+
+    @model_validator(mode="after")
+    def _a_shape_that_runs(self):
+        sizes = [self.size] if isinstance(self.size, int) else self.size
+        if self.kind == "linear":
+            if not isinstance(self.size, int):
+                raise ValueError("a linear layer's size is its number of tokens, one integer")
+            if self.size > MAX_SAMPLE_SIZE**2 or self.size < 1:
+                raise ValueError(f"size: tokens must be 1..{MAX_SAMPLE_SIZE**2}")
+            return self
+        if len(sizes) not in (1, 2) or not all(0 < x <= MAX_SAMPLE_SIZE for x in sizes):
+            raise ValueError(f"size: a conv's input height and width, one or two integers in 1..{MAX_SAMPLE_SIZE}")
+        padding = self.kernel_size // 2 if self.padding is None else self.padding
+        if any(x + 2 * padding < self.kernel_size for x in sizes):
+            raise ValueError(f"a {self.kernel_size}x{self.kernel_size} kernel does not fit a {sizes} input "
+                             f"with padding {padding}")
+        return self
+
+    @property
+    def spatial(self) -> tuple:
+        sizes = [self.size] if isinstance(self.size, int) else self.size
+        return (sizes[0], sizes[-1])
+
+    def name(self) -> str:
+        if self.kind == "linear":
+            return f"linear {self.in_channels}->{self.out_channels} x {self.size} tokens"
+        height, width = self.spatial
+        k = self.kernel_size
+        stride = f" stride {self.stride}" if self.stride != 1 else ""
+        return f"conv {k}x{k} {self.in_channels}->{self.out_channels} at {height}x{width}{stride}"
+
+
 class ModelSection(_Strict):
     preset: Optional[str] = None
     diffusers: Optional[DiffusersModel] = None
     config_file: Optional[str] = None
+    layer: Optional[LayerModel] = None
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
 
     @field_validator("preset")
@@ -61,9 +111,10 @@ class ModelSection(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self):
-        given = [k for k in ("preset", "diffusers", "config_file") if getattr(self, k) is not None]
+        given = [k for k in ("preset", "diffusers", "config_file", "layer") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of preset, diffusers, config_file (got {', '.join(given) or 'none'})")
+            raise ValueError("give exactly one of preset, diffusers, config_file, layer "
+                             f"(got {', '.join(given) or 'none'})")
         return self
 
 
@@ -182,6 +233,9 @@ class EstimateConfig(_Strict):
     @model_validator(mode="after")
     def _buildable(self):
         """The UNet can be built and run at this input (a config_file is read, and checked, in unet_spec)."""
+        if self.model.layer and (self.input.sample_size is not None or self.input.context_length is not None):
+            raise ValueError("input.sample_size and input.context_length do not apply to model.layer; its "
+                             "shape is model.layer.size")
         if self.model.diffusers:
             check_architecture(self.model.diffusers.unet_class, self.model.diffusers.config, "model.diffusers.config",
                                self.input.sample_size)
@@ -206,6 +260,11 @@ def load_config(path: str) -> EstimateConfig:
 def unet_spec(config: EstimateConfig) -> UNetSpec:
     """The UNet that model.yaml names: a preset, an inline diffusers config or a config.json."""
     section = config.model
+    if section.layer:
+        layer = section.layer
+        padding = layer.kernel_size // 2 if layer.padding is None else layer.padding
+        return UNetSpec(layer.name(), SINGLE_LAYER, {**layer.model_dump(), "spatial": list(layer.spatial),
+                                                     "padding": padding}, "one layer by shape (model.layer)")
     if section.preset:
         return preset_spec(section.preset)
     if section.diffusers:

@@ -46,6 +46,9 @@ def calibrate_artifact(config, output, settings: CalibrationSettings, *, checkpo
     from .persist import save_artifact
     from .pipeline import calibrate_unet
 
+    if config.model.layer is not None:
+        raise SimdqError("model.layer describes one layer for simdq estimate; calibration runs a whole UNet "
+                         "(give model.preset, model.diffusers or model.config_file)")
     check_output_directory(output, "-o", ARTIFACT_FILES)
     samples = len(latents) if latents is not None else settings.samples
     if checkpoint:

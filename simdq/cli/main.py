@@ -1,4 +1,4 @@
-"""The simdq command line: estimate a quantized UNet's cost, calibrate it, emulate it, check parity, sweep a design space, list devices and formats.
+"""The simdq command line: estimate a quantized UNet's cost, calibrate it, emulate it, check parity, recount the papers' tables, sweep a design space, list devices and formats.
 
 One module per command; each adds its parser and sets `run`, the function that carries it out.
 """
@@ -9,10 +9,10 @@ import sys
 
 from .. import __version__
 from ..errors import SimdqError
-from . import calibrate, emulate, estimate, formats, hw, parity, sweep
+from . import calibrate, emulate, estimate, formats, hw, parity, sweep, tables
 from .arguments import Parser
 
-COMMANDS = (formats, estimate, calibrate, emulate, parity, sweep, hw)
+COMMANDS = (formats, estimate, calibrate, emulate, parity, tables, sweep, hw)
 
 
 def build_parser() -> Parser:

@@ -8,7 +8,7 @@ import logging
 import os
 
 from ..errors import SimdqError
-from ..presets import UNetSpec, config_file_spec
+from ..presets import SINGLE_LAYER, UNetSpec, config_file_spec
 from ..presets.architecture import check_architecture
 
 CHECKPOINT_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json")
@@ -30,6 +30,9 @@ def build_unet(spec: UNetSpec, device: str = "meta"):
     diffusers' random initialisation on a real device."""
     import torch
 
+    if spec.unet_class == SINGLE_LAYER:
+        with torch.device(device):
+            return single_layer(spec.config).eval()
     unet_class = _import_diffusers()[spec.unet_class]
     try:
         with torch.device(device):
@@ -76,6 +79,11 @@ def example_inputs(model, spec: UNetSpec, batch: int, sample_size=None, context_
     """Keyword arguments for one forward pass on the meta device."""
     import torch
 
+    if spec.unet_class == SINGLE_LAYER:
+        layer = spec.config
+        shape = ((batch, layer["size"], layer["in_channels"]) if layer["kind"] == "linear" else
+                 (batch, layer["in_channels"], *layer["spatial"]))
+        return {"x": torch.empty(*shape, device="meta")}
     config = model.config
     size = sample_size or config.sample_size
     if isinstance(size, (list, tuple)):
@@ -106,3 +114,22 @@ def example_inputs(model, spec: UNetSpec, batch: int, sample_size=None, context_
         elif embed_type is not None:
             raise SimdqError(f"{spec.name}: addition_embed_type {embed_type!r} is not supported; allowed: text_time or none")
     return inputs
+
+
+def single_layer(layer: dict):
+    """The module of model.layer: one nn.Conv2d named `conv` or one nn.Linear named `linear`."""
+    import torch
+
+    class SingleLayer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            if layer["kind"] == "linear":
+                self.linear = torch.nn.Linear(layer["in_channels"], layer["out_channels"], bias=layer["bias"])
+            else:
+                self.conv = torch.nn.Conv2d(layer["in_channels"], layer["out_channels"], layer["kernel_size"],
+                                            stride=layer["stride"], padding=layer["padding"], bias=layer["bias"])
+
+        def forward(self, x):
+            return self.linear(x) if layer["kind"] == "linear" else self.conv(x)
+
+    return SingleLayer()

@@ -17,6 +17,7 @@ from ..errors import SimdqError
 
 PRESET_DIR = Path(__file__).parent
 UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel")
+SINGLE_LAYER = "SingleLayer"  # model.layer: one conv or linear by shape, built by simdq.model.unets, not diffusers
 DEFAULT_CONTEXT_LENGTH = 77
 
 

@@ -57,6 +57,9 @@ POLICIES = {
                "full-precision 1x1 shortcut beside each binarized conv whose channel counts differ",
                (_FP_ENDS, PolicyRule(SKIP_CONVS, FULL, FULL, why="skip convs at full precision (code)")),
                extra_shortcuts=True),
+        Policy("bidm-fp-skips", "BiDM's Table 4 read a third way: as binarydm, plus the ResBlock skip convs at "
+               "full precision (as the code keeps them), without the code's added 1x1 shortcuts",
+               (_FP_ENDS, PolicyRule(SKIP_CONVS, FULL, FULL, why="skip convs at full precision"))),
         Policy("efficientdm-as-coded", "EfficientDM's released code: skip convs, downsample convs and attention "
                "projections at full precision; time embedding, first and last layer at W8A8",
                (PolicyRule(TIME_EMBEDDING + FIRST_LAST, "int8", "int8", why="W8A8 in EfficientDM's code"),

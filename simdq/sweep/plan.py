@@ -72,6 +72,8 @@ def _models(spec: SweepSpec, base: dict, source: str) -> list:
     config = parse_config(base, f"{source}: base")
     if config.model.preset:
         return [(config.model.preset, {"preset": config.model.preset, "dtype": config.model.dtype})]
+    if config.model.layer:
+        return [(config.model.layer.name(), {"layer": config.model.layer.model_dump(), "dtype": config.model.dtype})]
     unet = unet_spec(config)
     label = unet.name if config.model.config_file else "base"
     return [(label, {"diffusers": {"class": unet.unet_class, "config": unet.config}, "dtype": config.model.dtype})]
