@@ -4,7 +4,7 @@ A file names the paper, its cases (each an inline model.yaml, plus an optional `
 and its rows. A row is one printed number: table, row label, quantity, published value, unit, `source:`,
 and how it is recounted:
 - `case:` the case whose estimate gives the quantity (size_mib, stored_mib, ops_g, bops_g, flops_g, macs_g,
-  latency_ms);
+  latency_ms, gemm_latency_ms: the conv and linear layers' time alone);
 - `of: [ID, ID]`: a ratio of two rows (an id of another paper is PAPER/ID), computed from the recounts and,
   separately, from the printed values;
 - `cases: [CASE, CASE]` with `measure:`: a ratio of two cases where the paper states a claim, not a number;
@@ -29,8 +29,8 @@ from ..errors import SimdqError
 
 DATA = Path(__file__).parent / "data"
 QUANTITIES = {"size_mib": "MiB", "stored_mib": "MiB", "ops_g": "G", "bops_g": "G", "flops_g": "G",
-              "macs_g": "G", "latency_ms": "ms", "latency_us": "us", "speedup": "x", "ratio": "x"}
-CASE_QUANTITIES = ("size_mib", "stored_mib", "ops_g", "bops_g", "flops_g", "macs_g", "latency_ms")
+              "macs_g": "G", "latency_ms": "ms", "gemm_latency_ms": "ms", "latency_us": "us", "speedup": "x", "ratio": "x"}
+CASE_QUANTITIES = ("size_mib", "stored_mib", "ops_g", "bops_g", "flops_g", "macs_g", "latency_ms", "gemm_latency_ms")
 
 
 class _Strict(BaseModel):
@@ -43,9 +43,18 @@ class Gap(_Strict):
 
 
 class Reading(_Strict):
+    """Another way to recount a row: one case, or (for a ratio row) the ratio of two cases."""
+
     name: str
-    case: str
-    quantity: Optional[Literal[CASE_QUANTITIES]] = None  # default: the row's quantity
+    case: Optional[str] = None
+    cases: Optional[List[str]] = None
+    quantity: Optional[Literal[CASE_QUANTITIES]] = None  # default: the row's quantity, or its measure
+
+    @model_validator(mode="after")
+    def _one_case(self):
+        if (self.case is None) == (self.cases is None) or (self.cases is not None and len(self.cases) != 2):
+            raise ValueError(f"reading {self.name!r}: give case, or cases (numerator and denominator)")
+        return self
 
 
 class Row(_Strict):
@@ -101,7 +110,8 @@ class Paper(_Strict):
             raise ValueError(f"row ids given twice: {', '.join(twice)}")
         for row in self.rows:
             named = [row.case] if row.case else []
-            named += (row.cases or []) + [reading.case for reading in row.readings]
+            named += (row.cases or []) + [case for reading in row.readings
+                                          for case in ([reading.case] if reading.case else reading.cases)]
             for case in named:
                 if case not in self.cases:
                     raise ValueError(f"row {row.id}: {unknown('case', case, sorted(self.cases))}")

@@ -43,6 +43,8 @@ class RowResult:
 
 def case_quantity(estimate, quantity: str) -> float:
     totals = estimate.totals
+    if quantity == "gemm_latency_ms":  # the conv and linear kernels alone, as a kernel speed-up compares them
+        return sum(r.device.latency_s for r in estimate.layers if r.layer.is_weight_layer and r.device) * 1e3
     if quantity == "stored_mib":
         return totals["weight_bytes"] / 2**20
     if quantity == "latency_ms":
@@ -79,6 +81,13 @@ class Recount:
     def paper(self, name: str) -> list:
         return [self.row(name, row.id) for row in load_paper(name).rows]
 
+    def _reading(self, paper, row, reading) -> float:
+        quantity = reading.quantity or row.measure or row.quantity
+        if reading.case is not None:
+            return self.case(paper, reading.case, quantity)
+        numerator, denominator = (self.case(paper, case, quantity) for case in reading.cases)
+        return numerator / denominator
+
     def _referenced(self, paper, ref: str) -> RowResult:
         paper_name, _, row_id = ref.rpartition("/")
         return self.row(paper_name or paper.paper, row_id)
@@ -98,8 +107,7 @@ class Recount:
                      else numerator.recount / denominator.recount)
             if numerator.published is not None and denominator.published is not None:
                 printed_ratio = numerator.published / denominator.published
-        readings = tuple((reading.name, self.case(paper, reading.case, reading.quantity or row.quantity))
-                         for reading in row.readings)
+        readings = tuple((reading.name, self._reading(paper, row, reading)) for reading in row.readings)
         notes = [row.note, row.gap and row.gap.why, row.needs and f"Needs {row.needs}"]
         return RowResult(paper.paper, row.id, row.table, row.row, row.quantity, row.unit, row.published, value,
                          row.tolerance, _status(row, value), " ".join(_sentence(n) for n in notes if n),

@@ -145,3 +145,24 @@ def test_output_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["tables", "-o", str(target)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("is a file; give a folder") and len(err.splitlines()) == 1 and target.read_text() == "x"
+
+
+def test_kernel_speedup_divides_the_conv_and_linear_time_alone(results):
+    estimates = CaseEstimates()
+    paper = load_paper("efficientdm")
+    fp32, w8a8 = (estimates(paper.case_config(name), paper.case_device(name), name)
+                  for name in ("fp32-rtx3090", "w8a8-rtx3090"))
+    gemm_time = [sum(r.device.latency_s for r in e.layers if r.layer.kind in ("conv", "linear")) for e in (fp32, w8a8)]
+    assert gemm_time[0] < fp32.totals["latency_s"]  # norms, attention and the rest are left out
+    row = next(r for r in results if r.id == "w8a8-kernel-speedup")
+    assert row.recount == pytest.approx(gemm_time[0] / gemm_time[1], rel=1e-12)
+
+
+def test_rtx3090_peaks_are_its_tensor_cores_times_clock():
+    from hw_models import load_device
+
+    peaks = load_device("rtx3090").primary.rates.peaks
+    cores, clock = 328, 1.695e9
+    for precision, fmas_per_clock in (("fp16", 64), ("int8", 256), ("int4", 512), ("tf32", 32)):
+        # fp16 with fp32 accumulation runs at half rate on GeForce Ampere
+        assert peaks[precision] == pytest.approx(2 * cores * clock * fmas_per_clock, rel=2e-3), precision
