@@ -77,16 +77,19 @@ class LayerModel(_Strict):
             return self
         if len(sizes) not in (1, 2) or not all(0 < x <= MAX_SAMPLE_SIZE for x in sizes):
             raise ValueError(f"size: a conv's input height and width, one or two integers in 1..{MAX_SAMPLE_SIZE}")
-        padding = self.kernel_size // 2 if self.padding is None else self.padding
-        if any(x + 2 * padding < self.kernel_size for x in sizes):
+        if any(x + 2 * self.resolved_padding < self.kernel_size for x in sizes):
             raise ValueError(f"a {self.kernel_size}x{self.kernel_size} kernel does not fit a {sizes} input "
-                             f"with padding {padding}")
+                             f"with padding {self.resolved_padding}")
         return self
 
     @property
     def spatial(self) -> tuple:
         sizes = [self.size] if isinstance(self.size, int) else self.size
         return (sizes[0], sizes[-1])
+
+    @property
+    def resolved_padding(self) -> int:
+        return self.kernel_size // 2 if self.padding is None else self.padding
 
     def name(self) -> str:
         if self.kind == "linear":
@@ -258,13 +261,14 @@ def load_config(path: str) -> EstimateConfig:
 
 
 def unet_spec(config: EstimateConfig) -> UNetSpec:
-    """The UNet that model.yaml names: a preset, an inline diffusers config or a config.json."""
+    """The UNet that model.yaml names: a preset, an inline diffusers config or a config.json (or the one layer
+    of model.layer, built by simdq.model.unets.single_layer)."""
     section = config.model
     if section.layer:
         layer = section.layer
-        padding = layer.kernel_size // 2 if layer.padding is None else layer.padding
         return UNetSpec(layer.name(), SINGLE_LAYER, {**layer.model_dump(), "spatial": list(layer.spatial),
-                                                     "padding": padding}, "one layer by shape (model.layer)")
+                                                     "padding": layer.resolved_padding},
+                        "one layer by shape (model.layer)")
     if section.preset:
         return preset_spec(section.preset)
     if section.diffusers:

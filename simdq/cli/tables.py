@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 FORMATS = ("table", "markdown", "csv", "latex")
@@ -51,14 +52,13 @@ def run(args) -> int:
     from ..output import write_text
     from ..papers import load_paper, paper_names, recount_papers
     from ..report import paper_tables
+    from ..report.plots import check_plot_path
 
     names = args.paper or paper_names()
     if args.output:
         directory = Path(args.output)
         if directory.exists() and not directory.is_dir():
             raise SimdqError(f"-o {directory}: is a file; give a folder")
-        from ..report.plots import check_plot_path
-
         directory.mkdir(parents=True, exist_ok=True)
         check_plot_path(str(directory / OUTPUTS[3]), "-o")
     started = time.perf_counter()
@@ -75,9 +75,7 @@ def run(args) -> int:
     write_text(csv_name, paper_tables.render_csv(results), "-o")
     write_text(tex, paper_tables.render_latex(results), "-o")
     paper_tables.plot_size_vs_ops(results, str(png))
-    counts = {}
-    for result in results:
-        counts[result.status] = counts.get(result.status, 0) + 1
+    counts = Counter(result.status for result in results)
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
     print(f"{len(results)} rows ({summary}) in {time.perf_counter() - started:.0f} s: "
           f"{', '.join(str(p) for p in (md, csv_name, tex, png))}")
