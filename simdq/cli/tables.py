@@ -55,6 +55,8 @@ def run(args) -> int:
     from ..report.plots import check_plot_path
 
     names = args.paper or paper_names()
+    if args.output or args.format == "latex":
+        paper_tables.latex_backend()  # checked before the work
     if args.output:
         directory = Path(args.output)
         if directory.exists() and not directory.is_dir():

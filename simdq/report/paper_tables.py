@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
+from ..errors import SimdqError
 from .tables import latex_escape, markdown_table, text_table
 
 HEADER = ("paper", "table", "row", "quantity", "published", "recount", "difference", "status", "readings")
@@ -80,9 +81,22 @@ def _raw(value) -> str:
     return "" if value is None else repr(float(value))
 
 
+def latex_backend():
+    """pandas, with Jinja2 for Styler.to_latex, or one line saying how to get them."""
+    from importlib.util import find_spec
+
+    try:
+        import pandas
+    except ImportError:
+        pandas = None
+    if pandas is None or find_spec("jinja2") is None:  # Styler.to_latex imports Jinja2 only when called
+        raise SimdqError("LaTeX tables need pandas and Jinja2: pip install 'simdq[tables]'")
+    return pandas
+
+
 def render_latex(results) -> str:
     """One booktabs table per paper; needs pandas and Jinja2 (Styler.to_latex)."""
-    import pandas as pd
+    pd = latex_backend()
 
     columns = ["table", "row", "quantity", "published", "recount", "difference", "status"]
     parts = []

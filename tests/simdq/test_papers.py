@@ -166,3 +166,13 @@ def test_rtx3090_peaks_are_its_tensor_cores_times_clock():
     for precision, fmas_per_clock in (("fp16", 64), ("int8", 256), ("int4", 512), ("tf32", 32)):
         # fp16 with fp32 accumulation runs at half rate on GeForce Ampere
         assert peaks[precision] == pytest.approx(2 * cores * clock * fmas_per_clock, rel=2e-3), precision
+
+
+def test_latex_without_pandas_is_one_line_and_exit_2_before_the_work(capsys, monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # what `import pandas` sees where it is not installed
+    assert main(["tables", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "simdq: error: LaTeX tables need pandas and Jinja2: pip install 'simdq[tables]'"
+    assert not (tmp_path / "out").exists()
