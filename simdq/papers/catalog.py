@@ -4,7 +4,7 @@ A file names the paper, its cases (each an inline model.yaml, plus an optional `
 and its rows. A row is one printed number: table, row label, quantity, published value, unit, `source:`,
 and how it is recounted:
 - `case:` the case whose estimate gives the quantity (size_mib, stored_mib, ops_g, bops_g, flops_g, macs_g,
-  latency_ms, gemm_latency_ms: the conv and linear layers' time alone);
+  latency_ms, latency_us, gemm_latency_ms: the conv and linear layers' time alone);
 - `of: [ID, ID]`: a ratio of two rows (an id of another paper is PAPER/ID), computed from the recounts and,
   separately, from the printed values;
 - `cases: [CASE, CASE]` with `measure:`: a ratio of two cases where the paper states a claim, not a number;
@@ -30,7 +30,8 @@ from ..errors import SimdqError
 DATA = Path(__file__).parent / "data"
 QUANTITIES = {"size_mib": "MiB", "stored_mib": "MiB", "ops_g": "G", "bops_g": "G", "flops_g": "G",
               "macs_g": "G", "latency_ms": "ms", "gemm_latency_ms": "ms", "latency_us": "us", "speedup": "x", "ratio": "x"}
-CASE_QUANTITIES = ("size_mib", "stored_mib", "ops_g", "bops_g", "flops_g", "macs_g", "latency_ms", "gemm_latency_ms")
+CASE_QUANTITIES = ("size_mib", "stored_mib", "ops_g", "bops_g", "flops_g", "macs_g", "latency_ms", "latency_us",
+                   "gemm_latency_ms")
 
 
 class _Strict(BaseModel):

@@ -47,8 +47,8 @@ def case_quantity(estimate, quantity: str) -> float:
         return sum(r.device.latency_s for r in estimate.layers if r.layer.is_weight_layer and r.device) * 1e3
     if quantity == "stored_mib":
         return totals["weight_bytes"] / 2**20
-    if quantity == "latency_ms":
-        return totals["latency_s"] * 1e3
+    if quantity in ("latency_ms", "latency_us"):
+        return totals["latency_s"] * (1e3 if quantity == "latency_ms" else 1e6)
     if quantity == "size_mib":
         return totals["size_mib"]
     return totals[quantity.removesuffix("_g")] / 1e9

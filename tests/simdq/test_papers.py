@@ -77,7 +77,7 @@ def test_ratio_rows_divide_the_recounts_and_the_printed_rows(results):
     assert saving.recount == fp.recount / w1a1.recount
     assert saving.printed_ratio == 1045.4 / 37.3
     planes = by_id[("binarydm", "t17-planes-vs-one")]
-    assert planes.recount is None and planes.printed_ratio == pytest.approx(38174.2 / 17699.5)
+    assert planes.recount == pytest.approx(4.0) and planes.printed_ratio == pytest.approx(38174.2 / 17699.5)
 
 
 def test_bidm_third_reading_keeps_skip_convs_at_full_precision_without_shortcuts(results):
@@ -176,3 +176,28 @@ def test_latex_without_pandas_is_one_line_and_exit_2_before_the_work(capsys, mon
     err = capsys.readouterr().err.strip()
     assert err == "simdq: error: LaTeX tables need pandas and Jinja2: pip install 'simdq[tables]'"
     assert not (tmp_path / "out").exists()
+
+
+def test_lce_device_rates_come_from_the_kernel_block_and_the_core(results):
+    from hw_models import load_device
+
+    device = load_device("snapdragon855plus-lce")
+    asimd_instructions, binary_macs, pipes, clock = 16 + 16 + 12 + 4, 16 * 128, 2, 2.96e9
+    assert device.engines["lce"].binary_macs_per_s == pytest.approx(binary_macs / (asimd_instructions / pipes)
+                                                                    * clock, rel=1e-3)
+    by_id = {r.id: r for r in results}
+    fp, one_plane, four_planes = (by_id[i].recount for i in ("t17-fp-latency", "t8-binary-latency",
+                                                             "t17-w1a4-latency"))
+    macs = 32 * 32 * 448 * 448 * 9
+    assert fp == pytest.approx(macs / (2 * 4 * clock) * 1e6, rel=1e-9)  # two 4-lane FMLA per cycle
+    assert one_plane == pytest.approx(macs / device.engines["lce"].binary_macs_per_s * 1e6, rel=1e-9)
+    assert four_planes == pytest.approx(4 * one_plane) and by_id["t17-planes-vs-one"].recount == pytest.approx(4)
+
+
+def test_a_row_that_needs_what_simdq_lacks_is_shown_not_recounted():
+    paper = load_paper("bidm")
+    row = next(r for r in paper.rows if r.id == "t8-binary-latency")
+    pending = row.model_copy(update={"case": None, "gap": None, "needs": "a device file for this phone"})
+    result = Recount(CaseEstimates()).recount_row(paper, pending)
+    assert (result.status, result.recount, result.published) == (NOT_RECOUNTED, None, 17699.5)
+    assert result.note.endswith("Needs a device file for this phone.")
