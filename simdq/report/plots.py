@@ -25,7 +25,7 @@ def chart_kind(path: str) -> str:
 
 def check_plot_path(path: str, what: str = "--plot") -> None:
     """A chart file matplotlib can write, in a folder that exists: checked before the work."""
-    _pyplot()  # matplotlib present, or one line saying how to get it
+    _pyplot(what)  # matplotlib present, or one line saying how to get it
     from matplotlib.backend_bases import FigureCanvasBase
 
     suffix = Path(path).suffix.lower().lstrip(".")
@@ -47,11 +47,11 @@ def save_figure(figure, path: str, what: str = "--plot") -> None:
         plt.close(figure)
 
 
-def _pyplot():
+def _pyplot(what: str = "--plot"):
     try:
         import matplotlib
     except ImportError:
-        raise SimdqError("--plot needs matplotlib: pip install 'simdq[plot]'") from None
+        raise SimdqError(f"{what} needs matplotlib: pip install 'simdq[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
