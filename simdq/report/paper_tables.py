@@ -9,7 +9,7 @@ import io
 from ..errors import SimdqError
 from .tables import latex_escape, markdown_table, text_table
 
-HEADER = ("paper", "table", "row", "quantity", "published", "recount", "difference", "status", "readings")
+HEADER = ("paper", "table", "row", "quantity", "published", "recount", "recount - published", "status", "readings")
 CSV_HEADER = ("paper", "id", "table", "row", "quantity", "unit", "published", "recount", "difference",
               "tolerance", "status", "printed_ratio", "readings", "note")
 
@@ -99,7 +99,7 @@ def render_latex(results) -> str:
     """One booktabs table per paper; needs pandas and Jinja2 (Styler.to_latex)."""
     pd = latex_backend()
 
-    columns = ["table", "row", "quantity", "published", "recount", "difference", "status"]
+    columns = ["table", "row", "quantity", "published", "recount", "recount - published", "status"]
     parts = []
     for paper in dict.fromkeys(r.paper for r in results):
         rows = display_rows([r for r in results if r.paper == paper])
