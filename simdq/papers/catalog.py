@@ -10,7 +10,7 @@ and how it is recounted:
 - `cases: [CASE, CASE]` with `measure:`: a ratio of two cases where the paper states a claim, not a number;
 - `needs:` what simdq lacks to recount it (the row is shown, not recounted).
 `tolerance` is absolute, in the row's unit. A row the recount does not reproduce carries `gap:` (the
-printed minus the recounted value, and why); the test holds the recount to that gap within the tolerance,
+recounted minus the printed value, as the tables' difference column shows it, and why); the test holds the recount to that gap within the tolerance,
 so neither a reproduction nor an explanation can silently move. `readings:` are other cases (as coded, as
 published, with scales) computed beside the main one.
 """

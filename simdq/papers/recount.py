@@ -126,7 +126,7 @@ def _status(row, value) -> str:
         return COMPUTED
     if row.gap is None:
         return REPRODUCED if abs(value - row.published) <= row.tolerance else MOVED
-    return EXPLAINED if abs((row.published - value) - row.gap.value) <= row.tolerance else MOVED
+    return EXPLAINED if abs((value - row.published) - row.gap.value) <= row.tolerance else MOVED
 
 
 def recount_papers(names, estimate) -> list:

@@ -18,8 +18,13 @@ from diagnostics import validate
 
 
 @pytest.fixture(scope="module")
-def results():
-    return recount_papers(paper_names(), CaseEstimates())
+def estimates():
+    return CaseEstimates()  # one trace per UNet for the whole module
+
+
+@pytest.fixture(scope="module")
+def results(estimates):
+    return recount_papers(paper_names(), estimates)
 
 
 def test_every_paper_has_its_data_file():
@@ -35,7 +40,7 @@ def test_no_recounted_number_moves_beyond_its_tolerance(results):
         if r.status == REPRODUCED:
             assert row.gap is None and abs(r.recount - r.published) <= row.tolerance
         elif r.status == EXPLAINED:
-            assert row.gap.why and abs(r.published - r.recount - row.gap.value) <= row.tolerance
+            assert row.gap.why and abs(r.recount - r.published - row.gap.value) <= row.tolerance
         elif r.status == NOT_RECOUNTED:
             assert row.needs or row.of  # a ratio row is not recounted when one of its rows is not
 
@@ -101,13 +106,12 @@ def test_a_row_with_two_recounts_is_refused():
         validate(Paper, data, "bidm.yaml", SimdqError)
 
 
-def test_a_gap_that_stops_holding_is_reported_as_moved():
+def test_a_gap_that_stops_holding_is_reported_as_moved(estimates):
     paper = load_paper("bidm")
     row = next(r for r in paper.rows if r.id == "t4-w1a1-flops")
     shifted = paper.model_copy(update={"rows": [row.model_copy(update={"gap": row.gap.model_copy(
         update={"value": row.gap.value + 0.05})})]})
-    recount = Recount(CaseEstimates())
-    result = recount.recount_row(shifted, shifted.rows[0])
+    result = Recount(estimates).recount_row(shifted, shifted.rows[0])
     assert result.status == MOVED
 
 
@@ -147,8 +151,7 @@ def test_output_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
     assert err.endswith("is a file; give a folder") and len(err.splitlines()) == 1 and target.read_text() == "x"
 
 
-def test_kernel_speedup_divides_the_conv_and_linear_time_alone(results):
-    estimates = CaseEstimates()
+def test_kernel_speedup_divides_the_conv_and_linear_time_alone(results, estimates):
     paper = load_paper("efficientdm")
     fp32, w8a8 = (estimates(paper.case_config(name), paper.case_device(name), name)
                   for name in ("fp32-rtx3090", "w8a8-rtx3090"))
@@ -194,10 +197,10 @@ def test_lce_device_rates_come_from_the_kernel_block_and_the_core(results):
     assert four_planes == pytest.approx(4 * one_plane) and by_id["t17-planes-vs-one"].recount == pytest.approx(4)
 
 
-def test_a_row_that_needs_what_simdq_lacks_is_shown_not_recounted():
+def test_a_row_that_needs_what_simdq_lacks_is_shown_not_recounted(estimates):
     paper = load_paper("bidm")
     row = next(r for r in paper.rows if r.id == "t8-binary-latency")
     pending = row.model_copy(update={"case": None, "gap": None, "needs": "a device file for this phone"})
-    result = Recount(CaseEstimates()).recount_row(paper, pending)
+    result = Recount(estimates).recount_row(paper, pending)
     assert (result.status, result.recount, result.published) == (NOT_RECOUNTED, None, 17699.5)
     assert result.note.endswith("Needs a device file for this phone.")
