@@ -8,7 +8,8 @@ code needing only format descriptions (the cost model) does not pay for importin
 import importlib
 
 from .accumulators import ACCUMULATORS, Accumulator, get_accumulator, list_accumulators
-from .formats import PRESETS, BinaryFormat, BlockFormat, FloatFormat, IntFormat, get_format, list_formats
+from .formats import (PRESETS, BinaryFormat, BlockFormat, FloatFormat, IntFormat, ResidualBinaryFormat, get_format,
+                      list_formats)
 
 _LAZY = {
     "ROUNDING_MODES": "rounding",
@@ -18,6 +19,8 @@ _LAZY = {
     "matmul": "gemm", "conv2d": "gemm",
     "binary_matmul": "xnor", "binary_conv2d": "xnor", "bitplane_matmul": "xnor",
     "REQUANT_CONVENTIONS": "requant", "requantize": "requant",
+    "ResidualBinary": "residual", "residual_binarize": "residual", "residual_dequantize": "residual",
+    "residual_planes": "residual",
     "pack": "packing", "pack_bits64": "packing", "unpack": "packing", "unpack_bits64": "packing",
 }
 
@@ -27,6 +30,7 @@ __all__ = [
     "PRESETS", "ROUNDING_MODES", "BinaryFormat", "BlockEncoded", "BlockFormat", "FloatFormat", "IntFormat",
     "block_decode", "block_encode", "decode", "dequantize", "encode", "fake_quantize", "get_format",
     "list_formats", "pack", "pack_bits64", "quantize", "unpack", "unpack_bits64",
+    "ResidualBinary", "ResidualBinaryFormat", "residual_binarize", "residual_dequantize", "residual_planes",
 ]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .arguments import flag
 from ._kernels import codec as kernels
-from .formats import BinaryFormat, BlockFormat, FloatFormat, IntFormat, get_format
+from .formats import BinaryFormat, BlockFormat, FloatFormat, IntFormat, ResidualBinaryFormat, get_format
 from .rounding import DEFAULT_SR_BITS, RNE, rounding_code
 from ._kernels.scalar import OVERFLOW_INF, OVERFLOW_NAN, OVERFLOW_SATURATE, decode_minifloat_bits
 
@@ -93,6 +93,8 @@ def encode(x, fmt, *, rounding: str = "rne", seed=None, sr_bits: int = DEFAULT_S
     fmt = get_format(fmt)
     if isinstance(fmt, BlockFormat):
         raise ValueError(f"{fmt.name} is block-scaled: use emulator.block_encode")
+    if isinstance(fmt, ResidualBinaryFormat):
+        raise ValueError(f"{fmt.name} codes need their channels' scales: use emulator.residual_binarize")
     mode, key = rounding_code(rounding, seed, sr_bits)
     arr = float_input(x)
     if flag(via_float32, "via_float32"):
@@ -152,6 +154,8 @@ def decode(codes, fmt) -> np.ndarray:
     fmt = get_format(fmt)
     if isinstance(fmt, BlockFormat):
         raise ValueError(f"{fmt.name} is block-scaled: use emulator.block_decode")
+    if isinstance(fmt, ResidualBinaryFormat):
+        raise ValueError(f"{fmt.name} codes need their channels' scales: use emulator.residual_dequantize")
     arr = check_codes(codes, fmt)
     flat = np.ascontiguousarray(arr).reshape(-1)
     out = np.empty(flat.size, dtype=np.float32)

@@ -289,6 +289,56 @@ class BinaryFormat:
         }
 
 
+MAX_BINARY_BASES = 8
+
+
+@dataclass(frozen=True)
+class ResidualBinaryFormat:
+    """A weight as a sum of `bases` scaled +-1 planes, w ~ sum_j alpha_j * s_j (residual binarization: s_1 =
+    sign(w), s_j = sign of what the earlier planes leave), with one alpha per basis and output channel.
+
+    BinaryDM's Evolvable-Basis Binarizer with two bases (its early "W1.1" model keeps them in the head and tail;
+    ours_util.py BNNConv2d/BNNLinear with order=2) is `binary2`. An element's code holds one sign bit per plane,
+    bit j set where plane j is -1 (as `binary`'s code), so a code takes `bases` bits. The codes mean nothing
+    without their channel's scales: emulator.residual_binarize makes both, emulator.residual_dequantize reads
+    them; elementwise encode/decode refuse the format. Weights only: no activation format has per-channel bases.
+    """
+
+    name: str = "binary2"
+    bases: int = 2
+    zero: str = "+1"
+
+    kind = "residual_binary"
+    max_finite = None
+
+    def __post_init__(self):
+        typed_fields(self)
+        integer(self.bases, "bases", 2, MAX_BINARY_BASES)
+        _choice(self.zero, BINARY_ZERO_RULES, "binary zero rule")
+
+    @property
+    def bits(self) -> int:
+        return self.bases
+
+    @property
+    def plane(self) -> "BinaryFormat":
+        """The format of one plane's codes."""
+        return BinaryFormat("binary", self.zero)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": "residual_binary",
+            "bits": self.bases,
+            "max_finite": None,
+            "min_value": None,
+            "min_normal": None,
+            "min_subnormal": None,
+            "specials": f"{self.bases} +-1 planes x {self.bases} per-channel scales (weights only); 0 -> {self.zero}",
+            "overflow": "sign",
+        }
+
+
 MX_SCALE_RULES = ("floor", "rceil", "ceil", "even")
 
 
@@ -359,7 +409,7 @@ class BlockFormat:
         }
 
 
-Format = Union[IntFormat, FloatFormat, BinaryFormat, BlockFormat]
+Format = Union[IntFormat, FloatFormat, BinaryFormat, ResidualBinaryFormat, BlockFormat]
 
 
 # ---- presets ---------------------------------------------------------------------------------
@@ -395,6 +445,7 @@ def _build_presets() -> dict:
     ):
         presets[fmt.name] = fmt
     presets["binary"] = BinaryFormat("binary")
+    presets["binary2"] = ResidualBinaryFormat("binary2", 2)
     e8m0 = presets["e8m0"]
     for name, element in (
         ("mxfp8_e4m3", presets["e4m3fn"]),
@@ -413,7 +464,7 @@ PRESETS = _build_presets()
 ALIASES = {
     "fp8_e4m3": "e4m3fn", "fp8_e5m2": "e5m2", "float8_e4m3fn": "e4m3fn", "float8_e5m2": "e5m2",
     "fp6_e2m3": "e2m3", "fp6_e3m2": "e3m2", "fp4": "e2m1", "fp4_e2m1": "e2m1",
-    "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "ue8m0": "e8m0",
+    "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "ue8m0": "e8m0", "ebb2": "binary2",
 }
 
 _EXMY = re.compile(r"^e(\d+)m(\d+)(?:b(-?\d+))?(fnuz|fn|ieee|finite)?$")
@@ -440,12 +491,14 @@ def get_format(spec, **overrides) -> Format:
     Examples: get_format("e4m3fn", overflow="saturate"); get_format("e3m3", special="finite");
     get_format("int4", narrow=True); get_format("mxfp8_e4m3", scale_rule="rceil").
     """
-    if isinstance(spec, (IntFormat, FloatFormat, BinaryFormat, BlockFormat)):
+    if isinstance(spec, (IntFormat, FloatFormat, BinaryFormat, ResidualBinaryFormat, BlockFormat)):
         fmt = spec
     elif isinstance(spec, str):
         key = ALIASES.get(spec.lower(), spec.lower())
         if key in PRESETS:
             fmt = PRESETS[key]
+        elif re.match(r"^binary\d+$", key):
+            fmt = ResidualBinaryFormat(key, integer(int(key[6:]), f"{key}: bases", 2, MAX_BINARY_BASES))
         elif re.match(r"^u?int\d+$", key):
             signed = not key.startswith("u")
             fmt = IntFormat(key, int(key.lstrip("uint")), signed=signed)

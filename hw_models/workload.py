@@ -21,7 +21,9 @@ class OperandFormat:
     significand_bits, max_exponent and min_exponent describe floats (min_exponent: exponent of the
     smallest nonzero magnitude, a subnormal where the format keeps them); block_size > 0 marks a
     block-scaled format whose scales vary along the reduction and so cannot move to the epilogue.
-    full_precision marks the model's own unquantized dtype (fp32, fp16, bf16).
+    full_precision marks the model's own unquantized dtype (fp32, fp16, bf16). planes > 1: a weight that is
+    the sum of that many scaled +-1 planes (residual binarization); bits then describe one plane, and every
+    engine runs one GEMM pass per plane (LayerWork.macs already counts them).
     """
 
     name: str
@@ -33,6 +35,7 @@ class OperandFormat:
     min_exponent: int = 0
     block_size: int = 0
     full_precision: bool = False
+    planes: int = 1
 
     def __post_init__(self):
         if self.family not in OPERAND_FAMILIES:

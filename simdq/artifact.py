@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from diagnostics import YamlFileError, read_yaml
-from emulator import BinaryFormat, BlockFormat, FloatFormat, get_format, pack, unpack
+from emulator import BinaryFormat, BlockFormat, FloatFormat, ResidualBinaryFormat, get_format, pack, unpack
 from emulator.codec import decode_table
 
 from . import __version__
@@ -229,6 +229,8 @@ def _scale_shape(entry: dict, fmt, rows: int, where: str) -> tuple:
     granularity, columns = entry["granularity"], math.prod(entry["weight_shape"]) // rows
     if isinstance(fmt, BlockFormat):
         return (rows, -(-columns // fmt.block_size))
+    if isinstance(fmt, ResidualBinaryFormat):
+        return (rows, fmt.bases)
     if isinstance(fmt, BinaryFormat) or granularity == "per_channel":
         return (rows,)
     if granularity == "per_group":

@@ -36,6 +36,13 @@ def _format_name(value):
     return value
 
 
+def _activation_format_name(value):
+    if value is not None and quant_format(value).planes > 1:
+        raise ValueError(f"{value} is a weight format (per-channel scaled planes); activations take binary, an "
+                         "integer, minifloat or block format")
+    return value
+
+
 class DiffusersModel(_Strict):
     unet_class: str = Field(alias="class")
     config: dict
@@ -139,7 +146,7 @@ class AttentionSection(_Strict):
     quantize: bool = False
     activations: Optional[str] = None
 
-    _check_format = field_validator("activations")(classmethod(lambda cls, v: _format_name(v)))
+    _check_format = field_validator("activations")(classmethod(lambda cls, v: _activation_format_name(v)))
 
 
 class Rule(_Strict):
@@ -148,7 +155,8 @@ class Rule(_Strict):
     activations: Optional[str] = None
     count_ops: bool = True
 
-    _check_formats = field_validator("weights", "activations")(classmethod(lambda cls, v: _format_name(v)))
+    _check_formats = field_validator("weights")(classmethod(lambda cls, v: _format_name(v)))
+    _check_activations = field_validator("activations")(classmethod(lambda cls, v: _activation_format_name(v)))
 
     @field_validator("match")
     @classmethod
@@ -169,8 +177,8 @@ class QuantSection(_Strict):
     scale_format: str = "fp32"
     weight_zero_point: bool = False
 
-    _check_formats = field_validator("weights", "activations", "scale_format")(
-        classmethod(lambda cls, v: _format_name(v)))
+    _check_formats = field_validator("weights", "scale_format")(classmethod(lambda cls, v: _format_name(v)))
+    _check_activations = field_validator("activations")(classmethod(lambda cls, v: _activation_format_name(v)))
 
     @field_validator("policy")
     @classmethod

@@ -114,6 +114,8 @@ class RooflineEngine(EngineModel):
             note = "native"
         else:
             note = "upcast"
+        if weight.planes > 1:
+            note += f", {weight.planes} weight planes"
         return f"{operands} -> {precision} ({note})"
 
     def estimate_layer(self, layer: LayerWork) -> LayerEstimate:

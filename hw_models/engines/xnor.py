@@ -2,7 +2,8 @@
 
 A layer with binary weights runs on the array when its activations are binary (one pass) or integers of
 up to max_activation_bits (bit-serially: one pass per activation bit-plane, the partial popcounts
-shifted and added). Per layer: compute = MACs x planes / binary MAC rate; memory = DRAM traffic /
+shifted and added); a residual binary weight (binary2) adds one pass per weight plane, counted in the
+LayerWork's MACs. Per layer: compute = MACs x planes / binary MAC rate; memory = DRAM traffic /
 bandwidth; the latency is the largest of those and the per-layer overhead. Energy = MACs x planes x the
 energy of one binary MAC (XNOR plus one popcount-adder step, i.e. two binary ops), plus, per output and
 plane, one int8 MAC of the device's energy table (the shift-and-add of the planes, then the per-channel
@@ -54,6 +55,9 @@ class XnorEngine(EngineModel):
         bottleneck = max(times, key=times.get)
         activation = layer.activation_format.name
         how = "1 pass" if planes == 1 else f"{planes} bit-planes"
+        weight_planes = layer.weight_format.planes if layer.weight_format else 1
+        if weight_planes > 1:  # LayerWork.macs already counts every weight plane's pass
+            how = f"{weight_planes} weight planes x {how}"
         return LayerEstimate(
             engine=self.name, compute_precision="b1", mapping=f"binary x {activation} -> XNOR array, {how}",
             compute_s=compute_s, memory_s=memory_s, overhead_s=overhead_s, latency_s=times[bottleneck],

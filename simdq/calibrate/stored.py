@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from emulator import BinaryFormat, BlockEncoded, BlockFormat, block_decode
+from emulator import BinaryFormat, BlockEncoded, BlockFormat, ResidualBinaryFormat, block_decode, residual_dequantize
 
 from . import torch_quant
 
@@ -15,7 +15,8 @@ from . import torch_quant
 @dataclass
 class QuantizedWeight:
     """A weight as stored: codes (the format's bit patterns as integers, one row per output channel) and
-    scales (float64: one, one per output channel, or one per output channel and group)."""
+    scales (float64: one, one per output channel, or one per output channel and group; residual binary formats:
+    one per output channel and plane)."""
 
     fmt: object
     codes: torch.Tensor
@@ -30,6 +31,9 @@ class QuantizedWeight:
             encoded = BlockEncoded(self.codes.numpy(), self.scale.numpy(), self.tensor_scale)
             rows = block_decode(encoded, self.fmt, axis=1)[:, : int(np.prod(self.shape[1:]))]
             return torch.from_numpy(np.ascontiguousarray(rows)).reshape(self.shape)
+        if isinstance(self.fmt, ResidualBinaryFormat):  # scale: (output channels, planes)
+            rows = residual_dequantize(self.codes.numpy(), self.scale.numpy(), self.fmt, axis=0)
+            return torch.from_numpy(rows).reshape(self.shape)
         if isinstance(self.fmt, BinaryFormat):  # code 0 is +1, code 1 is -1
             values = (1 - 2 * self.codes.long()).double() * self.scale.reshape(-1, 1)
             return values.float().reshape(self.shape)

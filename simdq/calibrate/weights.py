@@ -2,7 +2,8 @@
 output channel or per group of input features, with the emulator's rounding (simdq.calibrate.torch_quant).
 
 Binary weights are sign(W) (zero -> +1) times the mean |W| of their output channel, as BinaryDM and BiDM;
-block formats (MX, NVFP4) are the emulator's own block codes, a partial last block zero-padded.
+residual binary weights (binary2: BinaryDM's two-basis EBB) are the emulator's residual_binarize of each output
+channel (or of the whole tensor, per_tensor), two sign planes and two scales; block formats (MX, NVFP4) are the emulator's own block codes, a partial last block zero-padded.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from emulator import BinaryFormat, BlockFormat, block_encode
+from emulator import BinaryFormat, BlockFormat, ResidualBinaryFormat, block_encode, residual_binarize
 
 from ..errors import SimdqError
 from . import torch_quant
@@ -34,6 +35,15 @@ class WeightQuantizer:
             alpha = rows.abs().double().mean(dim=1) if per_channel else rows.abs().double().mean().expand(len(rows))
             codes = (rows < 0).long() if fmt.zero == "+1" else (rows <= 0).long()
             return QuantizedWeight(fmt, codes, alpha, "per_channel", self.group_size, shape)
+        if isinstance(fmt, ResidualBinaryFormat):
+            per_channel = self.granularity != "per_tensor"
+            values = rows.double().numpy()
+            encoded = residual_binarize(values if per_channel else values.reshape(1, -1), fmt, axis=0)
+            codes, scales = encoded.codes.reshape(rows.shape), encoded.scales
+            if not per_channel:  # one scale per plane, repeated for every channel as binary's alpha is
+                scales = np.repeat(scales, len(rows), axis=0)
+            return QuantizedWeight(fmt, torch.from_numpy(codes.astype(np.int64)), torch.from_numpy(scales),
+                                   "per_channel", self.group_size, shape)
         if isinstance(fmt, BlockFormat):
             # the emulator itself (weights are quantized once); a partial last block is zero-padded, as MX
             # kernels pad K, which leaves that block's scale (its amax) unchanged

@@ -3,7 +3,8 @@
 Conventions (simdq.scheme.conventions; the papers' rules in docs/papers.md):
 - binarydm / bidm (BinaryDM App. B.1, BiDM App. A): only conv and linear layers count. BOPs = b_w * b_a *
   MACs for quantized layers, FLOPs = MACs for full-precision ones, OPs = BOPs / 64 + FLOPs. Size: quantized
-  weights at b_w bits, every other parameter at the model's precision; no scales.
+  weights at b_w bits, every other parameter at the model's precision; no scales. A residual binary weight of
+  P planes (binary2) has b_w = P: P sign bits per weight in the size, P x b_a x MACs in BOPs.
 - full: every op. FLOPs = 2 x MACs of full-precision GEMMs plus all non-GEMM arithmetic (norms, softmax,
   elementwise: per-element counts in simdq.model.trace); BOPs = b_w * b_a * MACs of quantized GEMMs, including
   attention matmuls when they are quantized; OPs = 2 x MACs of every GEMM plus the non-GEMM arithmetic.
@@ -55,7 +56,7 @@ def weight_storage_bits(layer: Layer, fmt: QuantFormat, quant, scale_bits: int) 
         reduction = layer.weight_params // layer.out_channels
         blocks = layer.out_channels * ceil(reduction / fmt.block_size)
         return codes + blocks * fmt.block_scale_bits + fmt.tensor_scale_bits
-    scales = scale_count(layer, quant.granularity)
+    scales = scale_count(layer, quant.granularity) * fmt.planes  # residual binary: one per plane and channel
     zero_points = scales * fmt.bits if quant.weight_zero_point and fmt.family == "int" else 0
     return codes + scales * scale_bits + zero_points
 

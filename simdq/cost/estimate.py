@@ -70,12 +70,18 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
     layer, scheme, cost = result.layer, result.scheme, result.cost
     if layer.kind == "unused":
         return None
+    # a residual binary weight runs one GEMM pass per plane: its planes stacked as extra output channels of one
+    # GEMM, their products scaled and added in the epilogue
+    planes = scheme.weight.planes if scheme.weight else 1
+    gemm_dims = layer.gemm_dims
+    if planes > 1 and gemm_dims:
+        gemm_dims = (*gemm_dims[:2], gemm_dims[2] * planes, gemm_dims[3])
     return LayerWork(
-        name=layer.name, kind=layer.kind, macs=layer.macs, vector_flops=layer.vector_flops,
+        name=layer.name, kind=layer.kind, macs=layer.macs * planes, vector_flops=layer.vector_flops,
         weight_bytes=cost.weight_bytes, read_bytes=cost.read_bytes, write_bytes=cost.write_bytes,
         kernels=layer.kernels, activation_format=scheme.activation.operand,
         weight_format=scheme.weight.operand if scheme.weight else None, vector_dtype=model_dtype,
-        gemm_dims=layer.gemm_dims, tf32=layer.kind in tf32_kinds,
+        gemm_dims=gemm_dims, tf32=layer.kind in tf32_kinds,
         window=prod(layer.kernel_size) if layer.kind == "conv" and layer.kernel_size else 0,
         parallel_rows=layer.parallel_rows,
     )
@@ -119,7 +125,7 @@ def _dequantized_weights(result: LayerResult, work: LayerWork, model_bytes: int)
         return None
     codes = layer.weight_params * weight.bits / 8
     gemm = replace(work, weight_bytes=work.weight_bytes - codes + layer.weight_params * model_bytes,
-                   weight_format=activation)
+                   weight_format=activation, macs=layer.macs, gemm_dims=layer.gemm_dims)
     return gemm, weight_dequantize_work(layer.name, layer.weight_params, codes, model_bytes, work.vector_dtype)
 
 

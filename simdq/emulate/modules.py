@@ -22,13 +22,13 @@ import torch
 import torch.nn as nn
 
 import emulator
-from emulator import BlockFormat
+from emulator import BlockFormat, ResidualBinaryFormat
 from emulator.gemm import Operand, accumulate, epilogue, operand
 
 from ..calibrate.modules import QuantConv2d
 from ..errors import SimdqError
 from .arithmetic import LayerArithmetic
-from .operands import Encoded, dequantized, encode_activation, encode_weight
+from .operands import Encoded, dequantized, encode_activation, encode_weight, weight_planes
 
 
 class Clock:
@@ -85,6 +85,8 @@ class EmulatedGemm(nn.Module):
         self.weight = encode_weight(fake.quantized_weight, self.conv) if arithmetic.emulated else None
         if self.weight is not None:
             fake.quantized_weight = None  # the codes now live here, in their narrow dtype
+        residual = self.weight is not None and isinstance(self.weight.fmt, ResidualBinaryFormat)
+        self.planes = weight_planes(self.weight) if residual else None
         self.accumulator = arithmetic.accumulator
         self.observer = None
         self.clock = None
@@ -98,29 +100,55 @@ class EmulatedGemm(nn.Module):
         inputs = x if self.conv else x.reshape(-1, shape[-1])
         activation = encode_activation(self.fake.input_quantizer, inputs, axis=1)
         encoded = time.perf_counter()
+        out = self._planes(activation) if self.planes is not None else self._product(activation, inputs)
+        if self.clock is not None:
+            self.clock.quantize += encoded - started
+            self.clock.kernels += time.perf_counter() - encoded
+        return out if self.conv else out.reshape(*shape[:-1], out.shape[-1])
+
+    def _raw(self, activation: Encoded, weight: Encoded) -> np.ndarray:
         if self.conv:
-            raw = conv_product(activation, self.weight, self.accumulator, self.fake)
-        else:
-            raw = gemm_product(activation, self.weight, self.accumulator)
+            return conv_product(activation, weight, self.accumulator, self.fake)
+        return gemm_product(activation, weight, self.accumulator)
+
+    def _with_bias(self, out: torch.Tensor) -> torch.Tensor:
+        if self.fake.bias is None:
+            return out
+        return out + self.fake.bias.detach().reshape((1, -1, 1, 1) if self.conv else (1, -1))
+
+    def _product(self, activation: Encoded, inputs: torch.Tensor) -> torch.Tensor:
+        raw = self._raw(activation, self.weight)
         output_scale = self.output_scale() if self.arithmetic.requant else None
 
         def finish(accumulators):
             if output_scale is not None:
                 return self.requantized(accumulators, activation, output_scale)
-            out = torch.from_numpy(apply_epilogue(accumulators, activation, self.weight))
-            if self.fake.bias is not None:
-                out = out + self.fake.bias.detach().reshape((1, -1, 1, 1) if self.conv else (1, -1))
-            return out
+            return self._with_bias(torch.from_numpy(apply_epilogue(accumulators, activation, self.weight)))
 
         out = finish(raw)
-        if self.clock is not None:
-            self.clock.quantize += encoded - started
-            self.clock.kernels += time.perf_counter() - encoded
         if self.observer is not None:
             self.observer(Product(self.name, self.arithmetic, activation, self.weight, raw, out,
                                   lambda: self.fake(inputs), finish, self.fake if self.conv else None, output_scale,
                                   self.fake.bias))
-        return out if self.conv else out.reshape(*shape[:-1], out.shape[-1])
+        return out
+
+    def _planes(self, activation: Encoded) -> torch.Tensor:
+        """A residual binary weight: each plane a binary GEMM with its own float32 epilogue (the accumulator
+        times the activation scale and the plane's per-channel scale, as cuBLAS applies them), the planes'
+        float32 outputs added in plane order, then the bias. Observers see one Product per plane (NAME.planeJ),
+        each against the fake-quantized product of the same two operands."""
+        total = None
+        for j, plane in enumerate(self.planes):
+            raw = self._raw(activation, plane)
+            out = apply_epilogue(raw, activation, plane)
+            total = out if total is None else total + out
+            if self.observer is not None:
+                self.observer(Product(
+                    f"{self.name}.plane{j}", self.arithmetic, activation, plane, raw, torch.from_numpy(out),
+                    lambda plane=plane: fake_product(activation, plane, self.fake if self.conv else None),
+                    lambda accumulators, plane=plane: torch.from_numpy(apply_epilogue(accumulators, activation, plane)),
+                    self.fake if self.conv else None))
+        return self._with_bias(torch.from_numpy(total))
 
     def output_scale(self) -> float:
         """The int8 output scale of the running timestep group (amax / 127, recorded by calibration)."""
@@ -198,3 +226,11 @@ def fake_matmul(a: Encoded, b: Encoded) -> torch.Tensor:
     """What the fake-quantized attention computes: float32 dequantized operands (each rounded once from
     value x scale, as torch_quant.dequantize), a float32 torch matmul."""
     return torch.from_numpy(dequantized(a).astype(np.float32)) @ torch.from_numpy(dequantized(b).astype(np.float32))
+
+
+def fake_product(a: Encoded, w: Encoded, conv=None) -> torch.Tensor:
+    """fake_matmul, or with `conv` (its geometry) a float32 torch convolution of the dequantized operands."""
+    if conv is None:
+        return fake_matmul(a, w)
+    x, weight = (torch.from_numpy(dequantized(e).astype(np.float32)) for e in (a, w))
+    return torch.nn.functional.conv2d(x, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)

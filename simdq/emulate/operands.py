@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import emulator
-from emulator import BinaryFormat, BlockEncoded, BlockFormat, block_encode
+from emulator import BinaryFormat, BlockEncoded, BlockFormat, ResidualBinaryFormat, block_encode, residual_planes
 from emulator.codec import code_dtype
 from emulator.gemm import Operand, operand
 
@@ -78,8 +78,17 @@ def encode_weight(stored: QuantizedWeight, conv: bool) -> Encoded:
                          f"emulating {fmt.name} weights needs per_channel or per_tensor granularity")
     codes = stored.codes.numpy().astype(code_dtype(fmt.bits))
     codes = codes.reshape(stored.shape) if conv else np.ascontiguousarray(codes.T)
+    if isinstance(fmt, ResidualBinaryFormat):  # scale: (output channels, planes)
+        return Encoded(codes, fmt, stored.scale.numpy().astype(np.float64))
     scale = stored.scale.numpy().astype(np.float64).reshape(-1)
     return Encoded(codes, fmt, float(scale[0]) if scale.size == 1 else scale)
+
+
+def weight_planes(encoded: Encoded) -> list:
+    """A residual binary weight as its planes: binary codes, each with its own per-channel scales."""
+    fmt = encoded.fmt
+    return [Encoded(plane, fmt.plane, encoded.scale[:, j].copy())
+            for j, plane in enumerate(residual_planes(encoded.data, fmt))]
 
 
 def operand_values(encoded: Encoded) -> np.ndarray:

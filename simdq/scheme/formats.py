@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from emulator import BinaryFormat, BlockFormat, FloatFormat, IntFormat, get_format
+from emulator import BinaryFormat, BlockFormat, FloatFormat, IntFormat, ResidualBinaryFormat, get_format
 from hw_models.workload import FULL_PRECISION, OperandFormat
 
 @dataclass(frozen=True)
 class QuantFormat:
     """name; bits: bits of one stored element; family: full, int, float, binary or block;
     block_size and block_scale_bits (block formats): elements per scale and bits of that scale;
-    tensor_scale_bits: one extra per-tensor scale (NVFP4's fp32); operand: the device-side description."""
+    tensor_scale_bits: one extra per-tensor scale (NVFP4's fp32); operand: the device-side description;
+    planes: scaled +-1 planes a weight is the sum of (residual binary formats: one scale per plane and channel,
+    one GEMM pass per plane), 1 for every other format."""
 
     name: str
     bits: int
@@ -25,6 +27,7 @@ class QuantFormat:
     block_size: int = 0
     block_scale_bits: int = 0
     tensor_scale_bits: int = 0
+    planes: int = 1
 
     @property
     def full_precision(self) -> bool:
@@ -54,6 +57,9 @@ def quant_format(name: str) -> QuantFormat:
     fmt = get_format(key)
     if isinstance(fmt, BinaryFormat):
         return QuantFormat(fmt.name, 1, "binary", OperandFormat(fmt.name, "binary", 1))
+    if isinstance(fmt, ResidualBinaryFormat):
+        return QuantFormat(fmt.name, fmt.bases, "binary", OperandFormat(fmt.name, "binary", 1, planes=fmt.bases),
+                           planes=fmt.bases)
     if isinstance(fmt, BlockFormat):
         return QuantFormat(
             fmt.name, fmt.element.bits, "block", _element_operand(fmt.name, fmt.element, fmt.block_size),

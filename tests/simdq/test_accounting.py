@@ -309,3 +309,35 @@ def test_per_image_keeps_an_unknown_energy_unknown(tmp_path):
                       input={"steps": 10})
     assert result.totals["energy_j"] is None and result.per_image["energy_j"] is None
     assert result.per_image["latency_s"] == pytest.approx(10 * result.totals["latency_s"], rel=1e-12)
+
+
+def test_two_basis_binary_weights_cost_two_planes_by_hand():
+    from simdq.cost.estimate import LayerResult, layer_work
+    from simdq.scheme import resolve
+
+    quant = {"weights": "binary2", "activations": "int4"}
+    cost = hand_cost(quant)
+    # two sign bits a weight, two fp32 scales per output channel, the fp32 bias
+    assert cost.weight_bytes == (32 * 576 * 2 + 2 * 32 * 32 + 32 * 32) / 8
+    assert cost.bops == 2 * 4 * HAND_CONV.macs  # two planes, each W1 x A4
+    paper = hand_cost(quant, "binarydm")
+    assert (paper.bops, paper.size_bytes) == (2 * 4 * HAND_CONV.macs, (32 * 576 * 2 + 32 * 32) / 8)
+    config = parse_config({"model": {"preset": "sd15"}, "quant": quant}, "t")
+    scheme = resolve([HAND_CONV], config.quant, "fp32")[0]
+    work = layer_work(LayerResult(HAND_CONV, scheme, cost, None), "fp32")
+    # each plane is a GEMM pass: stacked as extra output channels of one GEMM
+    assert (work.macs, work.gemm_dims, work.weight_format.planes) == (2 * HAND_CONV.macs, (1, 100, 64, 576), 2)
+
+
+def test_two_basis_layers_take_two_passes_on_every_engine():
+    layer = {"layer": {"kind": "conv", "in_channels": 448, "out_channels": 448, "kernel_size": 3, "size": 32}}
+    times = {}
+    for device in ("xne", "jetson"):
+        for weights in ("binary", "binary2"):
+            result = estimate({"weights": weights, "activations": "int4"}, layer, device, convention="full")
+            conv = result.layers[0].device
+            times[device, weights] = conv.compute_s
+            if weights == "binary2":
+                assert "2 weight planes" in conv.mapping
+    assert times["xne", "binary2"] == pytest.approx(2 * times["xne", "binary"], rel=1e-12)
+    assert times["jetson", "binary2"] > times["jetson", "binary"]

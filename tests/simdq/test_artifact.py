@@ -209,6 +209,22 @@ def test_block_scaled_weights_survive_the_round_trip(tmp_path):
     assert conv.quantized_weight.granularity == "per_block" and conv.quantized_weight.tensor_scale is not None
 
 
+def test_two_basis_weights_survive_the_round_trip(tmp_path, capsys):
+    first, metadata = _round_trip(tmp_path, {"weights": "binary2", "activations": "int4", "policy": "binarydm"})
+    stored = first.down_blocks[0].resnets[0].conv1.quantized_weight
+    assert stored.scale.shape == (stored.shape[0], 2) and int(stored.codes.max()) == 3
+    assert metadata["layers"]["down_blocks.0.resnets.0.conv1"]["weight_format"] == "binary2"
+    # one scale per plane: a record of one scale per channel no longer fits it
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(tmp_path / "artifact" / "model.safetensors"))
+    tensors["down_blocks.0.resnets.0.conv1.weight.scale"] = tensors["down_blocks.0.resnets.0.conv1.weight.scale"][:, 0]
+    save_file(tensors, str(tmp_path / "artifact" / "model.safetensors"))
+    reseal(tmp_path / "artifact")
+    assert main(["estimate", str(tmp_path / "artifact"), "--hw", "h100"]) == 2
+    assert "down_blocks.0.resnets.0.conv1.weight.scale" in capsys.readouterr().err
+
+
 def test_quant_yaml_lists_ranges_per_timestep(artifact):
     _, directory = artifact
     metadata = read_metadata(directory)

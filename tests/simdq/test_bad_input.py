@@ -136,6 +136,9 @@ def test_the_shipped_signatures_are_the_installed_diffusers_ones():
     ({"weight_zero_point": True}, "got unquantized weights"),
     ({"weights": "int4", "scale_format": "nvfp4"}, "'nvfp4' is not a format weight scales are stored in"),
     ({"weights": "int4", "scale_format": "int4"}, "'int4' is not a format weight scales are stored in"),
+    ({"weights": "binary2", "activations": "binary2"}, "quant.activations: binary2 is a weight format"),
+    ({"weights": "binary2", "rules": [{"match": "conv_in", "activations": "binary3"}]}, "binary3 is a weight format"),
+    ({"attention": {"quantize": True, "activations": "binary2"}}, "binary2 is a weight format"),
 ])
 def test_contradictions_are_refused_with_what_is_allowed(capsys, tmp_path, quant, message):
     err = _one_line(capsys, ["estimate", _model(tmp_path, {"model": TINY, "quant": quant}), "--hw", "h100"])

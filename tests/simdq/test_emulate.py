@@ -13,7 +13,7 @@ import yaml
 from unet_fixtures import TINY_UNET, reseal
 
 import emulator
-from emulator import BinaryFormat
+from emulator import BinaryFormat, get_format
 from simdq.calibrate.persist import save_artifact
 from simdq.calibrate.pipeline import calibrate_unet
 from simdq.config import parse_config
@@ -25,6 +25,7 @@ SCHEMES = {  # name -> (weights, activations, attention quantized)
     "w4a4-int4": ("int4", "int4", False),
     "w1a4": ("binary", "int4", False),
     "w1a1": ("binary", "binary", False),
+    "w1.1a4": ("binary2", "int4", False),
     "w8a8-e4m3": ("e4m3fn", "e4m3fn", True),
     "nvfp4": ("nvfp4", "nvfp4", False),
     "mxfp4-weights": ("mxfp4", "e4m3fn", False),
@@ -98,7 +99,10 @@ def float64_product(product):
 def test_every_exact_layer_equals_float64_arithmetic_on_its_codes(scheme, root):
     model = load_emulated(artifact(scheme, root))
     _, products = products_of(model)
-    assert {p.name for p in products} == {name for name, a in model.plan.items() if a.emulated}
+    planes = {name: get_format(a.weight_format).bits if "weight planes" in a.kernel else 0
+              for name, a in model.plan.items() if a.emulated}
+    assert {p.name for p in products} == {f"{name}.plane{j}" if count else name
+                                          for name, count in planes.items() for j in range(max(count, 1))}
     for product in products:
         reference = float64_product(product)
         raw = product.accumulator

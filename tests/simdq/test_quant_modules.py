@@ -39,6 +39,26 @@ def test_binary_weights_are_sign_times_channel_mean():
     assert fake.tolist() == [[0.75, -0.75, 0.75, 0.75], [-2.0, -2.0, 2.0, 2.0]]
 
 
+def test_two_basis_weights_are_the_emulators_residual_binarization(rng):
+    weight = torch.from_numpy(rng.standard_normal((6, 4, 3, 3)).astype(np.float32))
+    stored = WeightQuantizer("binary2").quantize(weight)
+    expected = em.residual_binarize(weight.numpy(), "binary2")
+    assert np.array_equal(stored.codes.numpy(), expected.codes.reshape(6, -1))
+    assert np.array_equal(stored.scale.numpy(), expected.scales) and stored.scale.shape == (6, 2)
+    fake = WeightQuantizer("binary2").fake_quantize(weight)
+    assert np.array_equal(fake.numpy(), em.residual_dequantize(expected.codes, expected.scales, "binary2"))
+    one_basis = WeightQuantizer("binary").fake_quantize(weight)
+    assert ((fake - weight) ** 2).sum() < ((one_basis - weight) ** 2).sum()
+
+
+def test_two_basis_weights_per_tensor_share_two_scales():
+    weight = torch.tensor([[1.0, -3.0], [2.0, 2.0]])
+    stored = WeightQuantizer("binary2", "per_tensor").quantize(weight)
+    # alpha1 = mean(1, 3, 2, 2) = 2; residuals (-1, -1, 0, 0): alpha2 = 0.5
+    assert stored.scale.tolist() == [[2.0, 0.5], [2.0, 0.5]]
+    assert stored.dequantize().tolist() == [[1.5, -2.5], [2.5, 2.5]]
+
+
 def test_quant_linear_and_conv_compute_with_quantized_operands(rng):
     linear = torch.nn.Linear(32, 8)
     quantizer = ActivationQuantizer("int8")
