@@ -54,7 +54,9 @@ def _xnor_engine(name: str, spec: XnorSpec, dram_bandwidth: float, energy, scale
         energy = dataclasses.replace(energy, binary_op_fj=spec.fj_per_binary_op.value)
     return XnorEngine(name, binary_macs_per_s=spec.binary_macs_per_s.value * scale,
                       max_activation_bits=spec.max_activation_bits.value,
-                      kernel_overhead_s=spec.kernel_overhead_s.value, dram_bandwidth=dram_bandwidth, energy=energy)
+                      kernel_overhead_s=spec.kernel_overhead_s.value, dram_bandwidth=dram_bandwidth, energy=energy,
+                      packing_bytes_per_s=spec.input_packing_bytes_per_s.value if spec.input_packing_bytes_per_s
+                      else None)
 
 
 ENGINE_BUILDERS = {"roofline": _roofline_engine, "systolic": _systolic_engine, "xnor": _xnor_engine}

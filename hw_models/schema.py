@@ -176,6 +176,9 @@ class XnorSpec(_Strict):
     fj_per_binary_op: Sourced
     max_activation_bits: ActivationBits
     kernel_overhead_s: Sourced
+    # an engine that binarizes and bit-packs a full-precision input itself, one pass per activation plane (LCE's
+    # LceQuantize before LceBconv2d), at this many bytes (read and written) per second; absent: inputs arrive packed
+    input_packing_bytes_per_s: Optional[Sourced] = None
 
 
 class UnknownEngine(BaseModel):

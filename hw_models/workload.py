@@ -76,6 +76,7 @@ class LayerWork:
     tf32: bool = False  # fp32 operands may run on TF32 tensor cores (the runtime allows it for this kind)
     window: int = 0  # a convolution's kernel window (kh x kw; 1: pointwise), 0 where unknown or not a conv
     parallel_rows: int = 0  # a norm's independent rows (GroupNorm: batch x groups), 0 where unknown
+    input_elements: int = 0  # elements of the GEMM's quantizable input (what a packer reads), 0 where unknown
 
     def __post_init__(self):
         if self.kind not in LAYER_KINDS:

@@ -83,7 +83,7 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
         weight_format=scheme.weight.operand if scheme.weight else None, vector_dtype=model_dtype,
         gemm_dims=gemm_dims, tf32=layer.kind in tf32_kinds,
         window=prod(layer.kernel_size) if layer.kind == "conv" and layer.kernel_size else 0,
-        parallel_rows=layer.parallel_rows,
+        parallel_rows=layer.parallel_rows, input_elements=layer.gemm_read,
     )
 
 

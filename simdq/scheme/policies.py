@@ -5,7 +5,10 @@ A policy is an ordered list of rules (first match wins, after the user's own rul
 activations are a format name, FULL (the model's own precision) or None (keep the scheme's format).
 count_ops=False keeps a layer in the size but leaves its MACs out of BOPs/FLOPs/OPs under the papers'
 conventions, as BiDM's table does with the skip convs. extra_shortcuts adds BiDM's full-precision 1x1
-shortcut conv beside every binarized conv whose channel counts differ.
+shortcut conv beside every binarized conv whose channel counts differ; scale_path adds, beside every conv
+with binary weights and activations, BiDM's activation scale (util_ours.py BNNConv2d: the channel mean of |x|,
+a learnable k x k 1 -> 1 conv on that map, the conv's output times it; XNOR-Net's K). The weights' own
+per-channel alpha is the binary GEMM's epilogue, as in any binary conv.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Policy:
     description: str
     rules: tuple = ()
     extra_shortcuts: bool = False
+    scale_path: bool = False
 
 
 _FP_ENDS = PolicyRule(TIME_EMBEDDING + FIRST_LAST, FULL, FULL,
@@ -53,10 +57,11 @@ POLICIES = {
         Policy("bidm-as-published", "BiDM's Table 4: as binarydm, but the ResBlock skip convs count in the "
                "size at the scheme's bits and in neither BOPs nor FLOPs",
                (_FP_ENDS, PolicyRule(SKIP_CONVS, count_ops=False, why="skip convs left out of BiDM's OPs"))),
-        Policy("bidm-as-coded", "BiDM's released code: as binarydm, plus full-precision skip convs and a "
-               "full-precision 1x1 shortcut beside each binarized conv whose channel counts differ",
+        Policy("bidm-as-coded", "BiDM's released code: as binarydm, plus full-precision skip convs, a "
+               "full-precision 1x1 shortcut beside each binarized conv whose channel counts differ, and each binary "
+               "conv's activation scale path (channel mean of |x|, a k x k conv on it, x K)",
                (_FP_ENDS, PolicyRule(SKIP_CONVS, FULL, FULL, why="skip convs at full precision (code)")),
-               extra_shortcuts=True),
+               extra_shortcuts=True, scale_path=True),
         Policy("bidm-fp-skips", "BiDM's Table 4 read a third way: as binarydm, plus the ResBlock skip convs at "
                "full precision (as the code keeps them), without the code's added 1x1 shortcuts",
                (_FP_ENDS, PolicyRule(SKIP_CONVS, FULL, FULL, why="skip convs at full precision"))),

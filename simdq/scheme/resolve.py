@@ -75,24 +75,59 @@ def _weight_layer_scheme(layer: Layer, rules, weights, activations, model_dtype)
     return LayerScheme(weights, activations)
 
 
+def _bidm_shortcut(layer: Layer) -> list:
+    """BiDM's full-precision 1x1 conv beside a binarized conv whose channel counts differ."""
+    if layer.in_channels == layer.out_channels:
+        return []
+    positions = layer.write // layer.out_channels
+    return [Layer(
+        name=f"{layer.name}.bidm_shortcut", module=layer.module, module_type="Conv2d 1x1 (BiDM shortcut)",
+        kind="conv", macs=positions * layer.in_channels * layer.out_channels, gemm_read=layer.gemm_read,
+        write=layer.write, kernels=1, weight_params=layer.in_channels * layer.out_channels,
+        in_channels=layer.in_channels, out_channels=layer.out_channels, kernel_size=(1, 1),
+        input_shape=layer.input_shape, output_shape=layer.output_shape, extra=True,
+        gemm_dims=(1, positions, layer.out_channels, layer.in_channels),
+    )]
+
+
+def _bidm_scale_path(layer: Layer) -> list:
+    """BiDM's activation scale beside a binary x binary conv (util_ours.py BNNConv2d), as the three operations
+    its code runs: mean(|x|, dim=1) (abs and mean: two kernels), fliter_k, a k x k conv with bias from that one
+    map to one (the conv's stride and padding), and y * K, K broadcast over the output channels."""
+    batch, channels, *_ = layer.input_shape
+    inputs = layer.gemm_read
+    in_positions, out_positions = inputs // channels, layer.write // layer.out_channels
+    window = layer.kernel_size[0] * layer.kernel_size[1]
+    common = dict(module=layer.module, extra=True)
+    return [
+        Layer(name=f"{layer.name}.bidm_scale.mean_abs", module_type="mean(|x|, dim=1) (BiDM scale)",
+              kind="elementwise", vector_flops=2 * inputs + in_positions, read=inputs, write=in_positions,
+              kernels=2, **common),
+        Layer(name=f"{layer.name}.bidm_scale.k_conv", module_type="Conv2d 1->1 (BiDM scale fliter_k)", kind="conv",
+              macs=out_positions * window, gemm_read=in_positions, write=out_positions, kernels=1,
+              weight_params=window, other_params=1, in_channels=1, out_channels=1, kernel_size=layer.kernel_size,
+              input_shape=(batch, 1, *layer.input_shape[2:]), output_shape=(batch, 1, *layer.output_shape[2:]),
+              gemm_dims=(1, out_positions, 1, window), **common),
+        Layer(name=f"{layer.name}.bidm_scale.multiply", module_type="y * K (BiDM scale)", kind="elementwise",
+              vector_flops=layer.write, read=layer.write + out_positions, write=layer.write, kernels=1, **common),
+    ]
+
+
 def add_policy_layers(layers: list, schemes: list, quant, model_dtype: str) -> tuple:
-    """Layers a policy adds to the traced model (BiDM's extra shortcuts), with their schemes."""
+    """Layers a policy adds to the traced model (BiDM's extra shortcuts and scale paths), with their schemes:
+    full precision, the model's dtype."""
     policy = get_policy(quant.policy) if quant.policy else None
-    if not policy or not policy.extra_shortcuts:
+    if not policy or not (policy.extra_shortcuts or policy.scale_path):
         return layers, schemes
     extra = []
     for layer, scheme in zip(layers, schemes):
-        binarized = scheme.weight is not None and not scheme.weight.full_precision
-        if layer.kind == "conv" and binarized and layer.in_channels != layer.out_channels and not layer.extra:
-            positions = layer.write // layer.out_channels
-            extra.append(Layer(
-                name=f"{layer.name}.bidm_shortcut", module=layer.module, module_type="Conv2d 1x1 (BiDM shortcut)",
-                kind="conv", macs=positions * layer.in_channels * layer.out_channels, gemm_read=layer.gemm_read,
-                write=layer.write, kernels=1, weight_params=layer.in_channels * layer.out_channels,
-                in_channels=layer.in_channels, out_channels=layer.out_channels, kernel_size=(1, 1),
-                input_shape=layer.input_shape, output_shape=layer.output_shape, extra=True,
-                gemm_dims=(1, positions, layer.out_channels, layer.in_channels),
-            ))
+        if layer.kind != "conv" or layer.extra or scheme.weight is None or scheme.weight.full_precision:
+            continue
+        if policy.extra_shortcuts:
+            extra += _bidm_shortcut(layer)
+        if policy.scale_path and scheme.weight.family == "binary" and scheme.activation.family == "binary":
+            extra += _bidm_scale_path(layer)
     full = quant_format(model_dtype)
-    extra_schemes = [LayerScheme(full, full, decided_by=f"policy {policy.name} (extra layer)")] * len(extra)
+    extra_schemes = [LayerScheme(full if layer.is_weight_layer else None, full,
+                                 decided_by=f"policy {policy.name} (extra layer)") for layer in extra]
     return layers + extra, schemes + extra_schemes

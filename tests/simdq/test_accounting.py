@@ -72,10 +72,37 @@ def test_bidm_as_coded_adds_a_full_precision_shortcut_per_binary_conv_changing_c
         if isinstance(m, torch.nn.Conv2d) and m.in_channels != m.out_channels
         and name not in ("conv_in", "conv_out") and not name.endswith("conv_shortcut")
     }
-    extras = {r.layer.name.removesuffix(".bidm_shortcut"): r for r in result.layers if r.layer.extra}
+    extras = {r.layer.name.removesuffix(".bidm_shortcut"): r for r in result.layers
+              if r.layer.name.endswith(".bidm_shortcut")}
     assert set(extras) == expected
     for name, r in extras.items():
         assert r.scheme.weight.name == "fp32" and r.cost.flops == r.layer.macs == r.layer.write * r.layer.in_channels
+
+
+def test_bidm_as_coded_adds_the_scale_path_beside_every_binary_conv():
+    result = estimate({"weights": "binary", "activations": "binary", "policy": "bidm-as-coded"})
+    binary = {r.layer.name: r.layer for r in result.layers
+              if r.layer.kind == "conv" and not r.layer.extra and r.scheme.weight.family == "binary"}
+    paths = {}
+    for r in result.layers:
+        if ".bidm_scale." in r.layer.name:
+            conv, part = r.layer.name.split(".bidm_scale.")
+            paths.setdefault(conv, {})[part] = r
+    assert set(paths) == set(binary) and len(binary) == 50  # LDM-4: every conv but the ends and skip convs
+    for name, parts in paths.items():
+        conv = binary[name]
+        batch, channels, height, width = conv.input_shape
+        out_height, out_width = conv.output_shape[2:]
+        mean, k_conv, multiply = parts["mean_abs"], parts["k_conv"], parts["multiply"]
+        # |x| and a sum per input element, a division per position
+        assert mean.layer.vector_flops == 2 * batch * channels * height * width + batch * height * width
+        # one k x k filter from the mean map to one channel, at the conv's output positions, at full precision
+        assert k_conv.layer.macs == batch * out_height * out_width * conv.kernel_size[0] * conv.kernel_size[1]
+        assert k_conv.scheme.weight.name == "fp32" and k_conv.cost.flops == k_conv.layer.macs
+        # y * K: one product per output element
+        assert multiply.layer.vector_flops == conv.write == batch * conv.out_channels * out_height * out_width
+    published = estimate({"weights": "binary", "activations": "binary", "policy": "bidm-as-published"})
+    assert not any(".bidm_scale." in r.layer.name for r in published.layers)
 
 
 def test_efficientdm_as_coded_policy_formats():

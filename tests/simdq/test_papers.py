@@ -189,12 +189,30 @@ def test_lce_device_rates_come_from_the_kernel_block_and_the_core(results):
     assert device.engines["lce"].binary_macs_per_s == pytest.approx(binary_macs / (asimd_instructions / pipes)
                                                                     * clock, rel=1e-3)
     by_id = {r.id: r for r in results}
-    fp, one_plane, four_planes = (by_id[i].recount for i in ("t17-fp-latency", "t8-binary-latency",
-                                                             "t17-w1a4-latency"))
-    macs = 32 * 32 * 448 * 448 * 9
+    fp, one_plane, four_planes, two_bases = (by_id[i].recount for i in (
+        "t17-fp-latency", "t8-binary-latency", "t17-w1a4-latency", "t17-two-basis-latency"))
+    macs, elements, operator = 32 * 32 * 448 * 448 * 9, 448 * 32 * 32, 20.0
     assert fp == pytest.approx(macs / (2 * 4 * clock) * 1e6, rel=1e-9)  # two 4-lane FMLA per cycle
-    assert one_plane == pytest.approx(macs / device.engines["lce"].binary_macs_per_s * 1e6, rel=1e-9)
+    gemm = macs / device.engines["lce"].binary_macs_per_s * 1e6
+    # LceQuantize first: the fp32 input read and its bits written at the LPDDR4X's 34.1 GB/s, one operator each
+    packing = elements * (4 + 1 / 8) / 34.1e9 * 1e6 + operator
+    assert one_plane == pytest.approx(gemm + packing, rel=1e-9)
     assert four_planes == pytest.approx(4 * one_plane) and by_id["t17-planes-vs-one"].recount == pytest.approx(4)
+    assert two_bases == pytest.approx(8 * gemm + 4 * packing, rel=1e-9)  # two weight planes per packed plane
+
+
+def test_bidm_scale_path_priced_as_its_code_runs_it(results):
+    """The scale path's three float operators on the A76 at its own rates: mean(|x|) (two operators over the
+    input), the 3x3 1->1 conv (one operator, 9 MACs per position), y x K (one over the output)."""
+    by_id = {r.id: r for r in results}
+    added = by_id["t8-bidm-latency"].recount - by_id["t8-binary-latency"].recount
+    elements, positions, operator, vector, dram = 448 * 32 * 32, 32 * 32, 20.0, 23.68e9, 34.1e9
+    mean = max((2 * elements + positions) / vector, (elements + positions) * 4 / dram) * 1e6
+    mean = max(mean, 2 * operator)
+    k_conv = max(9 * positions / (47.36e9 / 2), operator * 1e-6, (positions * 2 + 10) * 4 / dram) * 1e6
+    multiply = max(elements / vector, (2 * elements + positions) * 4 / dram, operator * 1e-6) * 1e6
+    assert added == pytest.approx(mean + k_conv + multiply, rel=1e-6)
+    assert 100 < added < 300  # against the 4,165 us the printed rows add
 
 
 def test_a_row_that_needs_what_simdq_lacks_is_shown_not_recounted(estimates):
