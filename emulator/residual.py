@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .arguments import axis as check_axis
+from .arguments import axis as check_axis, numeric_array
 from .codec import check_codes, float_input
 from .formats import ResidualBinaryFormat, get_format
 
@@ -75,7 +75,9 @@ def residual_dequantize(codes, scales, fmt="binary2", *, axis: int = 0) -> np.nd
     fmt = residual_format(fmt)
     arr = check_codes(codes, fmt)
     rows = _rows(arr, axis)
-    alphas = np.asarray(scales, dtype=np.float64)
+    alphas = numeric_array(scales, "scales").astype(np.float64)
+    if not (np.isfinite(alphas).all() and (alphas >= 0).all()):
+        raise ValueError("scales must be finite and >= 0 (mean magnitudes)")
     if alphas.shape != (rows.shape[0], fmt.bases):
         raise ValueError(f"scales must have shape (channels, bases) = {(rows.shape[0], fmt.bases)}, got "
                          f"{alphas.shape}")

@@ -36,6 +36,9 @@ VALID_CALLS = {
     "binary_matmul": ((SIGNS, SIGNS.T.copy()), {}),
     "conv2d": ((np.ones((1, 2, 4, 4), np.int64), np.ones((3, 2, 3, 3), np.int64)),
                {"x_format": "int8", "w_format": "int8", "stride": 1, "padding": 0, "dilation": 1, "groups": 1}),
+    "residual_binarize": ((X, "binary2"), {"axis": 0}),
+    "residual_dequantize": ((np.array([[0, 3, 1], [2, 0, 1]], np.uint8), np.ones((2, 2)), "binary2"), {"axis": 0}),
+    "residual_planes": ((np.array([[0, 3, 1], [2, 0, 1]], np.uint8), "binary2"), {}),
 }
 HOSTILE = [4.0, 3.5, "yes", "no", None, True, -1, 2**70, math.nan, math.inf, [1, "a"], np.ones((2, 2, 2, 2, 2)),
            object(), 0, np.array(["a", "b"]), 1 + 2j, np.array([256, -1])]
@@ -46,7 +49,8 @@ def _call(name, args, kwargs):
 
 
 # what each valid call returns: the property below starts from these, so they must work
-RESULT_TYPES = {"get_format": em.IntFormat, "get_accumulator": em.Accumulator, "block_encode": em.BlockEncoded}
+RESULT_TYPES = {"get_format": em.IntFormat, "get_accumulator": em.Accumulator, "block_encode": em.BlockEncoded,
+                "residual_binarize": em.ResidualBinary, "residual_planes": list}
 
 
 @pytest.mark.parametrize("name", sorted(VALID_CALLS))

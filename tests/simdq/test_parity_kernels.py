@@ -68,3 +68,20 @@ def test_text_formats_list_every_property(capsys, fmt):
     assert main(["parity", "kernels", "--examples", "3", "--only", "matmul*", "--format", fmt]) == 0
     out = capsys.readouterr().out
     assert "properties hold" in out and "matmul, exact accumulator" in out
+
+
+def test_a_residual_binarizer_that_rounds_its_mean_differently_is_caught(monkeypatch):
+    import emulator.residual as residual
+
+    def numpy_mean(w, fmt="binary2", *, axis=0):
+        out = real(w, fmt, axis=axis)
+        rows = np.moveaxis(np.asarray(w, np.float64), axis, 0).reshape(out.scales.shape[0], -1)
+        scales = out.scales.copy()
+        scales[:, 0] = np.abs(rows).mean(axis=1) * (1 + 2**-52)  # a last-bit slip in the first plane's scale
+        return residual.ResidualBinary(out.codes, scales)
+
+    real = residual.residual_binarize
+    monkeypatch.setattr(kernels.em, "residual_binarize", numpy_mean)
+    result = kernels.run_property(kernels.residual_binarization(), examples=100, seed=1)
+    assert not result.holds and "codes or scales differ from the plain twin" in result.counterexample
+    assert "w=[[" in result.counterexample  # the shrunk case, shown

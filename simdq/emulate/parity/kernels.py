@@ -9,7 +9,8 @@ onnx.reference QLinearMatMul, torch.ops.quantized.linear on each engine, TFLite 
 the convention the expectation table gives its version, Larq's LceBconv2d (recorded vectors) and, with
 --vectors, the tensor-core bit patterns recorded on an H200 (tests/data/tensor_cores in a source checkout).
 Two more properties hold the kernels to themselves: results do not depend on the thread count, and the fast
-paths (integer convolutions by taps, tensor cores from code tables) equal the general ones.
+paths (integer convolutions by taps, tensor cores from code tables) equal the general ones; residual
+binarization (binary2) is held to its plain twin.
 """
 
 from __future__ import annotations
@@ -315,6 +316,37 @@ def fast_paths_equal_general_ones() -> KernelProperty:
                           lambda c: f"{c['acc']}: {_show_conv(c)}")
 
 
+def residual_binarization() -> KernelProperty:
+    from hypothesis import strategies as st
+
+    from emulator.reference.residual import reference_residual_binarize, reference_residual_value
+
+    magnitudes = st.one_of(st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 3.0, -3.0]),
+                           st.floats(-1e4, 1e4, width=32, allow_nan=False))
+
+    def strategy():
+        return st.tuples(st.integers(1, 4), st.integers(1, 12), st.sampled_from(["binary2", "binary3"]),
+                         st.sampled_from(["+1", "-1"])).flatmap(lambda t: st.lists(
+                             magnitudes, min_size=t[0] * t[1], max_size=t[0] * t[1]).map(lambda v: {
+                                 "w": np.array(v, np.float32).reshape(t[0], t[1]), "fmt": t[2], "zero": t[3]}))
+
+    def check(case):
+        fmt = em.get_format(case["fmt"], zero=case["zero"])
+        encoded = em.residual_binarize(case["w"], fmt)
+        values = em.residual_dequantize(encoded.codes, encoded.scales, fmt)
+        for c, channel in enumerate(case["w"].tolist()):
+            codes, scales = reference_residual_binarize(channel, fmt.bases, case["zero"])
+            if encoded.codes[c].tolist() != codes or encoded.scales[c].tolist() != scales:
+                return f"channel {c}: codes or scales differ from the plain twin"
+            want = np.array([reference_residual_value(code, scales) for code in codes], np.float32)
+            if values[c].tobytes() != want.tobytes():
+                return f"channel {c}: decoded values differ from the plain twin"
+        return None
+    return KernelProperty("residual_binarize / residual_dequantize (binary2, binary3; both zero rules)",
+                          "the plain twin (emulator/reference/residual.py: Python floats, math.fsum)", strategy, check,
+                          lambda c: f"{c['fmt']} zero={c['zero']} w={c['w'].tolist()}")
+
+
 def thread_count_invariance() -> KernelProperty:
     import numba
 
@@ -405,7 +437,7 @@ def kernel_properties(vectors=None) -> tuple[list, list]:
     """(every property whose reference is installed, the libraries that are not)."""
     properties = [exact_integer_gemm(), narrow_integer_accumulators(), tensor_core_accumulators(),
                   integer_convolutions(), binary_convolutions(), fast_paths_equal_general_ones(),
-                  thread_count_invariance()]
+                  residual_binarization(), thread_count_invariance()]
     dot = ml_dtypes_dot()
     missing = [] if dot is not None else ["ml_dtypes"]
     properties += [dot] if dot is not None else []
