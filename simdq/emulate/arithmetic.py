@@ -75,7 +75,7 @@ def _kernel(weight, activation) -> str:
 
 def integer_kernel(kernel: str) -> bool:
     """Whether the kernel's operands are integers (binary included): its accumulator is an integer one."""
-    return kernel.split(",")[0] in ("int x int", "int x binary", "binary x binary")
+    return kernel in ("int x int", "int x binary", "binary x binary")
 
 
 def _format(name: str | None):
@@ -123,10 +123,10 @@ def plan_layer(name: str, weight_format: str, activation_format: str, *, accumul
                 chosen, source = "exact", f"{device.name} {engine}.{precision} names no accumulator: exact"
     else:
         chosen, source = "fp32", "an operand is unquantized: float32 torch"
+    requant = requant if integer_kernel(kernel) else None
     if isinstance(weight, ResidualBinaryFormat):
         # each plane is a binary GEMM; its own scales take the float32 epilogue, so no one int8 requantization
         kernel = f"{kernel}, {weight.bases} weight planes"
         if requant is not None:
             source, requant = f"{source}; float epilogue: {weight.name}'s planes carry their own scales", None
-    return LayerArithmetic(name, weight_format, activation_format, chosen, kernel, source, engine, precision,
-                           requant if integer_kernel(kernel) else None)
+    return LayerArithmetic(name, weight_format, activation_format, chosen, kernel, source, engine, precision, requant)

@@ -307,3 +307,13 @@ def test_requant_needs_the_output_ranges(root, tmp_path):
     load_emulated(old)  # without --requant it still runs
     with pytest.raises(SimdqError, match="recalibrate"):
         load_emulated(old, requant="onnxruntime")
+
+
+def test_two_basis_layers_keep_the_float_epilogue_under_requant(root):
+    """Each plane carries its own scales, so no one int8 requantization applies: the plan says so and the
+    layers compute exactly what they compute without --requant."""
+    requantized = load_emulated(artifact("w1.1a4", root), requant="onnxruntime")
+    planned = [a for a in requantized.plan.values() if "weight planes" in a.kernel]
+    assert planned and all(a.requant is None and "planes carry their own scales" in a.source for a in planned)
+    plain = load_emulated(artifact("w1.1a4", root))
+    assert torch.equal(requantized(**INPUTS), plain(**INPUTS))
