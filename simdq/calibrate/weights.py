@@ -3,7 +3,8 @@ output channel or per group of input features, with the emulator's rounding (sim
 
 Binary weights are sign(W) (zero -> +1) times the mean |W| of their output channel, as BinaryDM and BiDM;
 residual binary weights (binary2: BinaryDM's two-basis EBB) are the emulator's residual_binarize of each output
-channel (or of the whole tensor, per_tensor), two sign planes and two scales; block formats (MX, NVFP4) are the emulator's own block codes, a partial last block zero-padded.
+channel (or of the whole tensor, per_tensor), two sign planes and two scales; block formats (MX, NVFP4) are the
+emulator's own block codes, a partial last block zero-padded.
 """
 
 from __future__ import annotations
