@@ -2,7 +2,7 @@
 
 For each output channel (the slice of `axis`), starting from r_0 = w in float64:
   s_j     = sign(r_{j-1})                 (zero -> +1, or -1 with the format's zero="-1")
-  alpha_j = sum(|r_{j-1}|) / n            (the sum correctly rounded (math.fsum), then one division)
+  alpha_j = sum(|r_{j-1}|) / n            (the sum correctly rounded, as math.fsum, then one division)
   r_j     = r_{j-1} - alpha_j * s_j       (one float64 rounding; alpha_j * s_j is exact)
 which is BinaryDM's Evolvable-Basis Binarizer at initialization (ours_util.py, BNNConv2d with order=2: the first
 basis is sign(W) times the channel's mean |W|, the second the sign of the residual times its mean magnitude).
@@ -15,11 +15,11 @@ Codes: bit j of an element's code is plane j's sign bit (1 for -1), so plane j a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._kernels import residual as kernels
 from .arguments import axis as check_axis, numeric_array
 from .codec import check_codes, float_input
 from .formats import ResidualBinaryFormat, get_format
@@ -62,8 +62,7 @@ def residual_binarize(w, fmt="binary2", *, axis: int = 0) -> ResidualBinary:
     scales = np.empty((rows.shape[0], fmt.bases), dtype=np.float64)
     for j in range(fmt.bases):
         negative = residual < 0 if fmt.zero == "+1" else residual <= 0
-        magnitude = np.abs(residual)
-        scales[:, j] = [math.fsum(row) / len(row) for row in magnitude.tolist()]
+        kernels.row_means(np.abs(residual), scales[:, j])
         codes |= negative.astype(np.uint8) << j
         residual = residual - np.where(negative, -scales[:, j:j + 1], scales[:, j:j + 1])
     moved_shape = np.moveaxis(arr, axis, 0).shape
