@@ -85,8 +85,9 @@ class EmulatedGemm(nn.Module):
         self.weight = encode_weight(fake.quantized_weight, self.conv) if arithmetic.emulated else None
         if self.weight is not None:
             fake.quantized_weight = None  # the codes now live here, in their narrow dtype
-        residual = self.weight is not None and isinstance(self.weight.fmt, ResidualBinaryFormat)
-        self.planes = weight_planes(self.weight) if residual else None
+        self.planes = None
+        if self.weight is not None and isinstance(self.weight.fmt, ResidualBinaryFormat):
+            self.planes, self.weight = weight_planes(self.weight), None  # the planes are the only copy kept
         self.accumulator = arithmetic.accumulator
         self.observer = None
         self.clock = None
