@@ -121,6 +121,7 @@ def measure(out_dir: Path, device_name: str, quick: bool, only: str, energy_only
     from simdq.microbench.energy import energy_calls
     from simdq.microbench.timing import capture, replay_seconds, tf32_mode
     from simdq.model.unets import build_unet
+    from simdq.output import replacing
     from simdq.presets import preset_spec
 
     device = torch.device(device_name)
@@ -142,7 +143,8 @@ def measure(out_dir: Path, device_name: str, quick: bool, only: str, energy_only
             data["kernels"] = {"error": str(err).splitlines()[0]}
 
     def save():
-        (out_dir / "measurements.json").write_text(json.dumps(data, indent=1))
+        with replacing(out_dir / "measurements.json", "-o") as temporary:
+            temporary.write_text(json.dumps(data, indent=1))
 
     plan = QUICK_PLAN if quick else [p for p in PLAN if not only or p[0] == only]
     if run:  # PRESET:PRECISION:BATCH, whole and layer by layer
@@ -253,6 +255,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     from hw_models import load_device
     from hw_models.catalog import without_calibration
     from simdq.microbench import calibrated_spec
+    from simdq.output import replacing
 
     files = [json.loads(path.read_text()) for path in measurements_paths]
     data, measurements_path = files[0], " ".join(map(str, measurements_paths))
@@ -331,8 +334,10 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     if energy_rows:
         lines += ["", "## Energy per forward against the GPU's own counter", "",
                   "Measured: NVML's total-energy counter over a window of back-to-back forwards (the board's "
-                  "power, idle included) x the time per forward. Calibrated: static power x predicted latency + "
-                  "fitted energy per MAC, vector op and DRAM byte. Roofline: the node table's dynamic energy only.",
+                  "power, idle included) x the time per forward. Calibrated: static power x predicted latency, plus "
+                  "the power drawn while kernels run (outside the launch gaps), plus fitted energy per MAC, vector "
+                  "op and byte (weights from DRAM; activations from L2 where a layer's fit there, else from DRAM). "
+                  "Roofline: the node table's dynamic energy only.",
                   "", "| model | precision | layers | batch | measured | power | calibrated | error | roofline | error |",
                   "|---|---|---|---|---|---|---|---|---|---|"] + energy_rows
     quantized = [r for r in runs if r["variant"] != "plain"]
@@ -364,15 +369,10 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
               for name, p in classes.items()]
     measured_energy = (spec.get("energy") or {}).get("measured")
     if measured_energy:
-        lines += ["", "## Fitted energy", "", f"Static power {measured_energy['static_w']:.1f} W; pJ per MAC: "
-                  + ", ".join(f"{p} {v:.2f}" for p, v in measured_energy["mac_pj"].items())
-                  + f", plus {measured_energy['conv_mac_pj']:.2f} per convolution MAC; "
-                  f"{measured_energy['vector_op_pj']:.1f} pJ per vector op; "
-                  f"{measured_energy['dram_pj_per_byte']:.1f} pJ per DRAM byte; median error over its "
-                  f"{measured_energy['samples']} microbenchmarks {measured_energy['median_error']:.1%}. "
-                  f"({measured_energy['source']}.)"]
+        lines += ["", "## Fitted energy", "", _energy_summary(measured_energy)]
     lines += ["", "## Notes", ""] + NOTES + ["", "## Per layer"] + layer_sections
-    output.write_text("\n".join(lines) + "\n")
+    with replacing(output, "-o") as temporary:
+        temporary.write_text("\n".join(lines) + "\n")
     summary = (f"{data['gpu']}: {within} of {len(errors)} whole forwards within {FORWARD_GOAL:.0%} (largest "
                f"{max(errors, key=abs):+.1%}), per-layer median within {LAYER_GOAL:.0%} in "
                f"{sum(m <= LAYER_GOAL for m in layer_medians)} of {len(layer_medians)} runs"
@@ -380,8 +380,21 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
                   f"{len(energy_errors)}" if energy_errors else "") + f" ({output})")
     spec["engines"][spec["default_engine"]]["calibration"]["validation"] = summary
     header = "".join(line + "\n" for line in device_file.read_text().splitlines() if line.startswith("#"))
-    device_file.write_text(header + yaml.safe_dump(spec, sort_keys=False, width=120))
+    with replacing(device_file, "device file") as temporary:
+        temporary.write_text(header + yaml.safe_dump(spec, sort_keys=False, width=120))
     print("\n".join(lines[:12]))
+
+
+def _energy_summary(fit: dict) -> str:
+    busy = (f", plus {fit['busy_w']:.1f} W while kernels run (outside a launch gap of "
+            f"{fit.get('launch_gap_s', 0) * 1e6:.2f} us before each)" if fit.get("busy_w") else "")
+    l2 = (f" and {fit['l2_pj_per_byte']:.1f} pJ per byte that stays in its {fit['l2_bytes'] / 1e6:.0f} MB L2"
+          if fit.get("l2_pj_per_byte") is not None else "")
+    return (f"Static power {fit['static_w']:.1f} W{busy}; pJ per MAC: "
+            + ", ".join(f"{p} {v:.2f}" for p, v in fit["mac_pj"].items())
+            + f", plus {fit['conv_mac_pj']:.2f} per convolution MAC; {fit['vector_op_pj']:.1f} pJ per vector op; "
+            f"{fit['dram_pj_per_byte']:.1f} pJ per DRAM byte{l2}; median error over its {fit['samples']} "
+            f"microbenchmarks {fit['median_error']:.1%}. ({fit['source']}.)")
 
 
 def load_device_spec(spec: dict):
@@ -401,17 +414,27 @@ NOTES = [
     "- int8 and FP8 convolutions do not exist in PyTorch: their predictions are extrapolated from the GEMM "
     "classes; only the quantized nn.Linear layers above are validated. Weight-only quantization (dequantize, "
     "then GEMM) is priced from the elementwise and GEMM classes and not validated either.",
-    "- Where the model misses (H200): the attention projections of ldm4/ldm8 (UNet2DModel) take a strided "
-    "input whose copy runs at about a fifth of DRAM bandwidth, slower than any copy the suite timed, so those "
-    "linears are predicted 35-55% under (the suite now times such copies as `strided_copy`; the next "
-    "calibration prices them); their 3x3 convolutions at 224-896 channels run 10-15% slower than the grid's "
-    "power-of-two shapes. With TF32 off, cuDNN picks a slow algorithm for SD-1.5's 640-channel convolutions "
-    "at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it too, 2.1 ms), hence "
-    "sd15 fp32 at -54%.",
-    "- Energy: microbenchmarks whose SM clock the power limit lowered below 95% of the highest, in records "
-    "made before the sustained time per call was measured, are left out of the energy fit. At batch 1 the "
-    "board draws 300-450 W during a forward, more than the fit's static power and small kernels explain, so "
-    "the model is 19-27% under there.",
+    "- Where the model misses: whole forwards of ldm4, ldm8 and cifar10 at batch 1-8 run 5-12% over the "
+    "prediction. reports/gpu-kernel-census-h100.md (one profiled forward, each kernel attributed to the aten op "
+    "that launched it, beside the model's count) shows where. SD-1.5 matches by category within 2% (attention "
+    "15% over). The other three are diffusers' UNet2DModel, whose attention block hands back a channels-last "
+    "view: the ops after it see strided inputs, which the suite's contiguous shapes do not time, and at batch 8 "
+    "GroupNorm runs 23-52% over its class, concatenation and upsampling 1.4-2.6x over theirs. Timed alone on "
+    "that view against a contiguous input (same report), GroupNorm takes 1.6-2.4x, add 2.3-6.6x, cat 2.7-5.0x, "
+    "upsampling 2.0-2.7x, SiLU the same, a 3x3 convolution 0.75-1.17x; convolutions run "
+    "up to 10% slower inside the forward (weights from DRAM) than alone, while the copies before their "
+    "attention linears are priced 20-26% over. With TF32 off, cuDNN picks a slow algorithm for SD-1.5's "
+    "640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it "
+    "too, 2.1 ms), hence sd15 fp32 at -54 to -61%.",
+    "- The H200's record predates the suite's small strided copies and its `resample` class (its upsampling "
+    "samples were relabelled from `memory`, see the record's migrations); its strided copies are extrapolated "
+    "from large shapes.",
+    "- Energy: static power x time, plus a busy power over the time kernels run (the time less a launch gap "
+    "per kernel, the gap bounded by the shortest kernel measured, which runs at the board's idle power), plus "
+    "energy per MAC, vector op and byte. A microbenchmark whose operands fit in L2 never leaves it while it "
+    "replays; one that does not streams from DRAM, so the fit separates the two byte energies. Microbenchmarks "
+    "whose SM clock the power limit lowered below 95% of the highest, in records made before the sustained "
+    "time per call was measured, are left out of the fit.",
 ]
 
 

@@ -13,7 +13,8 @@ from typing import Optional
 class Actions:
     """macs: multiply-accumulates at compute precision `precision`; vector_ops: non-GEMM arithmetic in
     `vector_dtype`; binary_ops: operations of an XNOR array (XNOR, popcount-adder step), priced at the
-    engine's own energy per op; onchip_bytes and dram_bytes: on-chip buffer and DRAM traffic; convolution:
+    engine's own energy per op; onchip_bytes and dram_bytes: on-chip buffer and DRAM traffic (weight_bytes
+    of it the weights'); convolution:
     the MACs are a convolution's, which a measured GPU energy model prices above a linear's."""
 
     macs: int = 0
@@ -24,3 +25,5 @@ class Actions:
     onchip_bytes: float = 0.0
     dram_bytes: float = 0.0
     convolution: bool = False  # the MACs are a convolution's (implicit GEMM: its operands staged per window)
+    weight_bytes: float = 0.0  # the part of dram_bytes that is the layer's weights
+    kernels: int = 0  # kernels launched (a measured GPU model idles the SMs for a launch gap before each)

@@ -65,7 +65,8 @@ ENGINE_BUILDERS = {"roofline": _roofline_engine, "systolic": _systolic_engine, "
 def _energy(spec: EnergySpec, where: str):
     if spec.measured is not None:
         m = spec.measured
-        return MeasuredEnergy(m.static_w, dict(m.mac_pj), m.vector_op_pj, m.dram_pj_per_byte, m.source, m.conv_mac_pj)
+        return MeasuredEnergy(m.static_w, dict(m.mac_pj), m.vector_op_pj, m.dram_pj_per_byte, m.source, m.conv_mac_pj,
+                              m.busy_w, m.launch_gap_s, m.l2_pj_per_byte, m.l2_bytes)
     if isinstance(spec.table, str):
         table = load_table(spec.table)
     else:

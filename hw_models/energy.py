@@ -19,10 +19,10 @@ DRAM energy is an interface cost and does not scale. On-chip traffic is what eac
 output tiling, a systolic array's operand reuse). No static power: this is the energy the work itself costs
 ("dynamic only, from a process-node table"), far under what a power meter reads on a GPU.
 
-A GPU measured by `simdq hw calibrate` instead has a MeasuredEnergy: static power (the board's, idle included)
-x the layer's time, plus pJ per MAC of each compute precision (and an extra per convolution MAC), per vector
-op and per DRAM byte, all fitted to
-the GPU's own energy counter (NVML) over its microbenchmarks (hw_models.fit.fit_energy).
+A GPU measured by `simdq hw calibrate` instead has a MeasuredEnergy: static power x the layer's time, plus a busy
+power over the part of it its kernels run (the time less a launch gap per kernel), plus pJ per MAC of each
+compute precision (and an extra per convolution MAC), per vector op, per DRAM byte and per byte that stays in
+L2, all fitted to the GPU's own energy counter (NVML) over its microbenchmarks (hw_models.fit.fit_energy).
 """
 
 from __future__ import annotations
@@ -130,7 +130,8 @@ class EnergyModel:
 
 @dataclass(frozen=True)
 class MeasuredEnergy:
-    """Energy fitted to a GPU's own energy counter: static_w x time + per-action energies (no node scaling)."""
+    """Energy fitted to a GPU's own energy counter: static_w x time + busy_w x the time kernels run + per-action
+    energies (no node scaling)."""
 
     static_w: float
     mac_pj: dict  # compute precision -> pJ per MAC
@@ -138,10 +139,26 @@ class MeasuredEnergy:
     dram_pj_per_byte: float
     source: str
     conv_mac_pj: float = 0.0  # added per MAC of a convolution (implicit GEMM stages its operands per window)
+    busy_w: float = 0.0  # drawn on top of static_w while kernels run (outside the launch gaps)
+    launch_gap_s: float = 0.0  # idle time before each kernel
+    l2_pj_per_byte: float = None  # activation traffic that fits in an L2 of l2_bytes; None: all priced as DRAM
+    l2_bytes: float = 0.0
     kind = "measured: static power x time + fitted energy per operation"
 
+    def traffic_pj(self, actions: Actions) -> float:
+        """Weights come from DRAM (a forward's weights outgrow L2, so each is read from DRAM once per forward);
+        a layer's activations stay in L2 where its inputs and outputs fit there together (the producer just
+        wrote them), else they stream through DRAM."""
+        activations = actions.dram_bytes - actions.weight_bytes
+        if self.l2_pj_per_byte is None or activations > self.l2_bytes:
+            return actions.dram_bytes * self.dram_pj_per_byte
+        return actions.weight_bytes * self.dram_pj_per_byte + activations * self.l2_pj_per_byte
+
     def price(self, actions: Actions, latency_s: float = 0.0) -> float:
+        """Joules: static_w over the layer's time, busy_w over the part of it its kernels run (the time less a
+        launch gap per kernel), plus the fitted energy of its MACs, vector ops and traffic."""
         mac_pj = self.mac_pj.get(actions.precision or "fp32", max(self.mac_pj.values(), default=0.0))
         mac_pj += self.conv_mac_pj if actions.convolution else 0.0
-        dynamic_pj = actions.macs * mac_pj + actions.vector_ops * self.vector_op_pj
-        return self.static_w * latency_s + (dynamic_pj + actions.dram_bytes * self.dram_pj_per_byte) * 1e-12
+        dynamic_pj = actions.macs * mac_pj + actions.vector_ops * self.vector_op_pj + self.traffic_pj(actions)
+        busy_s = max(0.0, latency_s - actions.kernels * self.launch_gap_s)
+        return self.static_w * latency_s + self.busy_w * busy_s + dynamic_pj * 1e-12

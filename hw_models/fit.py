@@ -89,13 +89,18 @@ def fit_classes(samples: list, bandwidth: float, sms: int) -> dict:
 
 @dataclass(frozen=True)
 class EnergyFit:
-    """A GPU's energy as its own counter measures it: static power over the time, plus energy per action."""
+    """A GPU's energy as its own counter measures it: static power over the time, busy power over the time its
+    kernels run, plus energy per action."""
 
     static_w: float
+    busy_w: float  # drawn on top while kernels run, i.e. outside the gaps between them
+    launch_gap_s: float  # the idle time between two kernels of a graph
     mac_pj: dict  # compute precision -> pJ per MAC
     conv_mac_pj: float  # added per MAC of a convolution
     vector_op_pj: float
     dram_pj_per_byte: float
+    l2_pj_per_byte: float  # traffic whose working set stays in the L2 cache
+    l2_bytes: float  # the L2 capacity that decided which samples' traffic stayed there
     samples: int
     median_error: float  # median |predicted / measured - 1| over the samples
 
@@ -122,25 +127,47 @@ def nonnegative_least_squares(a: np.ndarray, b: np.ndarray, iterations: int = 50
     return x
 
 
-def _energy_features(sample: Sample, precisions: list) -> list:
+def launch_gap(samples: list) -> float:
+    """The idle time between two kernels of a CUDA graph, bounded from above by the shortest time per kernel
+    measured (a near-empty elementwise kernel: the gap plus a body that does almost nothing). Such kernels
+    run at the board's idle power, so the SMs are taken to be idle for this long per kernel."""
+    return min(s.measured_s / s.kernels for s in samples if s.kernels)
+
+
+def busy_seconds(seconds: float, kernels: int, gap_s: float) -> float:
+    """The part of a time its kernels run: the time less one launch gap per kernel."""
+    return max(0.0, seconds - kernels * gap_s)
+
+
+def _energy_features(sample: Sample, precisions: list, gap_s: float, l2_bytes: float) -> list:
     macs = sum(b * m * n * k for b, m, n, k in sample.gemm_dims) * 1e-12
-    row = [sample.measured_s] + [macs if sample.precision == p else 0.0 for p in precisions]
+    busy = busy_seconds(sample.measured_s, sample.kernels, gap_s)
+    row = [sample.measured_s, busy] + [macs if sample.precision == p else 0.0 for p in precisions]
     convolution = sample.op_class.startswith(("conv_", "pointwise_"))
-    return row + [macs if convolution else 0.0, sample.vector_flops * 1e-12, sample.traffic_bytes * 1e-12]
+    # replayed back to back, a benchmark whose operands fit in L2 never leaves it; one that does not
+    # streams all of them from DRAM on every call (a cyclic sweep evicts each line before its reuse)
+    resident = sample.traffic_bytes <= l2_bytes
+    traffic = sample.traffic_bytes * 1e-12
+    return row + [macs if convolution else 0.0, sample.vector_flops * 1e-12, 0.0 if resident else traffic,
+                  traffic if resident else 0.0]
 
 
-def fit_energy(samples: list) -> EnergyFit:
-    """Static power and pJ per MAC (per precision, plus an extra per convolution MAC: implicit GEMM stages
-    its operands through shared memory once per kernel window, which a linear does not), per vector op and per
-    DRAM byte, from the samples that carry energy (each row weighted by 1 / its energy, so every sample's
+def fit_energy(samples: list, l2_bytes: float = 0.0) -> EnergyFit:
+    """Static power; power while kernels run (the time less a launch gap per kernel); pJ per MAC (per precision,
+    plus an extra per convolution MAC: implicit GEMM stages its operands through shared memory once per kernel
+    window, which a linear does not), per vector op, per DRAM byte and per byte that stays in an L2 of
+    `l2_bytes`; from the samples that carry energy (each row weighted by 1 / its energy, so every sample's
     relative error counts alike)."""
     metered = [s for s in samples if s.energy_j]
     precisions = sorted({s.precision for s in metered if s.precision and s.gemm_dims})
-    a = np.array([_energy_features(s, precisions) for s in metered])
+    gap_s = launch_gap(samples)
+    a = np.array([_energy_features(s, precisions, gap_s, l2_bytes) for s in metered])
     measured = np.array([s.energy_j for s in metered])
     x = nonnegative_least_squares(a / measured[:, None], np.ones(len(metered)))
     predicted = a @ x
-    return EnergyFit(static_w=float(x[0]), mac_pj=dict(zip(precisions, map(float, x[1:-3]))),
-                     conv_mac_pj=float(x[-3]), vector_op_pj=float(x[-2]), dram_pj_per_byte=float(x[-1]),
+    return EnergyFit(static_w=float(x[0]), busy_w=float(x[1]), launch_gap_s=gap_s,
+                     mac_pj=dict(zip(precisions, map(float, x[2:-4]))),
+                     conv_mac_pj=float(x[-4]), vector_op_pj=float(x[-3]), dram_pj_per_byte=float(x[-2]),
+                     l2_pj_per_byte=float(x[-1]), l2_bytes=l2_bytes,
                      samples=len(metered),
                      median_error=float(np.median(np.abs(predicted / measured - 1))))

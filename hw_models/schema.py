@@ -253,11 +253,15 @@ class MeasuredEnergySpec(_Strict):
     """Energy fitted to the GPU's own counter by `simdq hw calibrate` (hw_models.energy.MeasuredEnergy)."""
 
     static_w: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+    busy_w: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = 0.0
+    launch_gap_s: Annotated[float, Field(ge=0, le=1.0, allow_inf_nan=False)] = 0.0
     mac_pj: Annotated[Dict[ComputePrecision, Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]],
                       Field(min_length=1)]
     conv_mac_pj: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = 0.0
     vector_op_pj: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
     dram_pj_per_byte: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+    l2_pj_per_byte: Optional[Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]] = None
+    l2_bytes: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] = 0.0
     source: Text
     median_error: Optional[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = None
     samples: Optional[PositiveInteger] = None

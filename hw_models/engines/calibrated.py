@@ -8,8 +8,9 @@ Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
 - memory_s: DRAM traffic at memory_efficiency x peak bandwidth.
 A norm's time is divided by the share of SMs its rows occupy (GroupNorm runs one thread block per batch x
 group). The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions; a file without it
-prices them as `conv`), `linear_int8`, `attention_bf16`, `norm`, `softmax`, `elementwise`, `memory`,
-`strided_copy` (the copy and bias add beside a linear), and the kernels of dynamic activation quantization
+prices them as `conv`), `linear_int8`, `attention_bf16`, `norm`, `softmax`, `elementwise`, `memory`
+(concatenation), `resample` (nearest upsampling; a file without it prices it as `memory`), `strided_copy` (the
+copy and bias add beside a linear), and the kernels of dynamic activation quantization
 `quantize_fp8`, `quantize_int8`, `dequantize_int8`) are fitted by `simdq hw calibrate` from microbenchmarks; a
 class without parameters falls back to the plain roofline.
 """
@@ -24,8 +25,10 @@ from .roofline import RooflineEngine, conversion_ops
 from ..workload import FP32, FULL_PRECISION, LayerWork
 
 GEMM_CLASS_PREFIX = {"conv": "conv", "linear": "linear", "attention_matmul": "attention"}
-VECTOR_CLASS = {"norm": "norm", "softmax": "softmax", "elementwise": "elementwise", "resample": "memory",
+VECTOR_CLASS = {"norm": "norm", "softmax": "softmax", "elementwise": "elementwise", "resample": "resample",
                 "concat": "memory", "embedding": "memory"}
+# a file fitted before a class was split from another prices it as the class it came from
+FORMER_CLASS = {"resample": "memory"}
 # dynamic activation quantization (hw_models.workload.quantize_work) and int32 dequantization, by target family
 CONVERSION_CLASSES = ("quantize_fp8", "quantize_int8", "dequantize_int8")
 # the copy of a strided input (and the bias add) that aten runs beside a linear's GEMM
@@ -90,8 +93,9 @@ class CalibratedEngine(RooflineEngine):
             return LayerEstimate(roofline.engine, None, "fused into the attention kernel (timed with it)",
                                  0.0, 0.0, 0.0, 0.0, "overhead", actions=roofline.actions)
         family = layer.activation_format.family
-        params = (self.classes.get(op_class(layer.kind, roofline.compute_precision, family, layer.window))
-                  or self.classes.get(op_class(layer.kind, roofline.compute_precision, family)))
+        name = op_class(layer.kind, roofline.compute_precision, family, layer.window)
+        params = (self.classes.get(name) or self.classes.get(op_class(layer.kind, roofline.compute_precision, family))
+                  or self.classes.get(FORMER_CLASS.get(name)))
         if params is None:
             return roofline
         engine = self.rates

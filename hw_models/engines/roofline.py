@@ -157,7 +157,8 @@ class RooflineEngine(EngineModel):
     def actions(self, layer: LayerWork, precision, extra_ops: int, tile=(128, 128)) -> Actions:
         return Actions(layer.macs if layer.is_gemm else 0, precision, layer.vector_flops + extra_ops,
                        layer.vector_dtype, 0, gemm_onchip_bytes(layer, tile), layer.traffic_bytes,
-                       convolution=layer.kind == "conv")
+                       convolution=layer.kind == "conv", weight_bytes=layer.weight_bytes,
+                       kernels=layer.kernels)
 
     def describe(self) -> EngineDescription:
         return EngineDescription("roofline", dict(self.rates.peaks))

@@ -88,15 +88,23 @@ def samples_of(record: dict) -> list:
     return samples
 
 
-def _measured_energy(samples: list, record: dict):
+def l2_bytes_of(record: dict, base) -> float:
+    """The GPU's L2 capacity: as torch read it during the run, else the base device file's."""
+    l2 = base.spec.get("memory", {}).get("l2") or {}
+    return float(record.get("l2_bytes") or l2.get("capacity") or 0.0)
+
+
+def _measured_energy(samples: list, record: dict, l2_bytes: float):
     if not any(s.energy_j for s in samples):
         return None
-    fit = fit_energy(samples)
+    fit = fit_energy(samples, l2_bytes)
     idle = record.get("idle_before", {}).get("watts")
     return {
-        "static_w": round(fit.static_w, 2), "mac_pj": {p: round(v, 4) for p, v in fit.mac_pj.items()},
+        "static_w": round(fit.static_w, 2), "busy_w": round(fit.busy_w, 2),
+        "launch_gap_s": float(f"{fit.launch_gap_s:.4g}"), "mac_pj": {p: round(v, 4) for p, v in fit.mac_pj.items()},
         "conv_mac_pj": round(fit.conv_mac_pj, 4),
         "vector_op_pj": round(fit.vector_op_pj, 4), "dram_pj_per_byte": round(fit.dram_pj_per_byte, 4),
+        "l2_pj_per_byte": round(fit.l2_pj_per_byte, 4), "l2_bytes": fit.l2_bytes,
         "source": (f"fitted by simdq hw calibrate to NVML's total-energy counter on {record['gpu']}, "
                    f"{record['date']}: {fit.samples} microbenchmarks, each the board's average power while it ran "
                    f"back to back x its time" + (f"; idle {idle:.0f} W" if idle else "")),
@@ -114,7 +122,7 @@ def calibrated_spec(base, record: dict, name: str) -> dict:
     spec["name"] = name
     spec["aliases"] = list(base.aliases) if name == base.name else []
     spec["description"] = f"{base.description.split('; calibrated on ')[0]}; calibrated on {record['gpu']}"
-    energy = _measured_energy(samples, record)
+    energy = _measured_energy(samples, record, l2_bytes_of(record, base))
     if energy and spec.get("energy"):
         spec["energy"]["measured"] = energy
     engine = spec["engines"][spec["default_engine"]]
@@ -161,7 +169,8 @@ def measure_device(torch_device: str, base_name: str, quick: bool = False, progr
               "torch": torch.__version__, "cuda": torch.version.cuda}
     if device.type == "cuda":
         properties = torch.cuda.get_device_properties(device)
-        record.update(gpu=properties.name, sms=properties.multi_processor_count)
+        record.update(gpu=properties.name, sms=properties.multi_processor_count,
+                      l2_bytes=getattr(properties, "L2_cache_size", 0))
     else:
         record.update(gpu=f"{device.type} (pipeline test, not a GPU)", sms=1)
     meter = energy_meter(device, energy)

@@ -83,23 +83,29 @@ def test_nonnegative_least_squares_matches_a_brute_force_search():
 
 
 def test_fit_energy_recovers_known_coefficients():
-    static_w, fp16_pj, int8_pj, vector_pj, dram_pj = 120.0, 1.5, 0.8, 20.0, 40.0
+    static_w, busy_w, fp16_pj, int8_pj, vector_pj, dram_pj, l2_pj = 120.0, 90.0, 1.5, 0.8, 20.0, 40.0, 15.0
+    l2_bytes, gap_s = 5e8, 1e-6
     rng = np.random.default_rng(0)
-    samples = []
-    for i in range(40):
+    samples = [Sample("elementwise", 1, (), 0.0, 64.0, 1e15, gap_s)]  # the shortest kernel: the launch gap
+    for i in range(60):
         precision = ("fp16", "int8", "")[i % 3]
         m, n, k = rng.integers(64, 4096, size=3)
         dims = ((1, int(m), int(n), int(k)),) if precision else ()
         macs = int(m * n * k) if precision else 0
-        vector, traffic, seconds = float(rng.integers(0, 10**9)), float(rng.integers(10**6, 10**9)), float(rng.uniform(1e-5, 1e-3))
+        vector, traffic = float(rng.integers(0, 10**9)), float(rng.integers(10**6, 10**9))
+        kernels, seconds = int(rng.integers(1, 9)), float(rng.uniform(2e-5, 1e-3))
         mac_pj = {"fp16": fp16_pj, "int8": int8_pj}.get(precision, 0)
-        energy = static_w * seconds + (macs * mac_pj + vector * vector_pj + traffic * dram_pj) * 1e-12
-        samples.append(Sample("c", 1, dims, vector, traffic, 1e15, seconds, precision, energy))
-    fit = fit_energy(samples)
-    assert fit.static_w == pytest.approx(static_w, rel=1e-6)
+        traffic_pj = traffic * (l2_pj if traffic <= l2_bytes else dram_pj)
+        energy = (static_w * seconds + busy_w * (seconds - kernels * gap_s)
+                  + (macs * mac_pj + vector * vector_pj + traffic_pj) * 1e-12)
+        samples.append(Sample("c", kernels, dims, vector, traffic, 1e15, seconds, precision, energy))
+    fit = fit_energy(samples, l2_bytes)
+    assert fit.launch_gap_s == gap_s and fit.l2_bytes == l2_bytes
+    assert (fit.static_w, fit.busy_w) == pytest.approx((static_w, busy_w), rel=1e-6)
     assert fit.mac_pj == pytest.approx({"fp16": fp16_pj, "int8": int8_pj}, rel=1e-6) and fit.conv_mac_pj < 1e-9
-    assert (fit.vector_op_pj, fit.dram_pj_per_byte) == pytest.approx((vector_pj, dram_pj), rel=1e-6)
-    assert fit.median_error < 1e-9 and fit.samples == 40
+    assert (fit.vector_op_pj, fit.dram_pj_per_byte, fit.l2_pj_per_byte) == pytest.approx((vector_pj, dram_pj, l2_pj),
+                                                                                         rel=1e-6)
+    assert fit.median_error < 1e-9 and fit.samples == 60
 
 
 def test_measured_energy_is_static_power_over_the_time_plus_the_actions():
@@ -112,6 +118,29 @@ def test_measured_energy_is_static_power_over_the_time_plus_the_actions():
     estimate = device.estimate_layer(layer)
     assert estimate.energy_j == pytest.approx(device.primary.energy.price(estimate.actions, estimate.latency_s))
     assert estimate.energy_j > device.primary.energy.static_w * estimate.latency_s
+
+
+def test_busy_power_is_drawn_outside_the_launch_gaps():
+    energy = MeasuredEnergy(100.0, {"fp16": 0.0}, 0.0, 0.0, "test", busy_w=200.0, launch_gap_s=2e-6)
+    assert energy.price(Actions(kernels=3), 10e-6) == pytest.approx(100.0 * 10e-6 + 200.0 * 4e-6)
+    assert energy.price(Actions(kernels=10), 10e-6) == pytest.approx(100.0 * 10e-6)  # all gaps: never negative
+
+
+def test_activations_that_fit_in_l2_are_priced_at_l2_energy_and_weights_at_dram_energy():
+    energy = MeasuredEnergy(0.0, {"fp16": 0.0}, 0.0, 100.0, "test", l2_pj_per_byte=10.0, l2_bytes=1e6)
+    fits = Actions(dram_bytes=3e6, weight_bytes=2.5e6)  # 0.5 MB of activations
+    spills = Actions(dram_bytes=3e6, weight_bytes=1e6)  # 2 MB of activations
+    assert energy.price(fits) == pytest.approx((2.5e6 * 100 + 0.5e6 * 10) * 1e-12)
+    assert energy.price(spills) == pytest.approx(3e6 * 100 * 1e-12)
+    unsplit = MeasuredEnergy(0.0, {"fp16": 0.0}, 0.0, 100.0, "test")  # a file fitted before the split
+    assert unsplit.price(fits) == pytest.approx(3e6 * 100 * 1e-12)
+
+
+def test_the_calibrated_gpu_prices_every_layer_with_its_kernels_and_weights():
+    device = load_device("h100")
+    layer = LayerWork("l", "linear", 10**9, 0, 2e6, 2e6, 2e6, 1, FP16, FP16, "fp16", (1, 1000, 1000, 1000))
+    actions = device.estimate_layer(layer).actions
+    assert (actions.kernels, actions.weight_bytes) == (layer.kernels, layer.weight_bytes)
 
 
 def _fresh(name: str):
@@ -146,6 +175,19 @@ def test_a_pointwise_conv_takes_its_own_class_and_falls_back_to_conv():
     assert device.estimate_layer(conv(1)).latency_s != device.estimate_layer(conv(9)).latency_s
     del device.primary.classes["pointwise_fp16"]
     assert device.estimate_layer(conv(1)).latency_s == device.estimate_layer(conv(9)).latency_s
+
+
+def test_an_upsampling_takes_the_resample_class_and_falls_back_to_memory():
+    device = _fresh("h100")
+    upsample = LayerWork("u", "resample", 0, 0, 0.0, 2.0 * 2**20, 8.0 * 2**20, 1, FP16, None, "fp16")
+    memory, resample = device.primary.classes["memory"], device.primary.classes["resample"]
+
+    def priced(params):
+        return params.kernel_s + upsample.traffic_bytes / device.primary.dram_bandwidth / params.memory_efficiency
+
+    assert device.estimate_layer(upsample).latency_s == pytest.approx(priced(resample)) != priced(memory)
+    del device.primary.classes["resample"]  # a file fitted before the class was split from memory
+    assert device.estimate_layer(upsample).latency_s == pytest.approx(priced(memory))
 
 
 def test_a_linears_copy_and_bias_add_take_the_strided_copy_class_when_fitted():

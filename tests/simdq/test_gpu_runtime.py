@@ -118,6 +118,19 @@ def test_hw_fit_writes_a_calibrated_device_from_a_record(tmp_path, capsys):
     assert "not a microbenchmark record" in err and len(err.splitlines()) == 1
 
 
+def test_the_energy_fit_splits_l2_from_dram_at_the_l2_the_run_read(tmp_path):
+    from hw_models import load_device
+    from simdq.microbench import calibrated_spec
+
+    measurements = [_measurement("linear_fp16", i, energy_j=(150 * 5e-6 + 1e-4) * (i + 1), sm_clock_mhz=1980)
+                    for i in range(6)]
+    record, _ = _record(tmp_path, measurements)
+    base = load_device("h200")
+    assert calibrated_spec(base, record, "x")["energy"]["measured"]["l2_bytes"] == base.spec["memory"]["l2"]["capacity"]
+    record["l2_bytes"] = 52428800  # what torch reads on the GPU wins over the base file's figure
+    assert calibrated_spec(base, record, "x")["energy"]["measured"]["l2_bytes"] == 52428800
+
+
 def test_hw_list_says_which_devices_are_calibrated_and_how_close(capsys):
     assert main(["hw", "list"]) == 0
     out = capsys.readouterr().out

@@ -1,0 +1,241 @@
+"""Which CUDA kernels a whole UNet forward launches and how long each runs, against what simdq's trace counts.
+
+On the GPU (`measure`), torch.profiler records one eager forward (after warm-up) of each run in CENSUS: every
+kernel's name, GPU time and the aten op that launched it; and the ops after a UNet2DModel attention block are
+timed on a contiguous input and on the channels-last view that block returns. Without a GPU (`report`), the kernels are sorted into the categories the device model
+prices (convolution, GEMM, attention, norm, elementwise, copy, concatenation, resample, reduction) and set
+beside the layers simdq's trace counts in the same categories, kernels and predicted time, so that what the
+model leaves out of a forward shows by name.
+
+    python benchmarks/gpu_kernel_census.py measure -o OUT/census.json          # on the GPU
+    python benchmarks/gpu_kernel_census.py report reports/gpu-kernel-census-h100.json --hw h100 -o FILE.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simdq.output import replacing  # noqa: E402
+
+FORMAT = "simdq-kernel-census-1"
+CENSUS = (("ldm4-lsun-bedrooms", "fp16", 1), ("ldm4-lsun-bedrooms", "fp16", 8), ("ldm8-lsun-churches", "fp16", 8),
+          ("ddpm-cifar10", "fp16", 8), ("sd15", "fp16", 1))
+# first match wins: kernel name pattern -> category
+CATEGORIES = (
+    (r"fmha|flash|attention|cudnn.*sdpa|mha", "attention"),
+    (r"conv|implicit|cudnn|xmma_fprop|sm\d+_xmma_fprop|fprop", "conv"),
+    (r"nvjet|gemm|cutlass|sm\d+_xmma|cublas", "gemm"),
+    (r"group_norm|GroupNorm|layer_norm|LayerNorm|RowwiseMoments|ComputeFusedParams", "norm"),
+    (r"softmax", "softmax"),
+    (r"CatArrayBatchedCopy|cat_", "concat"),
+    (r"upsample|interpolate|pool", "resample"),
+    (r"reduce_kernel", "reduction"),
+    (r"copy_kernel|direct_copy|Memcpy|Memset", "copy"),
+    (r"elementwise|Functor|silu|Silu|sin|cos|exp", "elementwise"),
+)
+# the aten op that launched a kernel decides first where one was recorded (a convolution's bias add is the
+# convolution's, not an elementwise op's); first match wins
+OP_CATEGORIES = (
+    (r"scaled_dot_product|attention", "attention"),
+    (r"conv", "conv"),
+    (r"linear|addmm|^aten::mm$|matmul|bmm", "gemm"),
+    (r"norm", "norm"),
+    (r"softmax", "softmax"),
+    (r"^aten::cat$", "concat"),
+    (r"upsample|interpolate|pool", "resample"),
+    (r"copy|contiguous|clone|reshape|to$|_to_copy", "copy"),
+    (r".", "elementwise"),
+)
+# activations as UNet2DModel's attention blocks leave them (B, C, H, W), for the layout comparison
+LAYOUT_SHAPES = ((1, 448, 32, 32), (8, 224, 64, 64), (8, 448, 32, 32))
+LAYOUT_OPS = ("group_norm", "silu", "add", "cat", "upsample", "conv3x3")
+# the device model's layer kinds in the same categories
+KIND_CATEGORY = {"conv": "conv", "linear": "gemm", "attention_matmul": "attention", "norm": "norm",
+                 "softmax": "softmax", "elementwise": "elementwise", "concat": "concat", "resample": "resample",
+                 "embedding": "copy"}
+
+
+def category(name: str, op: str = "") -> str:
+    """The category of a kernel: by the aten op that launched it where known, else by its name."""
+    for pattern, label in OP_CATEGORIES if op else ():
+        if re.search(pattern, op):
+            return label
+    for pattern, label in CATEGORIES:
+        if re.search(pattern, name, re.IGNORECASE):
+            return label
+    return "other"
+
+
+def measure(output: Path) -> None:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from gpu_validation import DTYPES, _inputs
+    from simdq.model.unets import build_unet
+    from simdq.presets import preset_spec
+
+    device = torch.device("cuda")
+    data = {"format": FORMAT, "gpu": torch.cuda.get_device_name(device), "torch": torch.__version__,
+            "timing": "torch.profiler, one eager forward after two warm-up forwards", "runs": []}
+    for preset, precision, batch in CENSUS:
+        dtype = getattr(torch, DTYPES[precision])
+        with torch.no_grad():
+            model = build_unet(preset_spec(preset), "cuda").to(dtype)
+            inputs = _inputs(model, batch, device, dtype)
+            for _ in range(2):
+                model(**inputs)
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                model(**inputs)
+                torch.cuda.synchronize()
+        kernels = _kernels_by_op(prof.events(), torch.autograd.DeviceType)
+        data["runs"].append({"preset": preset, "precision": precision, "batch": batch, "kernels": kernels})
+        every = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        print(f"{preset} {precision} batch {batch}: {len(kernels)} kernels attributed of {len(every)}, "
+              f"{sum(k[1] for k in kernels) / 1e3:.3f} ms of {sum(e.device_time for e in every) / 1e3:.3f} ms of "
+              "kernel time", flush=True)
+        del model
+    data["layouts"] = _layout_times(device)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(output, "-o") as temporary:
+        temporary.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _layout_times(device) -> list:
+    """Each op of LAYOUT_OPS timed (CUDA graphs) on a contiguous input and on the channels-last view that
+    diffusers' UNet2DModel hands back from an attention block ((B, HW, C) transposed and reshaped to
+    (B, C, H, W)), at LAYOUT_SHAPES in fp16."""
+    import torch
+    import torch.nn.functional as F
+
+    from simdq.microbench.timing import time_op
+
+    rows = []
+    for batch, channels, height, width in LAYOUT_SHAPES:
+        contiguous = torch.randn(batch, channels, height, width, device=device, dtype=torch.float16)
+        view = (torch.randn(batch, height * width, channels, device=device, dtype=torch.float16)
+                .transpose(1, 2).reshape(batch, channels, height, width))
+        other = torch.randn_like(contiguous)
+        ones, zeros = (torch.full((channels,), v, device=device, dtype=torch.float16) for v in (1.0, 0.0))
+        weight = torch.randn(channels, channels, 3, 3, device=device, dtype=torch.float16)
+        ops = {"group_norm": lambda x: F.group_norm(x, 32, ones, zeros), "silu": F.silu,
+               "add": lambda x: x + other, "cat": lambda x: torch.cat([x, other], 1),
+               "upsample": lambda x: F.interpolate(x, scale_factor=2.0, mode="nearest"),
+               "conv3x3": lambda x: F.conv2d(x, weight, zeros, padding=1)}
+        with torch.no_grad():
+            for name in LAYOUT_OPS:
+                run = ops[name]
+                rows.append({"op": name, "shape": [batch, channels, height, width],
+                             "contiguous_s": time_op(lambda: run(contiguous), device),
+                             "channels_last_view_s": time_op(lambda: run(view), device)})
+    return rows
+
+
+def _kernels_by_op(events, device_type) -> list:
+    """[kernel name, GPU microseconds, outermost aten op that launched it] for every kernel an op launched; where
+    the profiler attributed none, every kernel with the op "" (categorised by its name alone)."""
+    kernels = []
+    for event in events:
+        if event.device_type != device_type.CPU or not event.kernels:
+            continue
+        top = event
+        while top.cpu_parent is not None and top.cpu_parent.name.startswith("aten::"):
+            top = top.cpu_parent
+        kernels += [[kernel.name, kernel.duration, top.name] for kernel in event.kernels]
+    return kernels or [[e.name, e.device_time, ""] for e in events if e.device_type == device_type.CUDA]
+
+
+def _model_census(device, run: dict) -> tuple:
+    """(kernels, seconds) by category as simdq's trace and the device model count them."""
+    from gpu_validation import run_config
+    from simdq.cli.estimate import run_estimate
+    from simdq.config import parse_config
+
+    config = run_config({**run, "variant": "plain"})
+    estimate = run_estimate(parse_config(config, "census"), device)
+    kernels, seconds = Counter(), Counter()
+    for row in estimate.layers:
+        if row.device is None:
+            continue
+        label = KIND_CATEGORY.get(row.layer.kind, "other")
+        side = row.layer.kernels - 1 if row.layer.kind == "linear" else 0  # a strided input's copy, a bias add
+        kernels[label] += row.layer.kernels - side
+        kernels["copy"] += side
+        seconds[label] += row.device.latency_s
+    return kernels, seconds
+
+
+def report(path: Path, hw: str, output: Path) -> None:
+    from hw_models import load_device
+
+    data = json.loads(path.read_text())
+    if data.get("format") != FORMAT:
+        raise SystemExit(f"{path}: not a kernel census (format {FORMAT!r} expected)")
+    device = load_device(hw)
+    lines = [f"# Kernel census: a whole forward's kernels on {data['gpu']} against simdq's count", "",
+             f"Measured with {data['timing']} (torch {data['torch']}); predicted by `--hw {hw}`.",
+             f"Command: `python benchmarks/gpu_kernel_census.py report {path} --hw {hw} -o {output}`.", ""]
+    for run in data["runs"]:
+        measured_n, measured_s = Counter(), Counter()
+        for name, microseconds, *op in run["kernels"]:
+            measured_n[category(name, *op)] += 1
+            measured_s[category(name, *op)] += microseconds * 1e-6
+        model_n, model_s = _model_census(device, run)
+        lines += [f"## {run['preset']}, {run['precision']}, batch {run['batch']}", "",
+                  "| category | kernels measured | kernels counted | kernel time measured | predicted (a linear's copies "
+                  "in gemm) |",
+                  "|---|---|---|---|---|"]
+        for label in sorted(set(measured_n) | set(model_n), key=lambda k: -measured_s[k]):
+            lines.append(f"| {label} | {measured_n[label]} | {model_n[label]} | {measured_s[label] * 1e3:.3f} ms | "
+                         f"{model_s[label] * 1e3:.3f} ms |")
+        lines.append(f"| total | {sum(measured_n.values())} | {sum(model_n.values())} | "
+                     f"{sum(measured_s.values()) * 1e3:.3f} ms | {sum(model_s.values()) * 1e3:.3f} ms |")
+        by_op, count = Counter(), Counter()
+        for name, microseconds, *op in run["kernels"]:
+            key = op[0] if op and op[0] else re.sub(r"<.*", "", name)[:90]
+            by_op[key] += microseconds * 1e-6
+            count[key] += 1
+        lines += ["", "Kernel time by the aten op that launched it (by kernel name where none did):", ""]
+        lines += [f"- {key}: {count[key]} kernels, {seconds * 1e3:.3f} ms" for key, seconds in by_op.most_common(12)]
+        lines.append("")
+    if data.get("layouts"):
+        lines += ["## The same ops on a contiguous input and on UNet2DModel's channels-last view", "",
+                  "An attention block of diffusers' UNet2DModel returns (B, HW, C) transposed and reshaped to "
+                  "(B, C, H, W): a view with channels-last strides, which the ops after it inherit. Timed alone "
+                  "under CUDA graphs, fp16.", "",
+                  "| op | shape | contiguous | channels-last view | ratio |", "|---|---|---|---|---|"]
+        lines += [f"| {row['op']} | {'x'.join(map(str, row['shape']))} | {row['contiguous_s'] * 1e6:.1f} us | "
+                  f"{row['channels_last_view_s'] * 1e6:.1f} us | "
+                  f"{row['channels_last_view_s'] / row['contiguous_s']:.2f} |" for row in data["layouts"]]
+        lines.append("")
+    with replacing(output, "-o") as temporary:
+        temporary.write_text("\n".join(lines))
+    print(f"wrote {output}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    m = commands.add_parser("measure", help="profile whole forwards on the GPU")
+    m.add_argument("-o", "--out", type=Path, required=True)
+    r = commands.add_parser("report", help="set the census beside simdq's count (no GPU needed)")
+    r.add_argument("census", type=Path)
+    r.add_argument("--hw", default="h100")
+    r.add_argument("-o", "--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "measure":
+        measure(args.out)
+    else:
+        report(args.census, args.hw, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
