@@ -164,7 +164,9 @@ def _model_census(device, run: dict) -> tuple:
     for row in estimate.layers:
         if row.device is None:
             continue
-        label = KIND_CATEGORY.get(row.layer.kind, "other")
+        # a norm module's own copy of a strided input is the aten op group_norm's kernel on the GPU too
+        norm_module = row.layer.module_type in ("GroupNorm", "LayerNorm")
+        label = "norm" if norm_module else KIND_CATEGORY.get(row.layer.kind, "other")
         side = row.layer.kernels - 1 if row.layer.kind == "linear" else 0  # a strided input's copy, a bias add
         kernels[label] += row.layer.kernels - side
         kernels["copy"] += side

@@ -77,6 +77,8 @@ class LayerWork:
     window: int = 0  # a convolution's kernel window (kh x kw; 1: pointwise), 0 where unknown or not a conv
     parallel_rows: int = 0  # a norm's independent rows (GroupNorm: batch x groups), 0 where unknown
     input_elements: int = 0  # elements of the GEMM's quantizable input (what a packer reads), 0 where unknown
+    relayout_kernels: int = 0  # of `kernels`: copies of a non-contiguous input into contiguous memory
+    relayout_bytes: float = 0.0  # of the traffic: what those copies read and write
 
     def __post_init__(self):
         if self.kind not in LAYER_KINDS:

@@ -109,6 +109,7 @@ class CalibratedEngine(RooflineEngine):
             side_kernels, side_bytes, side_s = self._side_ops(layer)
         else:
             compute_s = roofline.compute_s / params.efficiency
+            side_kernels, side_bytes, side_s = self._relayouts(layer)
         memory_s = (layer.traffic_bytes - side_bytes) / self.dram_bandwidth / params.memory_efficiency
         if layer.kind == "norm":  # one thread block per row: fewer rows than SMs leave SMs idle
             busy_share = occupancy(layer.parallel_rows, self.sms)
@@ -123,21 +124,30 @@ class CalibratedEngine(RooflineEngine):
             actions=self.actions(layer, roofline.compute_precision, extra, (params.tile_m, params.tile_n)),
         )
 
+    def _copy_time(self, kernels: int, traffic_bytes: float) -> tuple:
+        """(kernels, DRAM bytes, seconds) of copies out of a strided layout, priced by the `strided_copy` class;
+        (0, 0, 0) where the file has no such class (the layer's own class then prices them)."""
+        params = self.classes.get("strided_copy")
+        if not kernels or params is None:
+            return 0, 0.0, 0.0
+        return kernels, traffic_bytes, kernels * params.kernel_s + traffic_bytes / self.dram_bandwidth / params.memory_efficiency
+
+    def _relayouts(self, layer: LayerWork) -> tuple:
+        """The copies of a non-contiguous input among a non-GEMM layer's kernels (GroupNorm's .contiguous() of
+        the transposed view an attention block hands it): they run at a strided copy's speed, not the class's."""
+        return self._copy_time(layer.relayout_kernels, layer.relayout_bytes)
+
     def _side_ops(self, layer: LayerWork) -> tuple:
         """(kernels, DRAM bytes, seconds) of the non-GEMM kernels of a linear layer (the copy of a strided
         input, a bias add addmm did not fuse), priced by the `strided_copy` class where the file has it; else
         (0, 0, 0) and the linear class prices them with its GEMM. The GEMM's own traffic is its A (M x K), its
         weights and its output (M x N); the rest is theirs."""
-        params = self.classes.get("strided_copy")
-        if layer.kind != "linear" or layer.kernels < 2 or params is None:
+        if layer.kind != "linear" or layer.kernels < 2:
             return 0, 0.0, 0.0
         batch, m, n, k = layer.gemm_dims
         out_bytes = FULL_PRECISION.get(layer.vector_dtype, FP32).bits / 8
         gemm_bytes = layer.weight_bytes + batch * m * (k * layer.activation_format.bits / 8 + n * out_bytes)
-        side_bytes = max(0.0, layer.traffic_bytes - gemm_bytes)
-        kernels = layer.kernels - 1
-        seconds = kernels * params.kernel_s + side_bytes / self.dram_bandwidth / params.memory_efficiency
-        return kernels, side_bytes, seconds
+        return self._copy_time(layer.kernels - 1, max(0.0, layer.traffic_bytes - gemm_bytes))
 
     def describe(self) -> EngineDescription:
         return EngineDescription("calibrated", dict(self.rates.peaks))

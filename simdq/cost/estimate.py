@@ -12,7 +12,7 @@ from math import prod
 from hw_models import LayerWork
 from hw_models.actions import Actions
 from hw_models.precision import COMPUTE_TYPES
-from hw_models.workload import dequantize_work, quantize_work, weight_dequantize_work
+from hw_models.workload import FP32, FULL_PRECISION, dequantize_work, quantize_work, weight_dequantize_work
 
 from ..config import EstimateConfig
 from ..model.layer import Layer
@@ -84,6 +84,8 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
         gemm_dims=gemm_dims, tf32=layer.kind in tf32_kinds,
         window=prod(layer.kernel_size) if layer.kind == "conv" and layer.kernel_size else 0,
         parallel_rows=layer.parallel_rows, input_elements=layer.gemm_read,
+        relayout_kernels=layer.relayout_kernels,
+        relayout_bytes=layer.relayout * FULL_PRECISION.get(model_dtype, FP32).bits / 8,
     )
 
 

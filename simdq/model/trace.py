@@ -61,6 +61,7 @@ class OpRecord:
     dtype: str = ""
     gemm_dims: tuple = ()  # (batch, M, N, K) of a GEMM: batch x (M x K) @ (K x N)
     rows: int = 0  # a norm's independent rows (GroupNorm: batch x groups): the parallelism of its reduction
+    strided: bool = False  # a copy whose input is not contiguous (a relayout: a transpose made contiguous)
 
 
 def _norm_rows(name: str, args, elements: int) -> int:
@@ -159,9 +160,9 @@ class _Tracer:
         read = sum(t.numel() for t in inputs)
         write = sum(t.numel() for t in outputs)
 
-        def add(kind, macs=0, flops=0, read=0, write=0, role="", dims=(), rows=0):
+        def add(kind, macs=0, flops=0, read=0, write=0, role="", dims=(), rows=0, strided=False):
             self.records.append(OpRecord(module, name, kind, macs, flops, read, write, role, in_shapes, out_shape,
-                                         dtype, dims, rows))
+                                         dtype, dims, rows, strided))
 
         in_weight_module = module in self.weight_modules
         if name in VIEWS:
@@ -193,7 +194,9 @@ class _Tracer:
         elif name in CREATION:
             add("creation", 0, 0, 0, write)
         elif name in COPIES:
-            add("copy", 0, 0, read, write)
+            # meta tensors keep the strides a GPU would give them, so a copy out of a transposed or
+            # channels-last view shows here as a copy of a non-contiguous input
+            add("copy", 0, 0, read, write, strided=bool(inputs) and not inputs[0].is_contiguous())
         else:
             add("elementwise", 0, FLOPS_PER_ELEMENT.get(name, 1) * write, read, write)
 
@@ -228,12 +231,16 @@ def trace(model, inputs: dict) -> list:
             kwargs = kwargs or {}
             if func is not F.scaled_dot_product_attention:
                 return func(*args, **kwargs)
+            query, key, value = (list(args) + [kwargs.get(n) for n in ("query", "key", "value")])[:3]
             tracer.muted = True
             try:
                 out = func(*args, **kwargs)
+                if out.shape == query.shape:
+                    # the fused kernels allocate their output like the query (FlashAttention, cuDNN): a head
+                    # split view of (B, L, heads, d) gives an output that merging the heads back needs no copy of
+                    out = torch.empty_like(query)
             finally:
                 tracer.muted = False
-            query, key, value = (list(args) + [kwargs.get(n) for n in ("query", "key", "value")])[:3]
             tracer.attention("scaled_dot_product_attention", query, key, value, out)
             return out
 

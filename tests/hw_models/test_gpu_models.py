@@ -2,6 +2,7 @@
 fitted to a GPU's own counter (static power x time + energy per action)."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -188,6 +189,24 @@ def test_an_upsampling_takes_the_resample_class_and_falls_back_to_memory():
     assert device.estimate_layer(upsample).latency_s == pytest.approx(priced(resample)) != priced(memory)
     del device.primary.classes["resample"]  # a file fitted before the class was split from memory
     assert device.estimate_layer(upsample).latency_s == pytest.approx(priced(memory))
+
+
+def test_copies_out_of_a_strided_layout_take_the_strided_copy_class():
+    elements = 2**22
+    relayout = LayerWork("norm", "elementwise", 0, elements, 0.0, 2.0 * 2 * elements, 2.0 * 2 * elements, 3, FP16,
+                         None, "fp16", relayout_kernels=1, relayout_bytes=2.0 * 2 * elements)
+    plain = dataclasses.replace(relayout, relayout_kernels=0, relayout_bytes=0.0)
+    device = _fresh("h100")
+    classes, bandwidth = device.primary.classes, device.primary.dram_bandwidth
+    strided, elementwise = classes["strided_copy"], classes["elementwise"]
+    rest = max(elements / device.primary.rates.vector_peak / elementwise.efficiency,
+               2.0 * 2 * elements / bandwidth / elementwise.memory_efficiency)
+    expected = (2 * elementwise.kernel_s + rest + strided.kernel_s
+                + 2.0 * 2 * elements / bandwidth / strided.memory_efficiency)
+    assert device.estimate_layer(relayout).latency_s == pytest.approx(expected)
+    assert device.estimate_layer(relayout).latency_s > device.estimate_layer(plain).latency_s
+    del classes["strided_copy"]  # a file without the class prices the copies with the layer's own class
+    assert device.estimate_layer(relayout).latency_s == pytest.approx(device.estimate_layer(plain).latency_s)
 
 
 def test_a_linears_copy_and_bias_add_take_the_strided_copy_class_when_fitted():

@@ -276,6 +276,11 @@ def test_layer_work_is_what_the_device_model_is_given():
                                                                       cost.write_bytes)
     unused = Layer("orphan", "orphan", "Linear", "unused", other_params=10)
     assert layer_work(LayerResult(unused, scheme, cost, None), "fp16") is None
+    relayout = Layer("norm", "norm", "GroupNorm", "elementwise", read=600, write=600, kernels=2, relayout_kernels=1,
+                     relayout=1000)
+    for dtype, size in (("fp16", 2), ("fp32", 4)):
+        work = layer_work(LayerResult(relayout, scheme, cost, None), dtype)
+        assert (work.relayout_kernels, work.relayout_bytes) == (1, 1000 * size)
 
 
 def test_the_device_sees_the_weights_and_the_model_dtype():

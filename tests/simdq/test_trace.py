@@ -156,3 +156,33 @@ def test_a_group_norm_records_batch_times_groups_rows():
     norms = [l for l in traced_layers(parse_config(config, "t")) if l.kind == "norm"]
     groups = TINY_UNET.get("norm_num_groups", 32)
     assert norms and all(l.parallel_rows == 3 * groups for l in norms)
+
+
+class _Relayouts(torch.nn.Module):
+    """A head split into SDPA and back (no copy on a GPU: the fused kernel writes its output like the query),
+    then a GroupNorm of the transposed sequence (a copy of a strided input into contiguous memory)."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.GroupNorm(2, 8)
+
+    def forward(self, x):  # x: (batch, length, 8)
+        batch, length, _ = x.shape
+        heads = x.view(batch, length, 2, 4).transpose(1, 2)
+        out = torch.nn.functional.scaled_dot_product_attention(heads, heads, heads)
+        merged = out.transpose(1, 2).reshape(batch, length, 8)
+        return self.norm(merged.transpose(1, 2))
+
+
+def test_only_copies_out_of_a_strided_layout_count_as_relayouts():
+    from simdq.model.grouping import group_layers
+
+    model = _Relayouts().to("meta")
+    records = trace(model, {"x": torch.empty(2, 6, 8, device="meta")})
+    copies = [r for r in records if r.kind == "copy"]
+    # the SDPA output merges back as a view; the one copy is GroupNorm's .contiguous() of its transposed input
+    assert [(r.module, r.strided) for r in copies] == [("norm", True)]
+    assert copies[0].read == copies[0].write == 2 * 6 * 8
+    rows = {(layer.name, layer.kind): layer for layer in group_layers(model, records)}
+    relayouts = {key: (row.relayout_kernels, row.relayout) for key, row in rows.items() if row.relayout_kernels}
+    assert relayouts == {("norm", "elementwise"): (1, 2 * 2 * 6 * 8)}
