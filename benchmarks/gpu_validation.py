@@ -423,7 +423,7 @@ NOTES = [
     "that view against a contiguous input (same report), GroupNorm takes 1.6-2.4x, add 2.3-6.6x, cat 2.7-5.0x, "
     "upsampling 2.0-2.7x, SiLU the same, a 3x3 convolution 0.75-1.17x. The trace prices the copies it sees on the "
     "meta device (GroupNorm's .contiguous() of a transposed input) as strided copies, but sees about half of "
-    "those the GPU runs (13 against 27 on LDM-4): meta strides do not follow cuDNN's channels-last outputs. "
+    "those the GPU runs (13 against 27 on LDM-4): meta strides do not follow the GPU's everywhere. "
     "Convolutions run up to 11% slower inside the forward than alone (where their weights stay in L2), while "
     "the copies before UNet2DModel's attention linears are priced 21-26% over. With TF32 off, cuDNN picks a slow algorithm for SD-1.5's "
     "640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it "

@@ -130,7 +130,8 @@ class CalibratedEngine(RooflineEngine):
         params = self.classes.get("strided_copy")
         if not kernels or params is None:
             return 0, 0.0, 0.0
-        return kernels, traffic_bytes, kernels * params.kernel_s + traffic_bytes / self.dram_bandwidth / params.memory_efficiency
+        seconds = kernels * params.kernel_s + traffic_bytes / self.dram_bandwidth / params.memory_efficiency
+        return kernels, traffic_bytes, seconds
 
     def _relayouts(self, layer: LayerWork) -> tuple:
         """The copies of a non-contiguous input among a non-GEMM layer's kernels (GroupNorm's .contiguous() of

@@ -37,8 +37,8 @@ class Layer:
     output_shape: tuple = ()
     gemm_dims: tuple = ()  # (batch, M, N, K) of the layer's (first) GEMM
     parallel_rows: int = 0  # a norm's independent rows (GroupNorm: batch x groups)
-    relayout_kernels: int = 0  # of `kernels`: copies of a non-contiguous input (GroupNorm's .contiguous() of a
-    relayout: int = 0  # transposed view, a head split); relayout: the elements they read and write
+    relayout_kernels: int = 0  # of `kernels`: copies of a non-contiguous input (GroupNorm's .contiguous())
+    relayout: int = 0  # the elements those copies read and write
     extra: bool = False  # added by a layer policy, not part of the traced model
 
     @property

@@ -194,8 +194,9 @@ class _Tracer:
         elif name in CREATION:
             add("creation", 0, 0, 0, write)
         elif name in COPIES:
-            # meta tensors keep the strides a GPU would give them, so a copy out of a transposed or
-            # channels-last view shows here as a copy of a non-contiguous input
+            # meta tensors carry strides, so a copy out of a transposed or channels-last view shows here as a
+            # copy of a non-contiguous input (on UNet2DModel the GPU makes about twice as many: meta strides do
+            # not follow the GPU's everywhere, reports/gpu-kernel-census-h100.md)
             add("copy", 0, 0, read, write, strided=bool(inputs) and not inputs[0].is_contiguous())
         else:
             add("elementwise", 0, FLOPS_PER_ELEMENT.get(name, 1) * write, read, write)
