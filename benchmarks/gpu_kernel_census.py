@@ -2,10 +2,10 @@
 
 On the GPU (`measure`), torch.profiler records one eager forward (after warm-up) of each run in CENSUS: every
 kernel's name, GPU time and the aten op that launched it; and the ops after a UNet2DModel attention block are
-timed on a contiguous input and on the channels-last view that block returns. Without a GPU (`report`), the kernels are sorted into the categories the device model
-prices (convolution, GEMM, attention, norm, elementwise, copy, concatenation, resample, reduction) and set
-beside the layers simdq's trace counts in the same categories, kernels and predicted time, so that what the
-model leaves out of a forward shows by name.
+timed on a contiguous input and on the channels-last view that block returns. Without a GPU (`report`), the
+kernels are sorted into the categories the device model prices (convolution, GEMM, attention, norm,
+elementwise, copy, concatenation, resample, reduction) and set beside the layers simdq's trace counts in the
+same categories, kernels and predicted time, so that what the model leaves out of a forward shows by name.
 
     python benchmarks/gpu_kernel_census.py measure -o OUT/census.json          # on the GPU
     python benchmarks/gpu_kernel_census.py report reports/gpu-kernel-census-h100.json --hw h100 -o FILE.md
@@ -60,6 +60,10 @@ LAYOUT_OPS = ("group_norm", "silu", "add", "cat", "upsample", "conv3x3")
 KIND_CATEGORY = {"conv": "conv", "linear": "gemm", "attention_matmul": "attention", "norm": "norm",
                  "softmax": "softmax", "elementwise": "elementwise", "concat": "concat", "resample": "resample",
                  "embedding": "copy"}
+
+
+class CensusError(ValueError):
+    """A census file that cannot be read; the message is one line for the user."""
 
 
 def category(name: str, op: str = "") -> str:
@@ -177,9 +181,12 @@ def _model_census(device, run: dict) -> tuple:
 def report(path: Path, hw: str, output: Path) -> None:
     from hw_models import load_device
 
-    data = json.loads(path.read_text())
-    if data.get("format") != FORMAT:
-        raise SystemExit(f"{path}: not a kernel census (format {FORMAT!r} expected)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CensusError(f"{path}: not a readable kernel census ({err})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CensusError(f"{path}: not a kernel census (format {FORMAT!r} expected)")
     device = load_device(hw)
     lines = [f"# Kernel census: a whole forward's kernels on {data['gpu']} against simdq's count", "",
              f"Measured with {data['timing']} (torch {data['torch']}); predicted by `--hw {hw}`.",
@@ -234,8 +241,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "measure":
         measure(args.out)
-    else:
+        return 0
+    try:
         report(args.census, args.hw, args.out)
+    except CensusError as err:
+        print(err, file=sys.stderr)
+        return 2
     return 0
 
 

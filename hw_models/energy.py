@@ -128,6 +128,11 @@ class EnergyModel:
         return (scaled_pj * self.scale + binary_pj + actions.dram_bytes * self.dram_pj_per_byte) * 1e-12
 
 
+def busy_seconds(seconds: float, kernels: int, gap_s: float) -> float:
+    """The part of a time its kernels run: the time less one launch gap per kernel (never below zero)."""
+    return max(0.0, seconds - kernels * gap_s)
+
+
 @dataclass(frozen=True)
 class MeasuredEnergy:
     """Energy fitted to a GPU's own energy counter: static_w x time + busy_w x the time kernels run + per-action
@@ -160,5 +165,5 @@ class MeasuredEnergy:
         mac_pj = self.mac_pj.get(actions.precision or "fp32", max(self.mac_pj.values(), default=0.0))
         mac_pj += self.conv_mac_pj if actions.convolution else 0.0
         dynamic_pj = actions.macs * mac_pj + actions.vector_ops * self.vector_op_pj + self.traffic_pj(actions)
-        busy_s = max(0.0, latency_s - actions.kernels * self.launch_gap_s)
+        busy_s = busy_seconds(latency_s, actions.kernels, self.launch_gap_s)
         return self.static_w * latency_s + self.busy_w * busy_s + dynamic_pj * 1e-12

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
+from .energy import busy_seconds
 from .engines.calibrated import ClassParams, gemm_compute_s, occupancy
 
 KERNEL_S_GRID = np.geomspace(0.5e-6, 40e-6, 40)
@@ -132,11 +133,6 @@ def launch_gap(samples: list) -> float:
     measured (a near-empty elementwise kernel: the gap plus a body that does almost nothing). Such kernels
     run at the board's idle power, so the SMs are taken to be idle for this long per kernel."""
     return min(s.measured_s / s.kernels for s in samples if s.kernels)
-
-
-def busy_seconds(seconds: float, kernels: int, gap_s: float) -> float:
-    """The part of a time its kernels run: the time less one launch gap per kernel."""
-    return max(0.0, seconds - kernels * gap_s)
 
 
 def _energy_features(sample: Sample, precisions: list, gap_s: float, l2_bytes: float) -> list:

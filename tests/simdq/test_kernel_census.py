@@ -51,11 +51,17 @@ def test_the_report_sets_the_measured_kernels_beside_the_traced_layers(tmp_path)
     assert rows["add"] == ["2x8x4x4", "2.0 us", "7.0 us", "3.50"]
 
 
-def test_a_file_that_is_not_a_census_is_refused(tmp_path):
+@pytest.mark.parametrize("content, message", [
+    (json.dumps({"format": "other"}), "not a kernel census"), ("[1, 2", "not a readable kernel census"),
+    (json.dumps([1]), "not a kernel census"),
+])
+def test_a_file_that_is_not_a_census_gets_one_line_and_exit_code_2(tmp_path, capsys, content, message):
     path = tmp_path / "x.json"
-    path.write_text(json.dumps({"format": "other"}))
-    with pytest.raises(SystemExit, match="not a kernel census"):
-        census.report(path, "h100", tmp_path / "x.md")
+    path.write_text(content)
+    assert census.main(["report", str(path), "-o", str(tmp_path / "x.md")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "x.md").exists()
+    assert census.main(["report", str(tmp_path / "missing.json"), "-o", str(tmp_path / "x.md")]) == 2
 
 
 def test_each_kernel_is_attributed_to_the_outermost_aten_op_that_launched_it():
