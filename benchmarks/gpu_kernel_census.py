@@ -26,7 +26,8 @@ from simdq.output import replacing  # noqa: E402
 
 FORMAT = "simdq-kernel-census-1"
 CENSUS = (("ldm4-lsun-bedrooms", "fp16", 1), ("ldm4-lsun-bedrooms", "fp16", 8), ("ldm8-lsun-churches", "fp16", 8),
-          ("ddpm-cifar10", "fp16", 8), ("sd15", "fp16", 1))
+          ("ddpm-cifar10", "fp16", 8), ("sd15", "fp16", 1), ("ldm4-lsun-bedrooms", "tf32", 1),
+          ("ldm4-lsun-bedrooms", "tf32", 8), ("ldm4-lsun-bedrooms", "fp32", 8))
 # first match wins: kernel name pattern -> category
 CATEGORIES = (
     (r"fmha|flash|attention|cudnn.*sdpa|mha", "attention"),
@@ -82,6 +83,7 @@ def measure(output: Path) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from gpu_validation import DTYPES, _inputs
+    from simdq.microbench.timing import tf32_mode
     from simdq.model.unets import build_unet
     from simdq.presets import preset_spec
 
@@ -90,7 +92,7 @@ def measure(output: Path) -> None:
             "timing": "torch.profiler, one eager forward after two warm-up forwards", "runs": []}
     for preset, precision, batch in CENSUS:
         dtype = getattr(torch, DTYPES[precision])
-        with torch.no_grad():
+        with torch.no_grad(), tf32_mode(precision == "tf32"):
             model = build_unet(preset_spec(preset), "cuda").to(dtype)
             inputs = _inputs(model, batch, device, dtype)
             for _ in range(2):
@@ -99,8 +101,10 @@ def measure(output: Path) -> None:
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                 model(**inputs)
                 torch.cuda.synchronize()
+            op_layouts = _op_layouts(model, inputs)
         kernels = _kernels_by_op(prof.events(), torch.autograd.DeviceType)
-        data["runs"].append({"preset": preset, "precision": precision, "batch": batch, "kernels": kernels})
+        data["runs"].append({"preset": preset, "precision": precision, "batch": batch, "kernels": kernels,
+                             "op_layouts": op_layouts})
         every = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
         print(f"{preset} {precision} batch {batch}: {len(kernels)} kernels attributed of {len(every)}, "
               f"{sum(k[1] for k in kernels) / 1e3:.3f} ms of {sum(e.device_time for e in every) / 1e3:.3f} ms of "
@@ -110,6 +114,35 @@ def measure(output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     with replacing(output, "-o") as temporary:
         temporary.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _op_layouts(model, inputs) -> list:
+    """[module, aten op, layouts of its inputs and output] of every op but views, as simdq's trace records them
+    when it runs on this device: what the meta trace's layouts are checked against (tests/simdq/test_trace.py)."""
+    from simdq.model.trace import trace
+
+    return [[r.module, r.op, list(r.layouts)] for r in trace(model, inputs) if r.kind != "view"]
+
+
+def layout_agreement(run: dict) -> tuple:
+    """(ops matched, pairs whose layouts differ, GPU ops) between the layouts recorded on the GPU and the meta
+    trace's at the same preset and batch, ops aligned by module and aten op (the GPU's forward casts its timestep
+    to the model's dtype first, an op the fp32 meta trace has not)."""
+    import difflib
+
+    from simdq.model.trace import trace
+    from simdq.model.unets import build_unet, example_inputs
+    from simdq.presets import preset_spec
+
+    spec = preset_spec(run["preset"])
+    model = build_unet(spec, "meta")
+    ours = [[r.module, r.op, list(r.layouts)] for r in trace(model, example_inputs(model, spec, run["batch"]))
+            if r.kind != "view"]
+    gpu = run["op_layouts"]
+    matcher = difflib.SequenceMatcher(a=[tuple(op[:2]) for op in gpu], b=[tuple(op[:2]) for op in ours],
+                                      autojunk=False)
+    pairs = [(gpu[i + o], ours[j + o]) for i, j, size in matcher.get_matching_blocks() for o in range(size)]
+    return len(pairs), [pair for pair in pairs if pair[0] != pair[1]], len(gpu)
 
 
 def _layout_times(device) -> list:
@@ -213,6 +246,12 @@ def report(path: Path, hw: str, output: Path) -> None:
             count[key] += 1
         lines += ["", "Kernel time by the aten op that launched it (by kernel name where none did):", ""]
         lines += [f"- {key}: {count[key]} kernels, {seconds * 1e3:.3f} ms" for key, seconds in by_op.most_common(12)]
+        if run.get("op_layouts"):
+            matched, differ, total = layout_agreement(run)
+            lines += ["", f"Memory layouts (contiguous, channels-last, strided) of each op's inputs and output: the "
+                      f"meta trace's agree with the GPU's in {matched - len(differ)} of the {matched} ops both record "
+                      f"({total} on the GPU)"
+                      + (f"; the first apart: {differ[0][0][0]} {differ[0][0][1]}." if differ else ".")]
         lines.append("")
     if data.get("layouts"):
         lines += ["## The same ops on a contiguous input and on UNet2DModel's channels-last view", "",

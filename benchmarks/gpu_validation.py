@@ -406,7 +406,7 @@ def load_device_spec(spec: dict):
 NOTES = [
     "- Per layer, the model is kernels x kernel time + max(compute, memory), with GEMM compute from waves of "
     "output tiles over the SMs; a layer's kernels are the aten ops the trace records (a linear on a strided "
-    "input also runs a copy and a bias add).",
+    "input also runs a copy, priced as a strided copy, and a bias add, priced as an elementwise op).",
     "- Fused attention's softmax is priced inside the attention class; PyTorch's fp32 SDPA kernels ignore TF32 "
     "(the H200 times them the same either way), so attention stays fp32 under `runtime.tf32: all`.",
     "- Each layer was timed alone, repeated inside one graph, so its weights stay in L2 between calls; in the "
@@ -414,23 +414,28 @@ NOTES = [
     "- int8 and FP8 convolutions do not exist in PyTorch: their predictions are extrapolated from the GEMM "
     "classes; only the quantized nn.Linear layers above are validated. Weight-only quantization (dequantize, "
     "then GEMM) is priced from the elementwise and GEMM classes and not validated either.",
-    "- Where the model misses: whole forwards of ldm4, ldm8 and cifar10 at batch 1-8 run 5-12% over the "
-    "prediction. reports/gpu-kernel-census-h100.md (one profiled forward, each kernel attributed to the aten op "
-    "that launched it, beside the model's count) shows where. SD-1.5 matches by category within 2% (attention "
-    "15% over). The other three are diffusers' UNet2DModel, whose attention block hands back a channels-last "
-    "view: the ops after it see strided inputs, which the suite's contiguous shapes do not time, and at batch 8 "
-    "GroupNorm runs 15-28% over the model, concatenation and upsampling 1.4-2.6x. Timed alone on "
-    "that view against a contiguous input (same report), GroupNorm takes 1.6-2.4x, add 2.3-6.6x, cat 2.7-5.0x, "
-    "upsampling 2.0-2.7x, SiLU the same, a 3x3 convolution 0.75-1.17x. The trace prices the copies it sees on the "
-    "meta device (GroupNorm's .contiguous() of a transposed input) as strided copies, but sees about half of "
-    "those the GPU runs (13 against 27 on LDM-4): meta strides do not follow the GPU's everywhere. "
-    "Convolutions run up to 11% slower inside the forward than alone (where their weights stay in L2), while "
-    "the copies before UNet2DModel's attention linears are priced 21-26% over. With TF32 off, cuDNN picks a slow algorithm for SD-1.5's "
-    "640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it "
-    "too, 2.1 ms), hence sd15 fp32 at -54 to -61%.",
-    "- The H200's record predates the suite's small strided copies and its `resample` class (its upsampling "
-    "samples were relabelled from `memory`, see the record's migrations); its strided copies are extrapolated "
-    "from large shapes.",
+    "- Layouts: diffusers' UNet2DModel attention block hands back a channels-last view. The trace follows the "
+    "GPU's layouts (a convolution of a channels-last input returns channels-last, as cuDNN does; checked op by "
+    "op against the layouts recorded on the GPU in reports/gpu-kernel-census-h100.json), prices GroupNorm's "
+    ".contiguous() of such an input as a strided copy, and an add or a cat of the view with a contiguous tensor "
+    "and an upsampling of the view by the `_strided` twins of their classes, timed on that view.",
+    "- Where the model misses: reports/gpu-kernel-census-h100.md (one profiled forward, each kernel attributed "
+    "to the aten op that launched it, beside the model's count) shows where. SD-1.5 matches by category within "
+    "7% (attention 17% over). On the UNet2DModel presets at batch 1-8 convolutions run 1-10% over the model "
+    "(the 3x3 convolutions of 224 channels at 64x64, batch 1: 38 us against 28 us), and LDM-4's attention (head "
+    "dimension 32) is priced 23-51% over; hence whole forwards 4-11% under at batch 1-8. LDM-4 in fp32 (TF32 on "
+    "and off; the census's last three runs): convolutions match within 2% at batch 8 and the model puts them 19% "
+    "under at batch 1, while the vector classes, fitted in fp16 and priced by fp32's bytes, put GroupNorm 42-60% over, "
+    "elementwise ops 20-28% and fp32 attention 19% over; hence TF32 at batch 8 +14%. The suite now times the "
+    "vector classes in fp32 apart (`norm_fp32`, ...); this file's record predates them. Fitted from a second "
+    "record with them (reports/gpu-microbenchmarks-h100-fp32-vectors.json, a later call the same day), TF32 at "
+    "batch 8 comes to +0.1% and fp32 to -1.3%, TF32 at batch 1 to -12% (its convolutions no longer offset), and "
+    "the fp16 forwards 1-2% lower (that call's board ran 1-2% faster). With TF32 off, cuDNN picks a "
+    "slow algorithm for SD-1.5's 640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the "
+    "suite's one such shape saw it too, 2.1 ms), hence sd15 fp32 at -54 to -64%.",
+    "- The H200's record predates the suite's small strided copies, its `resample` class (its upsampling "
+    "samples were relabelled from `memory`, see the record's migrations) and the `_strided` twins (the H200 "
+    "prices those ops as contiguous); its strided copies are extrapolated from large shapes.",
     "- Energy: static power x time, plus a busy power over the time kernels run (the time less a launch gap "
     "per kernel, the gap bounded by the shortest kernel measured, which runs at the board's idle power), plus "
     "energy per MAC, vector op and byte. A microbenchmark whose operands fit in L2 never leaves it while it "

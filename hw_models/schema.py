@@ -17,7 +17,8 @@ from diagnostics import unknown, validate
 
 from .device import DeviceFileError
 from .energy import TABLE_DIR
-from .engines.calibrated import CONVERSION_CLASSES, GEMM_CLASS_PREFIX, SIDE_CLASSES, VECTOR_CLASS
+from .engines.calibrated import (CONVERSION_CLASSES, FP32_VECTOR_CLASSES, GEMM_CLASS_PREFIX, SIDE_CLASSES,
+                                 STRIDED_CLASSES, VECTOR_CLASS)
 from .engines.systolic import DATAFLOWS
 from .precision import COMPUTE_TYPES
 from .workload import LAYER_KINDS
@@ -74,7 +75,8 @@ ComputePrecision = _one_of(tuple(COMPUTE_TYPES), "compute precision")
 LayerKind = _one_of(LAYER_KINDS, "layer kind")
 OP_CLASSES = tuple([f"{prefix}_{precision}" for prefix in sorted({*GEMM_CLASS_PREFIX.values(), "pointwise"})
                     for precision in COMPUTE_TYPES]
-                   + sorted(set(VECTOR_CLASS.values())) + list(CONVERSION_CLASSES) + list(SIDE_CLASSES))
+                   + sorted(set(VECTOR_CLASS.values())) + list(CONVERSION_CLASSES) + list(SIDE_CLASSES)
+                   + list(STRIDED_CLASSES) + list(FP32_VECTOR_CLASSES))
 OpClass = _one_of(OP_CLASSES, "op class")
 TABLE_NAMES = tuple(sorted(path.stem for path in TABLE_DIR.glob("*.yaml")))
 TableName = _one_of(TABLE_NAMES, "energy table")

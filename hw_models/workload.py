@@ -79,6 +79,8 @@ class LayerWork:
     input_elements: int = 0  # elements of the GEMM's quantizable input (what a packer reads), 0 where unknown
     relayout_kernels: int = 0  # of `kernels`: copies of a non-contiguous input into contiguous memory
     relayout_bytes: float = 0.0  # of the traffic: what those copies read and write
+    strided_kernels: int = 0  # of `kernels`: ops reading another memory order than they write (not copies)
+    strided_bytes: float = 0.0  # of the traffic: what those ops read and write
 
     def __post_init__(self):
         if self.kind not in LAYER_KINDS:

@@ -9,10 +9,14 @@ Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
 A norm's time is divided by the share of SMs its rows occupy (GroupNorm runs one thread block per batch x
 group). The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions; a file without it
 prices them as `conv`), `linear_int8`, `attention_bf16`, `norm`, `softmax`, `elementwise`, `memory`
-(concatenation), `resample` (nearest upsampling; a file without it prices it as `memory`), `strided_copy` (the
-copy and bias add beside a linear), and the kernels of dynamic activation quantization
-`quantize_fp8`, `quantize_int8`, `dequantize_int8`) are fitted by `simdq hw calibrate` from microbenchmarks; a
-class without parameters falls back to the plain roofline.
+(concatenation), `resample` (nearest upsampling; a file without it prices it as `memory`), `strided_copy` (copies
+out of a transposed or channels-last layout, before a linear or a norm), the vector classes' twins off the
+contiguous layout (`elementwise_strided`, `memory_strided`, `resample_strided`: an add or a concatenation of a
+channels-last view and a contiguous tensor, an upsampling of the view; a file without them prices such ops as
+contiguous), and the kernels of dynamic activation quantization `quantize_fp8`, `quantize_int8`,
+`dequantize_int8`) are fitted by `simdq hw calibrate` from microbenchmarks; the vector classes also apart in fp32
+(`norm_fp32`, ...; a file without them prices fp32 work by the fp16 fit and fp32's bytes). A class without
+parameters falls back to the plain roofline.
 """
 
 from __future__ import annotations
@@ -31,8 +35,17 @@ VECTOR_CLASS = {"norm": "norm", "softmax": "softmax", "elementwise": "elementwis
 FORMER_CLASS = {"resample": "memory"}
 # dynamic activation quantization (hw_models.workload.quantize_work) and int32 dequantization, by target family
 CONVERSION_CLASSES = ("quantize_fp8", "quantize_int8", "dequantize_int8")
-# the copy of a strided input (and the bias add) that aten runs beside a linear's GEMM
+# a copy out of a transposed or channels-last layout (before a linear's GEMM, in a norm)
 SIDE_CLASSES = ("strided_copy",)
+# a vector class's ops that read an operand in another memory order than they write, or upsample a channels-last
+# input (LayerWork.strided_kernels): slower than the class's contiguous benchmarks (reports/gpu-kernel-census-h100.md)
+STRIDED_SUFFIX = "_strided"
+STRIDED_CLASSES = tuple(f"{name}{STRIDED_SUFFIX}" for name in ("elementwise", "memory", "resample"))
+# the vector classes fitted apart in fp32 (`norm_fp32`, ...), which a file may lack (fp16's then price fp32 by its
+# bytes): an fp32 GroupNorm takes 1.2x its fp16 time on an H100, not the 2x its bytes say
+FP32_SUFFIX = "_fp32"
+FP32_VECTOR_CLASSES = tuple(f"{name}{FP32_SUFFIX}" for name in
+                            sorted(set(VECTOR_CLASS.values())) + list(SIDE_CLASSES) + list(STRIDED_CLASSES))
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,8 @@ class CalibratedEngine(RooflineEngine):
                                  0.0, 0.0, 0.0, 0.0, "overhead", actions=roofline.actions)
         family = layer.activation_format.family
         name = op_class(layer.kind, roofline.compute_precision, family, layer.window)
-        params = (self.classes.get(name) or self.classes.get(op_class(layer.kind, roofline.compute_precision, family))
+        params = (self._vector_params(name, layer.vector_dtype)
+                  or self.classes.get(op_class(layer.kind, roofline.compute_precision, family))
                   or self.classes.get(FORMER_CLASS.get(name)))
         if params is None:
             return roofline
@@ -110,6 +124,9 @@ class CalibratedEngine(RooflineEngine):
         else:
             compute_s = roofline.compute_s / params.efficiency
             side_kernels, side_bytes, side_s = self._relayouts(layer)
+            strided_kernels, strided_bytes, strided_s = self._strided_ops(layer, name)
+            side_kernels, side_bytes, side_s = (side_kernels + strided_kernels, side_bytes + strided_bytes,
+                                                side_s + strided_s)
         memory_s = (layer.traffic_bytes - side_bytes) / self.dram_bandwidth / params.memory_efficiency
         if layer.kind == "norm":  # one thread block per row: fewer rows than SMs leave SMs idle
             busy_share = occupancy(layer.parallel_rows, self.sms)
@@ -124,31 +141,50 @@ class CalibratedEngine(RooflineEngine):
             actions=self.actions(layer, roofline.compute_precision, extra, (params.tile_m, params.tile_n)),
         )
 
-    def _copy_time(self, kernels: int, traffic_bytes: float) -> tuple:
-        """(kernels, DRAM bytes, seconds) of copies out of a strided layout, priced by the `strided_copy` class;
-        (0, 0, 0) where the file has no such class (the layer's own class then prices them)."""
-        params = self.classes.get("strided_copy")
-        if not kernels or params is None:
-            return 0, 0.0, 0.0
-        seconds = kernels * params.kernel_s + traffic_bytes / self.dram_bandwidth / params.memory_efficiency
-        return kernels, traffic_bytes, seconds
+    def _vector_params(self, name: str, dtype: str):
+        """A class's parameters for work in `dtype`: a vector class's `_fp32` fit for fp32 where the file has one,
+        else the class's own (None where it has neither)."""
+        fp32 = self.classes.get(name + FP32_SUFFIX) if dtype == "fp32" else None
+        return fp32 or self.classes.get(name)
 
     def _relayouts(self, layer: LayerWork) -> tuple:
-        """The copies of a non-contiguous input among a non-GEMM layer's kernels (GroupNorm's .contiguous() of
-        the transposed view an attention block hands it): they run at a strided copy's speed, not the class's."""
-        return self._copy_time(layer.relayout_kernels, layer.relayout_bytes)
+        """(kernels, DRAM bytes, seconds) of the copies of a non-contiguous input among a layer's kernels
+        (GroupNorm's .contiguous() of the transposed view an attention block hands it), priced by the
+        `strided_copy` class: they run at a strided copy's speed, not the class's; (0, 0, 0) where the file has no
+        such class (the layer's own class then prices them)."""
+        params = self._vector_params("strided_copy", layer.vector_dtype)
+        if not layer.relayout_kernels or params is None:
+            return 0, 0.0, 0.0
+        seconds = (layer.relayout_kernels * params.kernel_s
+                   + layer.relayout_bytes / self.dram_bandwidth / params.memory_efficiency)
+        return layer.relayout_kernels, layer.relayout_bytes, seconds
+
+    def _strided_ops(self, layer: LayerWork, name: str) -> tuple:
+        """(kernels, DRAM bytes, seconds) of a vector layer's ops off the contiguous layout, priced by the class's
+        `_strided` twin where the file has it (else (0, 0, 0): the class prices them as contiguous)."""
+        params = self._vector_params(name + STRIDED_SUFFIX, layer.vector_dtype)
+        if not layer.strided_kernels or params is None:
+            return 0, 0.0, 0.0
+        seconds = (layer.strided_kernels * params.kernel_s
+                   + layer.strided_bytes / self.dram_bandwidth / params.memory_efficiency)
+        return layer.strided_kernels, layer.strided_bytes, seconds
 
     def _side_ops(self, layer: LayerWork) -> tuple:
-        """(kernels, DRAM bytes, seconds) of the non-GEMM kernels of a linear layer (the copy of a strided
-        input, a bias add addmm did not fuse), priced by the `strided_copy` class where the file has it; else
-        (0, 0, 0) and the linear class prices them with its GEMM. The GEMM's own traffic is its A (M x K), its
-        weights and its output (M x N); the rest is theirs."""
-        if layer.kind != "linear" or layer.kernels < 2:
-            return 0, 0.0, 0.0
+        """(kernels, DRAM bytes, seconds) of a GEMM layer's other kernels: copies out of a strided layout (aten's
+        reshape of a transposed input before a linear) at a strided copy's speed, and a linear's bias add that
+        addmm did not fuse at the `elementwise` class's; (0, 0, 0) for what the file has no class for (the GEMM's
+        class then prices it). The GEMM's own traffic is its A (M x K), its weights and its output (M x N)."""
+        kernels, traffic, seconds = self._relayouts(layer)
+        others = layer.kernels - 1 - layer.relayout_kernels
+        params = self._vector_params("elementwise", layer.vector_dtype)
+        if layer.kind != "linear" or others < 1 or params is None:
+            return kernels, traffic, seconds
         batch, m, n, k = layer.gemm_dims
         out_bytes = FULL_PRECISION.get(layer.vector_dtype, FP32).bits / 8
         gemm_bytes = layer.weight_bytes + batch * m * (k * layer.activation_format.bits / 8 + n * out_bytes)
-        return self._copy_time(layer.kernels - 1, max(0.0, layer.traffic_bytes - gemm_bytes))
+        rest = max(0.0, layer.traffic_bytes - gemm_bytes - traffic)
+        return (kernels + others, traffic + rest,
+                seconds + others * params.kernel_s + rest / self.dram_bandwidth / params.memory_efficiency)
 
     def describe(self) -> EngineDescription:
         return EngineDescription("calibrated", dict(self.rates.peaks))

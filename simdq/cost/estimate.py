@@ -76,6 +76,7 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
     gemm_dims = layer.gemm_dims
     if planes > 1 and gemm_dims:
         gemm_dims = (*gemm_dims[:2], gemm_dims[2] * planes, gemm_dims[3])
+    element_bytes = FULL_PRECISION.get(model_dtype, FP32).bits / 8
     return LayerWork(
         name=layer.name, kind=layer.kind, macs=layer.macs * planes, vector_flops=layer.vector_flops,
         weight_bytes=cost.weight_bytes, read_bytes=cost.read_bytes, write_bytes=cost.write_bytes,
@@ -84,8 +85,8 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
         gemm_dims=gemm_dims, tf32=layer.kind in tf32_kinds,
         window=prod(layer.kernel_size) if layer.kind == "conv" and layer.kernel_size else 0,
         parallel_rows=layer.parallel_rows, input_elements=layer.gemm_read,
-        relayout_kernels=layer.relayout_kernels,
-        relayout_bytes=layer.relayout * FULL_PRECISION.get(model_dtype, FP32).bits / 8,
+        relayout_kernels=layer.relayout_kernels, relayout_bytes=layer.relayout * element_bytes,
+        strided_kernels=layer.strided_kernels, strided_bytes=layer.strided * element_bytes,
     )
 
 

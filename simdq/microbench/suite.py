@@ -171,6 +171,36 @@ def _strided_copy(batch, channels, pixels, dtype, device):
     return Benchmark("strided_copy", "", (), 0, 2 * x.numel() * x.element_size(), lambda: x.transpose(1, 2).contiguous())
 
 
+def _channels_last_view(batch, channels, size, dtype, device):
+    """What diffusers' UNet2DModel attention block returns: (B, HW, C) transposed and reshaped to (B, C, H, W),
+    a view with channels-last strides that the ops after it inherit."""
+    import torch
+
+    return (torch.randn(batch, size * size, channels, device=device, dtype=dtype).transpose(1, 2)
+            .reshape(batch, channels, size, size))
+
+
+def _strided(kind, batch, channels, size, dtype, device):
+    """An op on the channels-last view beside a contiguous tensor, as the ops after such a block run: an add and
+    a concatenation that read one layout and write the other (not vectorised), and nearest upsampling of the
+    view (aten's NHWC kernel). Traffic as for the contiguous classes."""
+    import torch
+    import torch.nn.functional as F
+
+    view = _channels_last_view(batch, channels, size, dtype, device)
+    other = torch.randn(batch, channels, size, size, device=device, dtype=dtype)
+    elements, element_size = view.numel(), view.element_size()
+    if kind == "add":
+        return Benchmark("elementwise_strided", "", (), elements, 3 * elements * element_size, lambda: view + other)
+    if kind == "cat":
+        return Benchmark("memory_strided", "", (), 0, 4 * elements * element_size,
+                         lambda: torch.cat([view, other], 1))
+    if kind == "upsample":
+        return Benchmark("resample_strided", "", (), 0, 5 * elements * element_size,
+                         lambda: F.interpolate(view, scale_factor=2.0, mode="nearest"))
+    raise KeyError(kind)
+
+
 def _norm(batch, channels, size, dtype, device):
     import torch
     import torch.nn.functional as F
@@ -194,37 +224,50 @@ def default_suite(device, quick: bool = False) -> list:
     integers = ("int8", "fp8") if cuda and torch.cuda.get_device_capability(device) >= (8, 9) else ("int8",)
     suite = [_linear(m, n, k, p, device) for p in floats + (integers if cuda else ()) for m in rows for n, k in shapes]
     # channel counts off the powers of two too (odd multiples of 32), which cuDNN tiles less evenly
+    # at batch 1 too, where cuDNN's fixed costs (layout transforms, a bias add) are most of a convolution
     convs = ((2, 128, 128, 64), (2, 256, 256, 32), (4, 320, 320, 32), (2, 320, 640, 32), (4, 640, 640, 16),
              (2, 1280, 1280, 8), (4, 512, 512, 16), (2, 640, 1280, 16), (4, 1280, 1280, 16), (2, 256, 512, 64),
-             (4, 160, 160, 64), (2, 352, 352, 32), (4, 544, 544, 16), (2, 800, 800, 8), (2, 288, 576, 32))
+             (4, 160, 160, 64), (2, 352, 352, 32), (4, 544, 544, 16), (2, 800, 800, 8), (2, 288, 576, 32),
+             (1, 192, 192, 64), (1, 288, 288, 64), (1, 384, 384, 32), (1, 576, 576, 16), (1, 768, 768, 8),
+             (1, 96, 192, 64))
     if quick:
         convs = ((2, 8, 8, 8), (2, 8, 16, 8), (2, 16, 16, 4))
     for precision in floats:
         suite += [_conv(b, ci, co, s, 3, precision, device) for b, ci, co, s in convs]
         suite += [_conv(b, ci, co, s, 1, precision, device) for b, ci, co, s in (convs if quick else convs[::2])]
     attention = ((16, 1024, 1024, 40), (16, 256, 256, 80), (16, 4096, 77, 40), (16, 1024, 77, 80),
-                 (4, 4096, 4096, 64), (8, 256, 256, 160), (16, 64, 64, 160), (2, 1024, 1024, 320))
+                 (4, 4096, 4096, 64), (8, 256, 256, 160), (16, 64, 64, 160), (2, 1024, 1024, 320),
+                 (24, 1024, 1024, 32), (64, 256, 256, 32), (96, 64, 64, 32))
     if quick:
         attention = ((2, 16, 16, 8), (2, 32, 8, 8), (4, 16, 16, 16))
     suite += [_attention(*a, precision, device) for precision in floats for a in attention]
-    dtype = torch.float16 if cuda else torch.float32
     # the last norm and the two largest sizes below outgrow a 50 MB L2: their traffic streams from DRAM, which
     # the energy fit prices apart from traffic that stays in L2
     norms = ((2, 128, 64), (2, 320, 32), (4, 640, 16), (2, 1280, 8), (4, 256, 32), (2, 512, 64), (4, 1280, 16),
              (16, 256, 64))
-    if quick:
-        norms = ((2, 32, 8), (2, 64, 4), (1, 32, 16))
-    suite += [_norm(b, c, s, dtype, device) for b, c, s in norms]
-    # small ones too: at batch 1 a copy's fixed time is most of it
+    # small copies too: at batch 1 a copy's fixed time is most of it
     copies = ((8, 448, 1024), (8, 224, 4096), (2, 320, 4096), (4, 640, 1024), (16, 1280, 256), (64, 448, 1024),
               (1, 384, 1024), (1, 768, 256), (2, 512, 64), (1, 1024, 64), (4, 256, 256))
+    # channels-last views; the add's traffic on the last two (50 MB and 101 MB) fills and outgrows a 50 MB L2
+    views = ((4, 96, 16), (1, 1280, 8), (1, 768, 16), (1, 384, 32), (2, 320, 64), (4, 640, 32), (2, 160, 128),
+             (8, 256, 64), (16, 512, 32), (32, 512, 32))
+    sizes = [2**p for p in (12, 14, 16, 18, 20, 22, 24, 25, 26)]
     if quick:
-        copies = ((2, 32, 64), (2, 64, 16), (4, 16, 64))
-    suite += [_strided_copy(b, c, hw, dtype, device) for b, c, hw in copies]
-    sizes = [2**p for p in ((12, 14, 16, 18, 20, 22, 24, 25, 26) if not quick else (10, 12, 14))]
-    for kind, op_class in (("silu", "elementwise"), ("add", "elementwise"), ("softmax", "softmax"),
-                           ("cat", "memory"), ("upsample", "resample")):
-        suite += [_vector(op_class, n, dtype, device, kind) for n in sizes]
+        norms, copies = ((2, 32, 8), (2, 64, 4), (1, 32, 16)), ((2, 32, 64), (2, 64, 16), (4, 16, 64))
+        views, sizes = ((2, 8, 8), (1, 16, 4), (2, 32, 8)), [2**p for p in (10, 12, 14)]
+    # a GPU's vector classes in fp16, and apart in fp32 (`norm_fp32`, ...) on every other shape: an fp32 GroupNorm
+    # takes 1.2x its fp16 time, not the 2x its bytes say, and one fit of both dtypes misses the fp16 forwards
+    for dtype, suffix, step in ((torch.float16, "", 1), (torch.float32, "_fp32", 2)) if cuda else ((torch.float32, "", 1),):
+        vector = [_norm(b, c, s, dtype, device) for b, c, s in norms[::step]]
+        vector += [_strided_copy(b, c, hw, dtype, device) for b, c, hw in copies[::step]]
+        vector += [_strided(kind, b, c, s, dtype, device) for kind in ("add", "cat", "upsample")
+                   for b, c, s in views[::step]]
+        vector += [_vector(op_class, n, dtype, device, kind) for kind, op_class in (
+            ("silu", "elementwise"), ("add", "elementwise"), ("softmax", "softmax"), ("cat", "memory"),
+            ("upsample", "resample")) for n in sizes[::step]]
+        for bench in vector:
+            bench.op_class += suffix
+        suite += vector
     if cuda:
         activations = [(m, k) for m in rows for k in (320, 1280)]
         suite += [_dynamic_quantize(m, k, target, device) for target in integers for m, k in activations]

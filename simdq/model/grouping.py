@@ -67,9 +67,12 @@ def group_layers(model, records: list) -> list:
             row.vector_flops += record.flops
             row.read += record.read
             row.parallel_rows = row.parallel_rows or record.rows
-            if record.strided and not is_weight_module(modules.get(record.module, model)):
-                row.relayout_kernels += 1  # (a conv/linear's own copy is priced with its GEMM)
+            if record.strided and record.kind == "copy":
+                row.relayout_kernels += 1
                 row.relayout += record.read + record.write
+            elif record.strided:
+                row.strided_kernels += 1
+                row.strided += record.read + record.write
         row.kernels += 1
         row.write += record.write
     return _attach_parameters(model, list(rows.values()))

@@ -39,6 +39,8 @@ class Layer:
     parallel_rows: int = 0  # a norm's independent rows (GroupNorm: batch x groups)
     relayout_kernels: int = 0  # of `kernels`: copies of a non-contiguous input (GroupNorm's .contiguous())
     relayout: int = 0  # the elements those copies read and write
+    strided_kernels: int = 0  # of `kernels`: other ops off the contiguous layout (a channels-last view + a tensor)
+    strided: int = 0  # the elements those ops read and write
     extra: bool = False  # added by a layer policy, not part of the traced model
 
     @property

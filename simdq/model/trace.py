@@ -61,7 +61,59 @@ class OpRecord:
     dtype: str = ""
     gemm_dims: tuple = ()  # (batch, M, N, K) of a GEMM: batch x (M x K) @ (K x N)
     rows: int = 0  # a norm's independent rows (GroupNorm: batch x groups): the parallelism of its reduction
-    strided: bool = False  # a copy whose input is not contiguous (a relayout: a transpose made contiguous)
+    strided: bool = False  # runs on a layout other than the contiguous one its class is timed on (`relayout`)
+    layouts: tuple = ()  # layout_of each input tensor, then of the (first) output
+
+
+def layout_of(tensor) -> str:
+    """`contiguous`, `channels_last` (a 4-D tensor dense in N, H, W, C order: UNet2DModel's attention output)
+    or `strided` (a transposed or broadcast view). A tensor that is both (one channel, one pixel) is contiguous."""
+    import torch
+
+    if tensor.is_contiguous():
+        return "contiguous"
+    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last):
+        return "channels_last"
+    return "strided"
+
+
+def memory_order(tensor) -> tuple:
+    """The dimensions of size above one from the slowest-varying in memory to the fastest: what decides whether
+    two tensors are walked in the same order (a sliced chunk keeps its tensor's order; a transpose does not)."""
+    dims = [d for d in range(tensor.dim()) if tensor.shape[d] > 1]
+    return tuple(sorted(dims, key=lambda d: -tensor.stride(d)))
+
+
+def relayout(kind: str, inputs: list, output) -> bool:
+    """Whether an op runs off the layout its class is timed on, and slower for it (measured in
+    reports/gpu-kernel-census-h100.md): a copy, elementwise op or concatenation that reads an operand in
+    another memory order than it writes (a transpose made contiguous; a channels-last view added to a contiguous
+    tensor: neither is vectorised), and nearest upsampling of a channels-last input (aten's NHWC kernel).
+    Broadcast operands (a bias, a time embedding) do not count: the contiguous class is timed with them too."""
+    if output is None or not inputs:
+        return False
+    if kind == "resample":
+        return layout_of(inputs[0]) == "channels_last"
+    if kind not in ("copy", "elementwise", "concat"):
+        return False
+    written = memory_order(output)
+    full = [t for t in inputs if kind == "concat" or t.shape == output.shape]
+    return any(memory_order(t) != written for t in full)
+
+
+def cudnn_output_format(args, output):
+    """What a convolution on a GPU returns: cuDNN computes in the channels-last layout when its input (or
+    weight) is channels-last and returns it so; the meta kernel returns contiguous memory (recorded by
+    benchmarks/gpu_kernel_census.py, reports/gpu-kernel-census-h100.json `op_layouts`). Without this the
+    layouts after a channels-last view, and so the copies GroupNorm makes, would part ways with the GPU's."""
+    import torch
+
+    x, weight = args[0], args[1]
+    if output.device.type != "meta" or output.dim() != 4 or weight.dim() != 4:
+        return output
+    if "channels_last" in (layout_of(x), layout_of(weight)):
+        return output.contiguous(memory_format=torch.channels_last)
+    return output
 
 
 def _norm_rows(name: str, args, elements: int) -> int:
@@ -160,9 +212,12 @@ class _Tracer:
         read = sum(t.numel() for t in inputs)
         write = sum(t.numel() for t in outputs)
 
-        def add(kind, macs=0, flops=0, read=0, write=0, role="", dims=(), rows=0, strided=False):
+        layouts = tuple(layout_of(t) for t in inputs + outputs[:1])
+
+        def add(kind, macs=0, flops=0, read=0, write=0, role="", dims=(), rows=0):
+            strided = relayout(kind, inputs, outputs[0] if outputs else None)
             self.records.append(OpRecord(module, name, kind, macs, flops, read, write, role, in_shapes, out_shape,
-                                         dtype, dims, rows, strided))
+                                         dtype, dims, rows, strided, layouts))
 
         in_weight_module = module in self.weight_modules
         if name in VIEWS:
@@ -194,10 +249,7 @@ class _Tracer:
         elif name in CREATION:
             add("creation", 0, 0, 0, write)
         elif name in COPIES:
-            # meta tensors carry strides, so a copy out of a transposed or channels-last view shows here as a
-            # copy of a non-contiguous input (on UNet2DModel the GPU makes about twice as many: meta strides do
-            # not follow the GPU's everywhere, reports/gpu-kernel-census-h100.md)
-            add("copy", 0, 0, read, write, strided=bool(inputs) and not inputs[0].is_contiguous())
+            add("copy", 0, 0, read, write)
         else:
             add("elementwise", 0, FLOPS_PER_ELEMENT.get(name, 1) * write, read, write)
 
@@ -221,6 +273,8 @@ def trace(model, inputs: dict) -> list:
     class Mode(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
+            if func.overloadpacket.__name__ == "convolution":
+                out = cudnn_output_format(args, out)
             tracer.record(func, args, kwargs or {}, out)
             return out
 
@@ -236,7 +290,7 @@ def trace(model, inputs: dict) -> list:
             tracer.muted = True
             try:
                 out = func(*args, **kwargs)
-                if out.shape == query.shape:
+                if out.device.type == "meta" and out.shape == query.shape:
                     # the fused kernels allocate their output like the query (FlashAttention, cuDNN): a head
                     # split view of (B, L, heads, d) gives an output that merging the heads back needs no copy of
                     out = torch.empty_like(query)

@@ -87,7 +87,7 @@ def test_hw_calibrate_end_to_end_on_cpu(tmp_path, capsys):
     assert main(["hw", "calibrate", "--device", "cpu", "--quick", "-o", str(out), "--name", "cpu-test"]) == 0
     device = load_device(str(out))
     expected = {"linear_fp32", "conv_fp32", "pointwise_fp32", "attention_fp32", "norm", "elementwise", "softmax",
-                "memory", "resample", "strided_copy"}
+                "memory", "resample", "strided_copy", "elementwise_strided", "memory_strided", "resample_strided"}
     assert device.name == "cpu-test" and set(device.primary.classes) == expected
     printed = capsys.readouterr().out
     assert "wrote" in printed and all(name in printed for name in expected)

@@ -209,21 +209,65 @@ def test_copies_out_of_a_strided_layout_take_the_strided_copy_class():
     assert device.estimate_layer(relayout).latency_s == pytest.approx(device.estimate_layer(plain).latency_s)
 
 
-def test_a_linears_copy_and_bias_add_take_the_strided_copy_class_when_fitted():
+def test_a_linears_copy_takes_the_strided_copy_class_and_its_bias_add_the_elementwise_class():
     m, n, k = 8192, 448, 448
     gemm_bytes = 2 * (n * k + m * k + m * n)
-    side = 2 * 2 * m * k + 2 * 2 * m * n  # the copy (read and write the input) and the bias add (the output)
+    copy_bytes, bias_bytes = 2 * 2 * m * k, 2 * 2 * m * n  # the copy reads and writes the input, the add the output
     # reads: the copy's input, the GEMM's A, the bias add's input; writes: the copy, C, the bias add
     layer = LayerWork("q", "linear", m * n * k, 0, 2 * n * k, 2 * (2 * m * k + m * n), 2 * (m * k + 2 * m * n),
-                      3, FP16, FP16, "fp16", (1, m, n, k))
-    assert layer.traffic_bytes == gemm_bytes + side
+                      3, FP16, FP16, "fp16", (1, m, n, k), relayout_kernels=1, relayout_bytes=copy_bytes)
+    assert layer.traffic_bytes == gemm_bytes + copy_bytes + bias_bytes
     device = _fresh("h200")
     without = device.estimate_layer(layer)
-    params = (2e-6, 0.5, 0.25)
-    device = _with_classes(device, strided_copy=params)
-    with_side = device.estimate_layer(layer)
-    linear = device.primary.classes["linear_fp16"]
-    side_s = 2 * params[0] + side / device.primary.dram_bandwidth / params[2]
-    gemm_memory = gemm_bytes / device.primary.dram_bandwidth / linear.memory_efficiency
-    assert with_side.latency_s == pytest.approx(linear.kernel_s + max(with_side.compute_s, gemm_memory) + side_s)
-    assert with_side.latency_s != without.latency_s
+    copy_params, add_params = (2e-6, 0.5, 0.25), (1e-6, 0.5, 0.8)
+    device = _with_classes(device, strided_copy=copy_params, elementwise=add_params)
+    priced = device.estimate_layer(layer)
+    linear, bandwidth = device.primary.classes["linear_fp16"], device.primary.dram_bandwidth
+    side_s = (copy_params[0] + copy_bytes / bandwidth / copy_params[2]
+              + add_params[0] + bias_bytes / bandwidth / add_params[2])
+    gemm_memory = gemm_bytes / bandwidth / linear.memory_efficiency
+    assert priced.latency_s == pytest.approx(linear.kernel_s + max(priced.compute_s, gemm_memory) + side_s)
+    assert priced.latency_s != without.latency_s
+    # without the copy the second kernel is the bias add alone, at the elementwise class's speed
+    bare = dataclasses.replace(layer, kernels=2, relayout_kernels=0, relayout_bytes=0.0,
+                               read_bytes=layer.read_bytes - copy_bytes / 2, write_bytes=layer.write_bytes - copy_bytes / 2)
+    bare_side = add_params[0] + bias_bytes / bandwidth / add_params[2]
+    assert device.estimate_layer(bare).latency_s == pytest.approx(
+        linear.kernel_s + max(device.estimate_layer(bare).compute_s, gemm_memory) + bare_side)
+
+
+@pytest.mark.parametrize("kind, name", [("elementwise", "elementwise"), ("concat", "memory"),
+                                        ("resample", "resample")])
+def test_ops_off_the_contiguous_layout_take_their_classes_strided_twin(kind, name):
+    elements = 2**22
+    traffic = 3 * 2.0 * elements
+    # three kernels, one of them (a channels-last view added to a contiguous tensor) off the contiguous layout
+    layer = LayerWork("add", kind, 0, 0, 0.0, 2 * traffic / 3, traffic / 3, 3, FP16, None, "fp16",
+                      strided_kernels=1, strided_bytes=traffic / 3)
+    plain = dataclasses.replace(layer, strided_kernels=0, strided_bytes=0.0)
+    device = _fresh("h100")
+    classes, bandwidth = device.primary.classes, device.primary.dram_bandwidth
+    contiguous, strided = classes[name], classes[name + "_strided"]
+    rest = 2 * traffic / 3 / bandwidth / contiguous.memory_efficiency
+    expected = 2 * contiguous.kernel_s + rest + strided.kernel_s + traffic / 3 / bandwidth / strided.memory_efficiency
+    assert device.estimate_layer(layer).latency_s == pytest.approx(expected)
+    assert device.estimate_layer(layer).latency_s > device.estimate_layer(plain).latency_s
+    del classes[name + "_strided"]  # a file fitted before the twins existed prices such ops as contiguous
+    assert device.estimate_layer(layer).latency_s == pytest.approx(device.estimate_layer(plain).latency_s)
+
+
+def test_fp32_vector_work_takes_the_classes_fp32_fit_where_the_file_has_one():
+    elements = 2**22
+    norm = lambda dtype, size: LayerWork("n", "norm", 0, 8 * elements, 0.0, size * elements,  # noqa: E731
+                                         size * elements, 1, FP32 if size == 4 else FP16, None, dtype)
+    device = _fresh("h100")
+    base = device.estimate_layer(norm("fp32", 4)).latency_s  # no norm_fp32: fp16's fit, priced by fp32's bytes
+    fp16 = device.estimate_layer(norm("fp16", 2)).latency_s
+    device = _with_classes(device, norm_fp32=(30e-6, 0.5, 0.9))
+    params = device.primary.classes["norm_fp32"]
+    fitted = device.estimate_layer(norm("fp32", 4)).latency_s
+    assert fitted != base
+    busy = max(8 * elements / device.primary.rates.vector_peak / params.efficiency,
+               2 * 4 * elements / device.primary.dram_bandwidth / params.memory_efficiency)
+    assert fitted == pytest.approx(params.kernel_s + busy)
+    assert device.estimate_layer(norm("fp16", 2)).latency_s == pytest.approx(fp16)  # fp16 keeps its own
