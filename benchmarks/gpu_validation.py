@@ -226,6 +226,45 @@ def _predict(device, run: dict, activation_quantization: str = "dynamic"):
     return layers, estimate.totals["latency_s"], estimate.totals["energy_j"]
 
 
+class MeasurementsError(ValueError):
+    """A file `report` cannot use: one line, exit code 2."""
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MeasurementsError(f"{path}: not a readable {what} ({err})") from None
+    if not isinstance(data, dict):
+        raise MeasurementsError(f"{path}: not a {what} (a JSON object expected)")
+    return data
+
+
+def _checked_runs(data: dict, path: Path) -> list:
+    """The runs of a measurements file, each with what a prediction reads, or one line saying what is wrong."""
+    try:
+        runs = _runs_of(data)
+        for run in runs:
+            if "forward_s" in run:
+                _ = (str(run["preset"]), str(run["precision"]), str(run["variant"]), int(run["batch"]),
+                     float(run["forward_s"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise MeasurementsError(f"{path}: not a measurements file of gpu_validation.py measure (a run is "
+                                f"malformed: {err!r})") from None
+    return runs
+
+
+def _checked_record(data: dict, samples: dict, path: Path) -> dict:
+    from simdq.microbench import samples_of
+
+    try:
+        record = _record_of(data, samples)
+        samples_of(record)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise MeasurementsError(f"{path}: not a microbenchmark record (a measurement is malformed: {err!r})") from None
+    return record
+
+
 def _runs_of(data: dict) -> list:
     """Runs in the current layout; a first-format file (one preset in fp16, `forwards` and `layers`) converted."""
     if "runs" in data:
@@ -257,14 +296,16 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     from simdq.microbench import calibrated_spec
     from simdq.output import replacing
 
-    files = [json.loads(path.read_text()) for path in measurements_paths]
+    files = [_read_json(path, "measurements file") for path in measurements_paths]
+    runs = [r for f, path in zip(files, measurements_paths) for r in _checked_runs(f, path) if "forward_s" in r]
     data, measurements_path = files[0], " ".join(map(str, measurements_paths))
-    record = _record_of(data, json.loads(samples_from.read_text()) if samples_from else data)
+    samples_path = samples_from or measurements_paths[0]
+    samples = _read_json(samples_from, "microbenchmark record") if samples_from else data
+    record = _checked_record(data, samples, samples_path)
     base = load_device(base_name)
     spec = calibrated_spec(base, record, base.name)
     calibrated = load_device_spec(spec)
     roofline = without_calibration(calibrated)
-    runs = [r for f in files for r in _runs_of(f) if "forward_s" in r]
 
     forward_rows, energy_rows, layer_sections, errors, layer_medians, energy_errors = [], [], [], [], [], []
     for run in runs:
@@ -445,7 +486,7 @@ NOTES = [
 ]
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     m = commands.add_parser("measure")
@@ -462,14 +503,20 @@ def main() -> int:
     r.add_argument("--samples-from", type=Path,
                    help="the microbenchmarks the fit uses: a `simdq hw calibrate --record` file (default: the "
                         "measurements file's own `samples`)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.command == "measure":
         measure(args.out, args.device, args.quick, args.only, args.energy_only, args.run)
-    else:
-        from hw_models.catalog import DEVICE_DIR, load_device
+        return 0
+    from hw_models.catalog import DEVICE_DIR, load_device
+    from hw_models.device import DeviceFileError
+    from simdq.errors import SimdqError
 
+    try:
         device_file = DEVICE_DIR / f"{load_device(args.base).name}.yaml"
         report(args.measurements, args.output, device_file, args.samples_from, args.base)
+    except (MeasurementsError, DeviceFileError, SimdqError) as err:
+        print(err, file=sys.stderr)
+        return 2
     return 0
 
 

@@ -257,7 +257,8 @@ def default_suite(device, quick: bool = False) -> list:
         views, sizes = ((2, 8, 8), (1, 16, 4), (2, 32, 8)), [2**p for p in (10, 12, 14)]
     # a GPU's vector classes in fp16, and apart in fp32 (`norm_fp32`, ...) on every other shape: an fp32 GroupNorm
     # takes 1.2x its fp16 time, not the 2x its bytes say, and one fit of both dtypes misses the fp16 forwards
-    for dtype, suffix, step in ((torch.float16, "", 1), (torch.float32, "_fp32", 2)) if cuda else ((torch.float32, "", 1),):
+    variants = ((torch.float16, "", 1), (torch.float32, "_fp32", 2)) if cuda else ((torch.float32, "", 1),)
+    for dtype, suffix, step in variants:
         vector = [_norm(b, c, s, dtype, device) for b, c, s in norms[::step]]
         vector += [_strided_copy(b, c, hw, dtype, device) for b, c, hw in copies[::step]]
         vector += [_strided(kind, b, c, s, dtype, device) for kind in ("add", "cat", "upsample")

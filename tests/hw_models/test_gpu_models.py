@@ -230,7 +230,8 @@ def test_a_linears_copy_takes_the_strided_copy_class_and_its_bias_add_the_elemen
     assert priced.latency_s != without.latency_s
     # without the copy the second kernel is the bias add alone, at the elementwise class's speed
     bare = dataclasses.replace(layer, kernels=2, relayout_kernels=0, relayout_bytes=0.0,
-                               read_bytes=layer.read_bytes - copy_bytes / 2, write_bytes=layer.write_bytes - copy_bytes / 2)
+                               read_bytes=layer.read_bytes - copy_bytes / 2,
+                               write_bytes=layer.write_bytes - copy_bytes / 2)
     bare_side = add_params[0] + bias_bytes / bandwidth / add_params[2]
     assert device.estimate_layer(bare).latency_s == pytest.approx(
         linear.kernel_s + max(device.estimate_layer(bare).compute_s, gemm_memory) + bare_side)

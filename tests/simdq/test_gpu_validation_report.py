@@ -1,0 +1,55 @@
+"""benchmarks/gpu_validation.py report: a file it cannot use is refused in one line with exit code 2, before the
+fit rewrites any device file."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import gpu_validation  # noqa: E402
+
+REPORTS = Path(__file__).resolve().parents[2] / "reports"
+H200_FILE = Path(__file__).resolve().parents[2] / "hw_models" / "devices" / "h200.yaml"
+
+
+def _run(tmp_path, measurements, samples=None, base="h200"):
+    paths = []
+    for name, content in (("measurements.json", measurements), ("samples.json", samples)):
+        if content is None:
+            continue
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+        paths.append(path)
+    argv = ["report", str(paths[0]), "-o", str(tmp_path / "out.md"), "--base", base]
+    if samples is not None:
+        argv += ["--samples-from", str(paths[1])]
+    return gpu_validation.main(argv)
+
+
+GOOD_RUN = {"preset": "sd15", "precision": "fp16", "variant": "plain", "batch": 1, "forward_s": 0.01}
+
+
+@pytest.mark.parametrize("measurements, samples, message", [
+    ("{not json", None, "not a readable measurements file"),
+    ([1, 2], None, "a JSON object expected"),
+    ({"runs": [{"preset": "sd15", "forward_s": 0.01}]}, None, "a run is malformed"),
+    ({"runs": [{**GOOD_RUN, "batch": "one"}]}, None, "a run is malformed"),
+    ({"runs": [GOOD_RUN]}, "{broken", "not a readable microbenchmark record"),
+    ({"runs": [GOOD_RUN]}, {"measurements": [{"label": "x"}]}, "a measurement is malformed"),
+])
+def test_a_file_report_cannot_use_is_refused_in_one_line(tmp_path, capsys, measurements, samples, message):
+    before = H200_FILE.read_bytes()
+    assert _run(tmp_path, measurements, samples) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert H200_FILE.read_bytes() == before and not (tmp_path / "out.md").exists()
+
+
+def test_an_unknown_base_device_is_refused_in_one_line(tmp_path, capsys):
+    record = json.loads((REPORTS / "gpu-microbenchmarks-h200.json").read_text())
+    assert _run(tmp_path, {"runs": [GOOD_RUN]}, record, base="no-such-gpu") == 2
+    err = capsys.readouterr().err
+    assert "no-such-gpu" in err and err.count("\n") == 1
