@@ -284,6 +284,24 @@ def _record_of(data: dict, samples_from: dict) -> dict:
             "measurements": samples_from["samples"]}
 
 
+def validated_gemm_shapes(runs: list) -> set:
+    """Every GEMM shape (batch, M, N, K) of a layer of the measured runs (each preset at each batch)."""
+    from simdq.cli.estimate import traced_layers
+    from simdq.config import parse_config
+
+    firsts = {(run["preset"], run["batch"]): run for run in reversed(runs)}
+    return {tuple(layer.gemm_dims) for run in firsts.values()
+            for layer in traced_layers(parse_config(run_config(run), "run")) if layer.gemm_dims}
+
+
+def held_out(record: dict, shapes: set) -> tuple:
+    """The record without the microbenchmarks that time a GEMM shape in `shapes`, and how many those were: fitted
+    without them, the model has seen none of the validated layers' shapes, so each number it gives is a prediction
+    (the default suite's SD-like channel counts, 320, 640 and 1280, are SD-1.5's own)."""
+    kept = [m for m in record["measurements"] if not any(tuple(dims) in shapes for dims in m["gemm_dims"])]
+    return dict(record, measurements=kept), len(record["measurements"]) - len(kept)
+
+
 def _pct(value) -> str:
     return "-" if value is None else f"{value:+.1%}"
 
@@ -301,9 +319,12 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     data, measurements_path = files[0], " ".join(map(str, measurements_paths))
     samples_path = samples_from or measurements_paths[0]
     samples = _read_json(samples_from, "microbenchmark record") if samples_from else data
-    record = _checked_record(data, samples, samples_path)
+    record, held = held_out(_checked_record(data, samples, samples_path), validated_gemm_shapes(runs))
     base = load_device(base_name)
     spec = calibrated_spec(base, record, base.name)
+    calibration = spec["engines"][spec["default_engine"]]["calibration"]
+    calibration["source"] += (f" (the record's other {held} time GEMM shapes of layers validated in {output} and "
+                              "are held out of the fit)")
     calibrated = load_device_spec(spec)
     roofline = without_calibration(calibrated)
 
@@ -353,9 +374,10 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
         "and `python benchmarks/gpu_validation.py measure -o OUT`, then `python "
         f"benchmarks/gpu_validation.py report {measurements_path} --samples-from {samples_from or measurements_path} "
         f"--base {base_name} -o {output}` (no GPU needed).",
-        f"The calibrated model is fitted from {len(record['measurements'])} microbenchmarks ({samples_from or measurements_path}; "
-        "a grid of UNet-like shapes, none of these models' own), so every number below is a prediction. "
-        f"The fitted device is `{device_file.relative_to(Path(__file__).resolve().parents[1])}`.",
+        f"The calibrated model is fitted from {len(record['measurements'])} of the {len(record['measurements']) + held} "
+        f"microbenchmarks in {samples_path} (a grid of UNet-like shapes): the {held} that time a GEMM shape (batch, "
+        "M, N, K) of a layer validated below are held out, so every number below is a prediction. "
+        f"The fitted device, `{device_file.relative_to(Path(__file__).resolve().parents[1])}`, is this fit.",
         "",
         f"Goals: whole forward within {FORWARD_GOAL:.0%}, median per-layer error within {LAYER_GOAL:.0%}, energy "
         f"within {ENERGY_GOAL:.0%}. Met: {within} of {len(errors)} forwards within {FORWARD_GOAL:.0%} (largest "
@@ -401,7 +423,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
             lines.append(f"| {run['variant']} | {run['batch']} | {run['forward_s'] * 1e3:.3f} ms | "
                          f"{plain_ms} | {dynamic * 1e3:.3f} ms | "
                          f"{dynamic / run['forward_s'] - 1:+.1%} | {fused * 1e3:.3f} ms |")
-    classes = spec["engines"][spec["default_engine"]]["calibration"]["classes"]
+    classes = calibration["classes"]
     lines += ["", "## Fitted classes", "",
               "| class | kernel us | efficiency | memory efficiency | tile | split-K min | fit median error | samples |",
               "|---|---|---|---|---|---|---|---|"]
@@ -419,7 +441,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
                f"{sum(m <= LAYER_GOAL for m in layer_medians)} of {len(layer_medians)} runs"
                + (f", energy within {ENERGY_GOAL:.0%} in {sum(abs(e) <= ENERGY_GOAL for e in energy_errors)} of "
                   f"{len(energy_errors)}" if energy_errors else "") + f" ({output})")
-    spec["engines"][spec["default_engine"]]["calibration"]["validation"] = summary
+    calibration["validation"] = summary
     header = "".join(line + "\n" for line in device_file.read_text().splitlines() if line.startswith("#"))
     with replacing(device_file, "device file") as temporary:
         temporary.write_text(header + yaml.safe_dump(spec, sort_keys=False, width=120))
@@ -462,21 +484,26 @@ NOTES = [
     "and an upsampling of the view by the `_strided` twins of their classes, timed on that view.",
     "- Where the model misses: reports/gpu-kernel-census-h100.md (one profiled forward, each kernel attributed "
     "to the aten op that launched it, beside the model's count) shows where. SD-1.5 matches by category within "
-    "7% (attention 17% over). On the UNet2DModel presets at batch 1-8 convolutions run 1-10% over the model "
+    "7% (attention 17% over). On the UNet2DModel presets at batch 1-8 convolutions run 1-9% over the model "
     "(the 3x3 convolutions of 224 channels at 64x64, batch 1: 38 us against 28 us), and LDM-4's attention (head "
-    "dimension 32) is priced 23-51% over; hence whole forwards 4-11% under at batch 1-8. LDM-4 in fp32 (TF32 on "
-    "and off; the census's last three runs): convolutions match within 2% at batch 8 and the model puts them 19% "
-    "under at batch 1, while the vector classes, fitted in fp16 and priced by fp32's bytes, put GroupNorm 42-60% over, "
-    "elementwise ops 20-28% and fp32 attention 19% over; hence TF32 at batch 8 +14%. The suite now times the "
-    "vector classes in fp32 apart (`norm_fp32`, ...); this file's record predates them. Fitted from a second "
-    "record with them (reports/gpu-microbenchmarks-h100-fp32-vectors.json, a later call the same day), TF32 at "
-    "batch 8 comes to +0.1% and fp32 to -1.3%, TF32 at batch 1 to -12% (its convolutions no longer offset), and "
-    "the fp16 forwards 1-2% lower (that call's board ran 1-2% faster). With TF32 off, cuDNN picks a "
-    "slow algorithm for SD-1.5's 640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the "
-    "suite's one such shape saw it too, 2.1 ms), hence sd15 fp32 at -54 to -64%.",
-    "- The H200's record predates the suite's small strided copies, its `resample` class (its upsampling "
-    "samples were relabelled from `memory`, see the record's migrations) and the `_strided` twins (the H200 "
-    "prices those ops as contiguous); its strided copies are extrapolated from large shapes.",
+    "dimension 32) is priced 23-51% over; hence whole forwards 3-10% under at batch 1-8. LDM-4 in fp32 and TF32 "
+    "(the census's last three runs): the vector classes, fitted in fp16 and priced by fp32's bytes, put GroupNorm "
+    "43-60% over, elementwise ops 20-28% and fp32 attention 13% over, and TF32 convolutions are 10% under at "
+    "batch 1 and 7% over at batch 8; hence TF32 at batch 8 +15%. The suite now times the vector classes in fp32 "
+    "apart (`norm_fp32`, ...); this file's record predates them. Fitted from a second record with them "
+    "(reports/gpu-microbenchmarks-h100-fp32-vectors.json, a later call the same day), TF32 at batch 8 comes to "
+    "+0.3%, but fp32 to -11 to -13%, TF32 at batch 1 to -7% and the fp16 forwards 1-2% lower (that call's board "
+    "ran 1-2% faster): 32 of 36 within 10%. With TF32 off, cuDNN picks a slow algorithm for SD-1.5's 640-channel "
+    "convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it too, 2.1 ms), "
+    "hence sd15 fp32 at -61 to -67%.",
+    "- The H200's record predates the suite's batch-1, odd-channel and downsampling convolutions (with the "
+    "held-out shapes left out, each of its 3x3 convolution classes is fitted from 5 shapes, the H100's from 14, "
+    "and its 1x1 convolutions fall back to the 3x3 class: 3 of its 5 pointwise shapes are SD-1.5's), its small "
+    "strided "
+    "copies, its `resample` class (its upsampling samples were relabelled from `memory`, see the record's "
+    "migrations) and the `_strided` twins (the H200 prices those ops as contiguous). The same microbenchmarks "
+    "take the same time on both GPUs (per class, the median H200/H100 ratio over the shapes both records hold "
+    "is 0.96-1.04 for every GEMM class), so the H200's misses are its record's, not its silicon's.",
     "- Energy: static power x time, plus a busy power over the time kernels run (the time less a launch gap "
     "per kernel, the gap bounded by the shortest kernel measured, which runs at the board's idle power), plus "
     "energy per MAC, vector op and byte. A microbenchmark whose operands fit in L2 never leaves it while it "

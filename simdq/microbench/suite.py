@@ -1,7 +1,8 @@
 """The microbenchmarks `simdq hw calibrate` times: GEMMs, convolutions, attention, norms, elementwise ops and
 the kernels of dynamic activation quantization, each described as the device model sees it (op class, GEMM
-dimensions, non-GEMM arithmetic, DRAM traffic, kernels). The default shapes are a grid of UNet-like sizes,
-deliberately not those of any preset, so that validating on a preset measures generalisation.
+dimensions, non-GEMM arithmetic, DRAM traffic, kernels). The default shapes are a grid of UNet-like sizes. Some
+are a preset's own (the SD-like channel counts 320, 640 and 1280 are SD-1.5's), so benchmarks/gpu_validation.py
+fits without every benchmark of a validated layer's GEMM shape: validating on a preset measures generalisation.
 """
 
 from __future__ import annotations
@@ -229,11 +230,15 @@ def default_suite(device, quick: bool = False) -> list:
              (2, 1280, 1280, 8), (4, 512, 512, 16), (2, 640, 1280, 16), (4, 1280, 1280, 16), (2, 256, 512, 64),
              (4, 160, 160, 64), (2, 352, 352, 32), (4, 544, 544, 16), (2, 800, 800, 8), (2, 288, 576, 32),
              (1, 192, 192, 64), (1, 288, 288, 64), (1, 384, 384, 32), (1, 576, 576, 16), (1, 768, 768, 8),
-             (1, 96, 192, 64))
+             (1, 96, 192, 64), (1, 96, 96, 32), (1, 160, 160, 16), (1, 320, 320, 4), (1, 480, 160, 32),
+             (1, 720, 240, 16))
+    # the stride-2 convolutions of downsampling blocks
+    downsampling = ((1, 160, 160, 64), (1, 320, 320, 32), (2, 512, 512, 16), (4, 96, 96, 128))
     if quick:
-        convs = ((2, 8, 8, 8), (2, 8, 16, 8), (2, 16, 16, 4))
+        convs, downsampling = ((2, 8, 8, 8), (2, 8, 16, 8), (2, 16, 16, 4)), ((2, 8, 8, 8),)
     for precision in floats:
         suite += [_conv(b, ci, co, s, 3, precision, device) for b, ci, co, s in convs]
+        suite += [_conv(b, ci, co, s, 3, precision, device, stride=2) for b, ci, co, s in downsampling]
         suite += [_conv(b, ci, co, s, 1, precision, device) for b, ci, co, s in (convs if quick else convs[::2])]
     attention = ((16, 1024, 1024, 40), (16, 256, 256, 80), (16, 4096, 77, 40), (16, 1024, 77, 80),
                  (4, 4096, 4096, 64), (8, 256, 256, 160), (16, 64, 64, 160), (2, 1024, 1024, 320),

@@ -169,7 +169,7 @@ def test_a_norm_with_fewer_rows_than_sms_runs_on_that_share_of_them():
 
 
 def test_a_pointwise_conv_takes_its_own_class_and_falls_back_to_conv():
-    device = _fresh("h200")
+    device = _with_classes(_fresh("h200"), conv_fp16=(20e-6, 0.5, 0.5), pointwise_fp16=(5e-6, 0.5, 0.5))
     dims = (1, 4096, 640, 640)
     conv = lambda window: LayerWork("c", "conv", 4096 * 640 * 640, 0, 2 * 640 * 640, 2 * 4096 * 640,  # noqa: E731
                                     2 * 4096 * 640, 1, FP16, FP16, "fp16", dims, window=window)

@@ -53,3 +53,20 @@ def test_an_unknown_base_device_is_refused_in_one_line(tmp_path, capsys):
     assert _run(tmp_path, {"runs": [GOOD_RUN]}, record, base="no-such-gpu") == 2
     err = capsys.readouterr().err
     assert "no-such-gpu" in err and err.count("\n") == 1
+
+
+def test_the_fit_holds_out_every_microbenchmark_of_a_validated_layers_gemm_shape():
+    run = {"preset": "ddpm-cifar10", "precision": "fp16", "variant": "plain", "batch": 1}
+    shapes = gpu_validation.validated_gemm_shapes([run])
+    conv_in = (1, 1024, 128, 27)  # 3 -> 128 channels, 3x3, at 32x32
+    assert conv_in in shapes and (1, 1024, 128, 28) not in shapes
+    measurement = {"op_class": "conv_fp16", "kernels": 1, "vector_flops": 0, "traffic_bytes": 1, "peak": 1,
+                   "measured_s": 1e-5}
+    record = {"measurements": [{**measurement, "gemm_dims": [list(conv_in)]},
+                               {**measurement, "gemm_dims": [[1, 1024, 128, 28]]},
+                               {**measurement, "op_class": "norm", "gemm_dims": []},
+                               {**measurement, "op_class": "attention_fp16",
+                                "gemm_dims": [[4, 16, 16, 8], list(conv_in)]}]}
+    kept, held = gpu_validation.held_out(record, shapes)
+    assert held == 2 and [m["gemm_dims"] for m in kept["measurements"]] == [[[1, 1024, 128, 28]], []]
+    assert len(record["measurements"]) == 4  # the record itself is left as it was
