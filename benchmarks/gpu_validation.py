@@ -296,8 +296,8 @@ def validated_gemm_shapes(runs: list) -> set:
 
 def held_out(record: dict, shapes: set) -> tuple:
     """The record without the microbenchmarks that time a GEMM shape in `shapes`, and how many those were: fitted
-    without them, the model has seen none of the validated layers' shapes, so each number it gives is a prediction
-    (the default suite's SD-like channel counts, 320, 640 and 1280, are SD-1.5's own)."""
+    without them, the model has seen none of the validated layers' shapes, so each number it gives is a
+    prediction."""
     kept = [m for m in record["measurements"] if not any(tuple(dims) in shapes for dims in m["gemm_dims"])]
     return dict(record, measurements=kept), len(record["measurements"]) - len(kept)
 

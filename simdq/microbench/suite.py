@@ -2,7 +2,7 @@
 the kernels of dynamic activation quantization, each described as the device model sees it (op class, GEMM
 dimensions, non-GEMM arithmetic, DRAM traffic, kernels). The default shapes are a grid of UNet-like sizes. Some
 are a preset's own (the SD-like channel counts 320, 640 and 1280 are SD-1.5's), so benchmarks/gpu_validation.py
-fits without every benchmark of a validated layer's GEMM shape: validating on a preset measures generalisation.
+leaves out every benchmark of a validated layer's GEMM shape before it fits: validating measures generalisation.
 """
 
 from __future__ import annotations
