@@ -374,8 +374,8 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
         "and `python benchmarks/gpu_validation.py measure -o OUT`, then `python "
         f"benchmarks/gpu_validation.py report {measurements_path} --samples-from {samples_from or measurements_path} "
         f"--base {base_name} -o {output}` (no GPU needed).",
-        f"The calibrated model is fitted from {len(record['measurements'])} of the {len(record['measurements']) + held} "
-        f"microbenchmarks in {samples_path} (a grid of UNet-like shapes): the {held} that time a GEMM shape (batch, "
+        f"The calibrated model is fitted from {len(record['measurements'])} of the "
+        f"{len(record['measurements']) + held} microbenchmarks in {samples_path} (a grid of UNet-like shapes): the {held} that time a GEMM shape (batch, "
         "M, N, K) of a layer validated below are held out, so every number below is a prediction. "
         f"The fitted device, `{device_file.relative_to(Path(__file__).resolve().parents[1])}`, is this fit.",
         "",
