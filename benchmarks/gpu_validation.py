@@ -375,8 +375,9 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
         f"benchmarks/gpu_validation.py report {measurements_path} --samples-from {samples_from or measurements_path} "
         f"--base {base_name} -o {output}` (no GPU needed).",
         f"The calibrated model is fitted from {len(record['measurements'])} of the "
-        f"{len(record['measurements']) + held} microbenchmarks in {samples_path} (a grid of UNet-like shapes): the {held} that time a GEMM shape (batch, "
-        "M, N, K) of a layer validated below are held out, so every number below is a prediction. "
+        f"{len(record['measurements']) + held} microbenchmarks in {samples_path} (a grid of UNet-like shapes): the "
+        f"{held} that time a GEMM shape (batch, M, N, K) of a layer validated below are held out, so every number "
+        "below is a prediction. "
         f"The fitted device, `{device_file.relative_to(Path(__file__).resolve().parents[1])}`, is this fit.",
         "",
         f"Goals: whole forward within {FORWARD_GOAL:.0%}, median per-layer error within {LAYER_GOAL:.0%}, energy "
@@ -501,9 +502,9 @@ NOTES = [
     "and its 1x1 convolutions fall back to the 3x3 class: 3 of its 5 pointwise shapes are SD-1.5's), its small "
     "strided "
     "copies, its `resample` class (its upsampling samples were relabelled from `memory`, see the record's "
-    "migrations) and the `_strided` twins (the H200 prices those ops as contiguous). The same microbenchmarks "
-    "take the same time on both GPUs (per class, the median H200/H100 ratio over the shapes both records hold "
-    "is 0.96-1.04 for every GEMM class), so the H200's misses are its record's, not its silicon's.",
+    "migrations) and the `_strided` twins (the H200 prices those ops as contiguous). It measures the same "
+    "forwards between 1% slower and 10% faster than the H100 (reports/gpu-validation-h100.md), whose fit from a "
+    "fuller record predicts 34 of them within 10%: the H200's misses are its record's.",
     "- Energy: static power x time, plus a busy power over the time kernels run (the time less a launch gap "
     "per kernel, the gap bounded by the shortest kernel measured, which runs at the board's idle power), plus "
     "energy per MAC, vector op and byte. A microbenchmark whose operands fit in L2 never leaves it while it "
