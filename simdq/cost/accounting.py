@@ -37,11 +37,13 @@ class LayerCost:
     counted: bool
 
 
-def scale_count(layer: Layer, granularity) -> int:
-    """Scales a per-tensor/per-channel/per-group quantized weight needs (one per output channel per group)."""
+def scale_count(layer: Layer, granularity, fmt: QuantFormat) -> int:
+    """Scales a per-tensor/per-channel/per-group quantized weight needs (one per output channel per group).
+    Binary weights keep one per output channel under per_group too: their scale is the channel's mean |W|
+    (BinaryDM, BiDM), which is what `simdq calibrate` stores."""
     if granularity.weights == "per_tensor":
         return 1
-    if granularity.weights == "per_channel":
+    if granularity.weights == "per_channel" or fmt.family == "binary":
         return layer.out_channels
     reduction = layer.weight_params // layer.out_channels
     return layer.out_channels * ceil(reduction / granularity.group_size)
@@ -56,7 +58,7 @@ def weight_storage_bits(layer: Layer, fmt: QuantFormat, quant, scale_bits: int) 
         reduction = layer.weight_params // layer.out_channels
         blocks = layer.out_channels * ceil(reduction / fmt.block_size)
         return codes + blocks * fmt.block_scale_bits + fmt.tensor_scale_bits
-    scales = scale_count(layer, quant.granularity) * fmt.planes  # residual binary: one per plane and channel
+    scales = scale_count(layer, quant.granularity, fmt) * fmt.planes  # residual binary: one per plane and channel
     zero_points = scales * fmt.bits if quant.weight_zero_point and fmt.family == "int" else 0
     return codes + scales * scale_bits + zero_points
 

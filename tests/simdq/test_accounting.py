@@ -171,6 +171,12 @@ def test_stored_int4_weights_include_their_scales(granularity, scales):
     assert weight_storage_bits(_layer(), quant_format("int4"), quant, 16) == 4096 * 4 + scales * 16
 
 
+@pytest.mark.parametrize("fmt, planes", [("binary", 1), ("binary2", 2)])
+def test_binary_weights_keep_a_scale_per_channel_under_per_group(fmt, planes):
+    quant = _quant(weights=fmt, granularity={"weights": "per_group", "group_size": 16})
+    assert weight_storage_bits(_layer(), quant_format(fmt), quant, 16) == 4096 * planes + 64 * planes * 16
+
+
 def test_stored_weights_with_zero_points_and_block_formats():
     quant = _quant(weights="uint4", weight_zero_point=True)
     assert weight_storage_bits(_layer(), quant_format("uint4"), quant, 32) == 4096 * 4 + 64 * (32 + 4)
