@@ -254,6 +254,18 @@ def _checked_runs(data: dict, path: Path) -> list:
     return runs
 
 
+def first_of_each_run(runs: list) -> list:
+    """Each (preset, precision, variant, batch) once, from the first file that measured it: a later file fills
+    in what an earlier one lacks (a measurement the device's time limit cut short)."""
+    seen, kept = set(), []
+    for run in runs:
+        key = (run["preset"], run["precision"], run["variant"], int(run["batch"]))
+        if key not in seen:
+            seen.add(key)
+            kept.append(run)
+    return kept
+
+
 def _checked_record(data: dict, samples: dict, path: Path) -> dict:
     from simdq.microbench import samples_of
 
@@ -315,7 +327,8 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     from simdq.output import replacing
 
     files = [_read_json(path, "measurements file") for path in measurements_paths]
-    runs = [r for f, path in zip(files, measurements_paths) for r in _checked_runs(f, path) if "forward_s" in r]
+    runs = first_of_each_run([r for f, path in zip(files, measurements_paths) for r in _checked_runs(f, path)
+                              if "forward_s" in r])
     data, measurements_path = files[0], " ".join(map(str, measurements_paths))
     samples_path = samples_from or measurements_paths[0]
     samples = _read_json(samples_from, "microbenchmark record") if samples_from else data
@@ -484,19 +497,21 @@ NOTES = [
     ".contiguous() of such an input as a strided copy, and an add or a cat of the view with a contiguous tensor "
     "and an upsampling of the view by the `_strided` twins of their classes, timed on that view.",
     "- Where the model misses: reports/gpu-kernel-census-h100.md (one profiled forward, each kernel attributed "
-    "to the aten op that launched it, beside the model's count) shows where. SD-1.5 matches by category within "
-    "7% (attention 17% over). On the UNet2DModel presets at batch 1-8 convolutions run 1-9% over the model "
-    "(the 3x3 convolutions of 224 channels at 64x64, batch 1: 38 us against 28 us), and LDM-4's attention (head "
-    "dimension 32) is priced 23-51% over; hence whole forwards 3-10% under at batch 1-8. LDM-4 in fp32 and TF32 "
-    "(the census's last three runs): the vector classes, fitted in fp16 and priced by fp32's bytes, put GroupNorm "
-    "43-60% over, elementwise ops 20-28% and fp32 attention 13% over, and TF32 convolutions are 10% under at "
-    "batch 1 and 7% over at batch 8; hence TF32 at batch 8 +15%. The suite now times the vector classes in fp32 "
-    "apart (`norm_fp32`, ...); this file's record predates them. Fitted from a second record with them "
-    "(reports/gpu-microbenchmarks-h100-fp32-vectors.json, a later call the same day), TF32 at batch 8 comes to "
-    "+0.3%, but fp32 to -11 to -13%, TF32 at batch 1 to -7% and the fp16 forwards 1-2% lower (that call's board "
-    "ran 1-2% faster): 32 of 36 within 10%. With TF32 off, cuDNN picks a slow algorithm for SD-1.5's 640-channel "
-    "convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it too, 2.1 ms), "
-    "hence sd15 fp32 at -61 to -67%.",
+    "to the aten op that launched it, beside the model's count) shows where. SD-1.5 at batch 1 matches by "
+    "category within 7% (attention 14% over). On LDM-4 and LDM-8 at batch 1-8 the convolutions run 6-8% slower "
+    "than the model (its 3x3 classes also fit the suite's batch-1 convolutions, whose times scatter 20-50% "
+    "either side of one efficiency), and LDM-4's attention (head dimension 32) is priced 19-47% over; hence "
+    "LDM-4 forwards 5-12% under at batch 1-4. ddpm-cifar10's convolutions at batch 8 are 12% over. Strided "
+    "(downsampling) convolutions have their own classes: fitted in the 3x3 class they put it 20-35% off on them "
+    "and cost 4 forwards within 10%. In fp32 and TF32 the vector classes are fitted in fp32 (`norm_fp32`, ...): "
+    "GroupNorm is priced 17% under, elementwise ops 6% and fp32 attention 13% over; TF32 convolutions are 9% "
+    "under at batch 1 and 6% over at batch 8. With TF32 off, cuDNN picks a slow algorithm for SD-1.5's "
+    "640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it "
+    "too, 2.1 ms), hence sd15 fp32 at -61 to -67%.",
+    "- The H100's record and reports/gpu-measurements-h100-repeat.json come from one call on one board; that "
+    "call's time limit cut its last two runs (int8-dynamic), which come from reports/gpu-measurements-h100.json, "
+    "an earlier call the same day on another board: its 34 shared forwards ran within 0.6% of the repeat's, at "
+    "1.5-7% more power.",
     "- The H200's record predates the suite's batch-1, odd-channel and downsampling convolutions (with the "
     "held-out shapes left out, each of its 3x3 convolution classes is fitted from 5 shapes, the H100's from 14, "
     "and its 1x1 convolutions fall back to the 3x3 class: 3 of its 5 pointwise shapes are SD-1.5's), its small "
@@ -504,7 +519,7 @@ NOTES = [
     "copies, its `resample` class (its upsampling samples were relabelled from `memory`, see the record's "
     "migrations) and the `_strided` twins (the H200 prices those ops as contiguous). It measures the same "
     "forwards between 1% slower and 10% faster than the H100 (reports/gpu-validation-h100.md), whose fit from a "
-    "fuller record predicts 34 of them within 10%: the H200's misses are its record's.",
+    "fuller record predicts 31 of them within 10%: most of the H200's misses are its record's.",
     "- Energy: static power x time, plus a busy power over the time kernels run (the time less a launch gap "
     "per kernel, the gap bounded by the shortest kernel measured, which runs at the board's idle power), plus "
     "energy per MAC, vector op and byte. A microbenchmark whose operands fit in L2 never leaves it while it "
@@ -525,7 +540,8 @@ def main(argv=None) -> int:
     m.add_argument("--energy-only", action="store_true", help="only the runs whose energy the plan reads")
     m.add_argument("--run", metavar="PRESET:PRECISION:BATCH", help="one run, whole and layer by layer")
     r = commands.add_parser("report")
-    r.add_argument("measurements", type=Path, nargs="+", help="measurements.json files of one GPU")
+    r.add_argument("measurements", type=Path, nargs="+",
+                   help="measurements.json files of one GPU (a run in several is taken from the first)")
     r.add_argument("-o", "--output", type=Path, default=Path("reports/gpu-validation-h200.md"))
     r.add_argument("--base", default="h200", help="catalogue device the fit starts from (its file is rewritten)")
     r.add_argument("--samples-from", type=Path,

@@ -139,7 +139,7 @@ def _energy_features(sample: Sample, precisions: list, gap_s: float, l2_bytes: f
     macs = sum(b * m * n * k for b, m, n, k in sample.gemm_dims) * 1e-12
     busy = busy_seconds(sample.measured_s, sample.kernels, gap_s)
     row = [sample.measured_s, busy] + [macs if sample.precision == p else 0.0 for p in precisions]
-    convolution = sample.op_class.startswith(("conv_", "pointwise_"))
+    convolution = sample.op_class.startswith(("conv_", "pointwise_", "downsample_"))
     # replayed back to back, a benchmark whose operands fit in L2 never leaves it; one that does not
     # streams all of them from DRAM on every call (a cyclic sweep evicts each line before its reuse)
     resident = sample.traffic_bytes <= l2_bytes

@@ -73,7 +73,8 @@ Text = Annotated[str, BeforeValidator(_text)]
 Efficiency = Annotated[Positive, AfterValidator(_efficiency)]
 ComputePrecision = _one_of(tuple(COMPUTE_TYPES), "compute precision")
 LayerKind = _one_of(LAYER_KINDS, "layer kind")
-OP_CLASSES = tuple([f"{prefix}_{precision}" for prefix in sorted({*GEMM_CLASS_PREFIX.values(), "pointwise"})
+GEMM_CLASS_PREFIXES = sorted({*GEMM_CLASS_PREFIX.values(), "pointwise", "downsample"})
+OP_CLASSES = tuple([f"{prefix}_{precision}" for prefix in GEMM_CLASS_PREFIXES
                     for precision in COMPUTE_TYPES]
                    + sorted(set(VECTOR_CLASS.values())) + list(CONVERSION_CLASSES) + list(SIDE_CLASSES)
                    + list(STRIDED_CLASSES) + list(FP32_VECTOR_CLASSES))

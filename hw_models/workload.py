@@ -75,6 +75,7 @@ class LayerWork:
     gemm_dims: tuple = ()  # (batch, M, N, K): batch x (M x K) @ (K x N), when known
     tf32: bool = False  # fp32 operands may run on TF32 tensor cores (the runtime allows it for this kind)
     window: int = 0  # a convolution's kernel window (kh x kw; 1: pointwise), 0 where unknown or not a conv
+    stride: int = 1  # a convolution's stride (a downsampling convolution's: 2)
     parallel_rows: int = 0  # a norm's independent rows (GroupNorm: batch x groups), 0 where unknown
     input_elements: int = 0  # elements of the GEMM's quantizable input (what a packer reads), 0 where unknown
     relayout_kernels: int = 0  # of `kernels`: copies of a non-contiguous input into contiguous memory

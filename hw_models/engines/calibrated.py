@@ -7,9 +7,9 @@ Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
 - compute_s otherwise: non-GEMM arithmetic at efficiency x the vector peak;
 - memory_s: DRAM traffic at memory_efficiency x peak bandwidth.
 A norm's time is divided by the share of SMs its rows occupy (GroupNorm runs one thread block per batch x
-group). The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions; a file without it
-prices them as `conv`), `linear_int8`, `attention_bf16`, `norm`, `softmax`, `elementwise`, `memory`
-(concatenation), `resample` (nearest upsampling; a file without it prices it as `memory`), `strided_copy` (copies
+group). The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions),
+`downsample_fp16` (strided convolutions; a file without either prices those as `conv`), `linear_int8`,
+`attention_bf16`, `norm`, `softmax`, `elementwise`, `memory` (concatenation), `resample` (nearest upsampling; a file without it prices it as `memory`), `strided_copy` (copies
 out of a transposed or channels-last layout, before a linear or a norm), the vector classes' twins off the
 contiguous layout (`elementwise_strided`, `memory_strided`, `resample_strided`: an add or a concatenation of a
 channels-last view and a contiguous tensor, an upsampling of the view; a file without them prices such ops as
@@ -58,11 +58,14 @@ class ClassParams:
     split_k_min: int = 0  # split K across SMs in chunks of at least this many (0: no split-K)
 
 
-def op_class(kind: str, precision, family: str = "float", window: int = 0) -> str:
+def op_class(kind: str, precision, family: str = "float", window: int = 0, stride: int = 1) -> str:
     """The calibration class of a layer kind at a compute precision (a conversion: by its target's family;
-    a 1x1 convolution: `pointwise`, which cuDNN runs as a plain GEMM over the pixels)."""
+    a 1x1 convolution: `pointwise`, which cuDNN runs as a plain GEMM over the pixels; a strided one:
+    `downsample`, whose kernels cuDNN picks apart and whose times a 3x3 fit misses by 20-35% on an H100)."""
     if kind == "conv" and window == 1:
         return f"pointwise_{precision}"
+    if kind == "conv" and stride > 1:
+        return f"downsample_{precision}"
     if kind in GEMM_CLASS_PREFIX:
         return f"{GEMM_CLASS_PREFIX[kind]}_{precision}"
     if kind in ("quantize", "dequantize"):
@@ -106,7 +109,7 @@ class CalibratedEngine(RooflineEngine):
             return LayerEstimate(roofline.engine, None, "fused into the attention kernel (timed with it)",
                                  0.0, 0.0, 0.0, 0.0, "overhead", actions=roofline.actions)
         family = layer.activation_format.family
-        name = op_class(layer.kind, roofline.compute_precision, family, layer.window)
+        name = op_class(layer.kind, roofline.compute_precision, family, layer.window, layer.stride)
         params = (self._vector_params(name, layer.vector_dtype)
                   or self.classes.get(op_class(layer.kind, roofline.compute_precision, family))
                   or self.classes.get(FORMER_CLASS.get(name)))

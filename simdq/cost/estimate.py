@@ -66,6 +66,14 @@ def tf32_kinds(runtime) -> tuple:
     return tuple(k for k in kinds if not (k == "attention_matmul" and runtime.fused_attention))
 
 
+def _conv_stride(layer: Layer) -> int:
+    """A 2-D convolution's stride, from the widths it reads and writes (a downsampling convolution reads twice
+    its output's width, or one more where it pads only after); 1 where the trace has no shapes."""
+    if layer.kind != "conv" or len(layer.input_shape) != 4 or len(layer.output_shape) != 4:
+        return 1
+    return max(1, layer.input_shape[-1] // layer.output_shape[-1])
+
+
 def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
     layer, scheme, cost = result.layer, result.scheme, result.cost
     if layer.kind == "unused":
@@ -84,6 +92,7 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
         weight_format=scheme.weight.operand if scheme.weight else None, vector_dtype=model_dtype,
         gemm_dims=gemm_dims, tf32=layer.kind in tf32_kinds,
         window=prod(layer.kernel_size) if layer.kind == "conv" and layer.kernel_size else 0,
+        stride=_conv_stride(layer),
         parallel_rows=layer.parallel_rows, input_elements=layer.gemm_read,
         relayout_kernels=layer.relayout_kernels, relayout_bytes=layer.relayout * element_bytes,
         strided_kernels=layer.strided_kernels, strided_bytes=layer.strided * element_bytes,

@@ -86,8 +86,9 @@ def test_hw_calibrate_end_to_end_on_cpu(tmp_path, capsys):
     out = tmp_path / "cpu.yaml"
     assert main(["hw", "calibrate", "--device", "cpu", "--quick", "-o", str(out), "--name", "cpu-test"]) == 0
     device = load_device(str(out))
-    expected = {"linear_fp32", "conv_fp32", "pointwise_fp32", "attention_fp32", "norm", "elementwise", "softmax",
-                "memory", "resample", "strided_copy", "elementwise_strided", "memory_strided", "resample_strided"}
+    expected = {"linear_fp32", "conv_fp32", "pointwise_fp32", "downsample_fp32", "attention_fp32", "norm",
+                "elementwise", "softmax", "memory", "resample", "strided_copy", "elementwise_strided", "memory_strided",
+                "resample_strided"}
     assert device.name == "cpu-test" and set(device.primary.classes) == expected
     printed = capsys.readouterr().out
     assert "wrote" in printed and all(name in printed for name in expected)
@@ -118,9 +119,11 @@ def test_hw_calibrate_at_a_models_shapes(tmp_path):
     calibration = yaml.safe_load(out.read_text())["engines"]["gpu"]["calibration"]["classes"]
     convs = {(l.input_shape, l.out_channels, l.kernel_size, l.output_shape[-1]) for l in layers if l.kind == "conv"}
     pointwise = {c for c in convs if c[2] == (1, 1)}
-    # every distinct conv shape of the model, once: 1x1 convolutions in their own class
-    assert calibration["conv_fp32"]["samples"] == len(convs - pointwise)
-    assert calibration.get("pointwise_fp32", {"samples": len(pointwise)})["samples"] == len(pointwise)
+    strided = {c for c in convs - pointwise if c[0][-1] // c[3] > 1}
+    # every distinct conv shape of the model, once: 1x1 and strided convolutions in their own classes
+    assert calibration["conv_fp32"]["samples"] == len(convs - pointwise - strided)
+    for name, group in (("pointwise_fp32", pointwise), ("downsample_fp32", strided)):
+        assert calibration.get(name, {"samples": len(group)})["samples"] == len(group)
 
 
 def test_fused_softmax_is_priced_inside_the_calibrated_attention_kernel():

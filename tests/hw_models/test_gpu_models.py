@@ -178,6 +178,16 @@ def test_a_pointwise_conv_takes_its_own_class_and_falls_back_to_conv():
     assert device.estimate_layer(conv(1)).latency_s == device.estimate_layer(conv(9)).latency_s
 
 
+def test_a_strided_conv_takes_the_downsample_class_and_falls_back_to_conv():
+    device = _with_classes(_fresh("h100"), conv_fp16=(20e-6, 0.5, 0.5), downsample_fp16=(5e-6, 0.3, 0.5))
+    dims = (1, 1024, 320, 2880)
+    conv = lambda stride: LayerWork("c", "conv", 1024 * 320 * 2880, 0, 2 * 320 * 2880, 2 * 4096 * 320,  # noqa: E731
+                                    2 * 1024 * 320, 1, FP16, FP16, "fp16", dims, window=9, stride=stride)
+    assert device.estimate_layer(conv(2)).latency_s != device.estimate_layer(conv(1)).latency_s
+    del device.primary.classes["downsample_fp16"]
+    assert device.estimate_layer(conv(2)).latency_s == device.estimate_layer(conv(1)).latency_s
+
+
 def test_an_upsampling_takes_the_resample_class_and_falls_back_to_memory():
     device = _fresh("h100")
     upsample = LayerWork("u", "resample", 0, 0, 0.0, 2.0 * 2**20, 8.0 * 2**20, 1, FP16, None, "fp16")

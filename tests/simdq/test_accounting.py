@@ -289,6 +289,18 @@ def test_layer_work_is_what_the_device_model_is_given():
         assert (work.relayout_kernels, work.relayout_bytes) == (1, 1000 * size)
 
 
+@pytest.mark.parametrize("preset", ["ldm4-lsun-bedrooms", "ddpm-cifar10"])
+def test_the_device_sees_a_stride_only_on_the_downsampling_convolutions(preset):
+    from simdq.cost.estimate import layer_work
+
+    result = estimate({}, {"preset": preset})
+    strides = {r.layer.name: layer_work(r, "fp16").stride for r in result.layers if r.layer.kind == "conv"}
+    # ddpm-cifar10 pads its downsampling convolutions on one side first (33 x 33 in, 16 x 16 out)
+    assert {name for name, stride in strides.items() if stride == 2} == {
+        name for name in strides if ".downsamplers." in name}
+    assert set(strides.values()) == {1, 2}
+
+
 def test_the_device_sees_the_weights_and_the_model_dtype():
     result = estimate({"weights": "int8", "activations": "int4"}, {"preset": "sd15", "dtype": "fp16"})
     conv = next(r for r in result.layers if r.layer.kind == "conv" and r.scheme.decided_by == "scheme")

@@ -70,3 +70,11 @@ def test_the_fit_holds_out_every_microbenchmark_of_a_validated_layers_gemm_shape
     kept, held = gpu_validation.held_out(record, shapes)
     assert held == 2 and [m["gemm_dims"] for m in kept["measurements"]] == [[[1, 1024, 128, 28]], []]
     assert len(record["measurements"]) == 4  # the record itself is left as it was
+
+
+def test_a_run_in_several_files_is_taken_from_the_first():
+    later = {**GOOD_RUN, "forward_s": 0.02}
+    only_later = {**GOOD_RUN, "batch": 4, "forward_s": 0.03}
+    runs = gpu_validation.first_of_each_run([GOOD_RUN, {**GOOD_RUN, "precision": "bf16"}, later, only_later])
+    assert [(r["precision"], r["batch"], r["forward_s"]) for r in runs] == [
+        ("fp16", 1, 0.01), ("bf16", 1, 0.01), ("fp16", 4, 0.03)]
