@@ -61,7 +61,7 @@ class ClassParams:
 def op_class(kind: str, precision, family: str = "float", window: int = 0, stride: int = 1) -> str:
     """The calibration class of a layer kind at a compute precision (a conversion: by its target's family;
     a 1x1 convolution: `pointwise`, which cuDNN runs as a plain GEMM over the pixels; a strided one:
-    `downsample`, whose kernels cuDNN picks apart and whose times a 3x3 fit misses by 20-35% on an H100)."""
+    `downsample`, whose kernels cuDNN picks apart and whose times a 3x3 fit misses by 19-34% on an H100)."""
     if kind == "conv" and window == 1:
         return f"pointwise_{precision}"
     if kind == "conv" and stride > 1:
