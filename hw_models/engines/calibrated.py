@@ -11,8 +11,8 @@ group). The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 conv
 `downsample_fp16` (strided convolutions; a file without either prices those as `conv`), `linear_int8`,
 `attention_bf16`, `norm`, `softmax`, `elementwise`, `memory` (concatenation), `resample` (nearest upsampling;
 a file without it prices it as `memory`), `strided_copy` (copies out of a transposed or channels-last layout,
-before a linear or a norm), the vector classes' twins off the contiguous layout (`elementwise_strided`, `memory_strided`, `resample_strided`: an add or a concatenation of a
-channels-last view and a contiguous tensor, an upsampling of the view; a file without them prices such ops as
+before a linear or a norm), the vector classes' twins off the contiguous layout (`elementwise_strided`,
+`memory_strided`, `resample_strided`: an add or a concatenation of a channels-last view and a contiguous tensor, an upsampling of the view; a file without them prices such ops as
 contiguous), and the kernels of dynamic activation quantization `quantize_fp8`, `quantize_int8`,
 `dequantize_int8`) are fitted by `simdq hw calibrate` from microbenchmarks; the vector classes also apart in fp32
 (`norm_fp32`, ...; a file without them prices fp32 work by the fp16 fit and fp32's bytes). A class without
