@@ -6,14 +6,14 @@ Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
   the dense peak (this is what makes small and odd GEMM shapes slower than their MACs suggest);
 - compute_s otherwise: non-GEMM arithmetic at efficiency x the vector peak;
 - memory_s: DRAM traffic at memory_efficiency x peak bandwidth.
-A norm's time is divided by the share of SMs its rows occupy (GroupNorm runs one thread block per batch x
-group). The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions),
-`downsample_fp16` (strided convolutions; a file without either prices those as `conv`), `linear_int8`,
-`attention_bf16`, `norm`, `softmax`, `elementwise`, `memory` (concatenation), `resample` (nearest upsampling;
-a file without it prices it as `memory`), `strided_copy` (copies out of a transposed or channels-last layout,
-before a linear or a norm), the vector classes' twins off the contiguous layout (`elementwise_strided`,
-`memory_strided`, `resample_strided`: an add or a concatenation of a channels-last view and a contiguous tensor, an upsampling of the view; a file without them prices such ops as
-contiguous), and the kernels of dynamic activation quantization `quantize_fp8`, `quantize_int8`,
+A norm's time is divided by the share of SMs its rows occupy (GroupNorm runs one thread block per batch x group).
+The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions), `downsample_fp16` (strided
+convolutions; a file without either prices those as `conv`), `linear_int8`, `attention_bf16`, `norm`, `softmax`,
+`elementwise`, `memory` (concatenation), `resample` (nearest upsampling; a file without it prices it as `memory`),
+`strided_copy` (copies out of a transposed or channels-last layout, before a linear or a norm), the vector classes'
+twins off the contiguous layout (`elementwise_strided`, `memory_strided`, `resample_strided`: an add or a
+concatenation of a channels-last view and a contiguous tensor, an upsampling of the view; a file without them
+prices such ops as contiguous), and the kernels of dynamic activation quantization `quantize_fp8`, `quantize_int8`,
 `dequantize_int8`) are fitted by `simdq hw calibrate` from microbenchmarks; the vector classes also apart in fp32
 (`norm_fp32`, ...; a file without them prices fp32 work by the fp16 fit and fp32's bytes). A class without
 parameters falls back to the plain roofline.
