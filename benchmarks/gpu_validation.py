@@ -505,7 +505,8 @@ NOTES = [
     "(downsampling) convolutions have their own classes: fitted in the 3x3 class they put it 19-34% off on them "
     "and cost 4 forwards within 10%. In fp32 and TF32 the vector classes are fitted in fp32 (`norm_fp32`, ...): at "
     "batch 8 GroupNorm is priced 17% under, elementwise ops 6% and fp32 attention 13% over (at batch 1: 7% over, "
-    "13% over, 5% under); TF32 convolutions are 9% under at batch 1 and 6% over at batch 8. With TF32 off, cuDNN picks a slow algorithm for SD-1.5's "
+    "13% over, 5% under); TF32 convolutions are 9% under at batch 1 and 6% over at batch 8. With TF32 off, "
+    "cuDNN picks a slow algorithm for SD-1.5's "
     "640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it "
     "too, 2.1 ms), hence sd15 fp32 at -61 to -67%.",
     "- The H100's record and reports/gpu-measurements-h100-repeat.json come from one call on one board; that "
