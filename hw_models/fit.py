@@ -4,6 +4,10 @@ For each op class, a grid search over kernel time, efficiency, memory efficiency
 output tile) minimises the mean squared log error of predicted against measured time; the log makes a
 2 us kernel count as much as a 2 ms one. The grids are fine enough that the fitted values sit within a
 few percent of the optimum and coarse enough to run in well under a second per class.
+
+A GEMM class searches five parameters; one with fewer than MIN_SAMPLES_FOR_TILING samples would fit its tile
+and split-K to the noise of a few shapes (an H100's four stride-2 TF32 convolutions came out at efficiency 0.98
+with split-K 2048), so it takes the tiling of the class it was split from and fits the other three.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ EFFICIENCY_GRID = np.linspace(0.02, 1.0, 50)
 MEMORY_EFFICIENCY_GRID = np.linspace(0.1, 1.0, 19)
 TILES = ((64, 64), (64, 128), (128, 64), (128, 128), (128, 256), (256, 128))
 SPLIT_K_MIN = (0, 128, 256, 512, 1024, 2048)
+MIN_SAMPLES_FOR_TILING = 8
+# a class split off another (same precision suffix) whose kernels tile their output alike
+TILING_FROM = {"downsample_": "conv_"}
 
 
 @dataclass(frozen=True)
@@ -50,14 +57,16 @@ def _tile_work(samples, tile, split_k_min, sms) -> np.ndarray:
     return np.array([sum(gemm_compute_s(dims, params, s.peak, sms) for dims in s.gemm_dims) for s in samples])
 
 
-def fit_class(samples: list, bandwidth: float, sms: int) -> Fit:
+def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -> Fit:
+    """Fit one class; `tiling` ((tile_m, tile_n), split_k_min) fixes a GEMM class's tiling instead of searching it."""
     measured = np.array([s.measured_s for s in samples])
     kernels = np.array([s.kernels for s in samples], dtype=float)
     busy = np.array([occupancy(s.parallel_rows, sms) for s in samples])
     memory = np.array([s.traffic_bytes for s in samples]) / bandwidth / busy
     is_gemm = bool(samples[0].gemm_dims)
     if is_gemm:
-        candidates = [((tile, split), _tile_work(samples, tile, split, sms)) for tile in TILES for split in SPLIT_K_MIN]
+        tilings = [tiling] if tiling else [(tile, split) for tile in TILES for split in SPLIT_K_MIN]
+        candidates = [((tile, split), _tile_work(samples, tile, split, sms)) for tile, split in tilings]
     else:
         candidates = [((TILES[3], 0), np.array([s.vector_flops / s.peak for s in samples]) / busy)]
     best = None
@@ -80,12 +89,30 @@ def fit_class(samples: list, bandwidth: float, sms: int) -> Fit:
     return Fit(params, len(samples), float(np.median(np.abs(predicted / measured - 1))))
 
 
+def _tiling_source(op_class: str) -> str:
+    for prefix, source_prefix in TILING_FROM.items():
+        if op_class.startswith(prefix):
+            return source_prefix + op_class[len(prefix):]
+    return ""
+
+
 def fit_classes(samples: list, bandwidth: float, sms: int) -> dict:
     """op class -> Fit, for every class with at least three samples."""
     by_class = {}
     for sample in samples:
         by_class.setdefault(sample.op_class, []).append(sample)
-    return {name: fit_class(group, bandwidth, sms) for name, group in sorted(by_class.items()) if len(group) >= 3}
+    fits = {}
+    # classes that lend their tiling first, so a thin class split off one can take it
+    for name in sorted(by_class, key=lambda name: (bool(_tiling_source(name)), name)):
+        group = by_class[name]
+        if len(group) < 3:
+            continue
+        source = fits.get(_tiling_source(name))
+        tiling = None
+        if group[0].gemm_dims and len(group) < MIN_SAMPLES_FOR_TILING and source:
+            tiling = ((source.params.tile_m, source.params.tile_n), source.params.split_k_min)
+        fits[name] = fit_class(group, bandwidth, sms, tiling)
+    return dict(sorted(fits.items()))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import yaml
 from hw_models import DeviceFileError, LayerWork, load_device
 from hw_models.engines.calibrated import ClassParams, calibrated_time, gemm_compute_s, op_class
 from hw_models.catalog import DEVICE_DIR
-from hw_models.fit import Sample, fit_class
+from hw_models.fit import MIN_SAMPLES_FOR_TILING, Sample, fit_class, fit_classes
 from hw_models.workload import FP16
 from simdq.cli import main
 
@@ -60,6 +60,39 @@ def test_fit_recovers_the_parameters_that_made_the_data():
     assert fit.params.efficiency == pytest.approx(0.6, abs=0.02)
     assert fit.params.kernel_s == pytest.approx(5.2e-6, rel=0.1)
     assert fit.median_error < 0.02
+
+
+def _samples_made_by(op_class, truth, count, seed):
+    rng = np.random.default_rng(seed)
+    peak, bandwidth, sms = 989e12, 3.35e12, 132
+    samples = []
+    for _ in range(count):
+        dims = (int(rng.choice([1, 2, 8])), int(rng.choice([256, 1024, 4096])), int(rng.choice([320, 640, 1280])),
+                int(rng.choice([2880, 5760, 11520])))
+        batch, m, n, k = dims
+        traffic = 2.0 * batch * (m * k + k * n + m * n)
+        time = calibrated_time(truth, 1, gemm_compute_s(dims, truth, peak, sms), traffic / bandwidth / 0.8)
+        samples.append(Sample(op_class, 1, (dims,), 0, traffic, peak, time * (1 + 0.08 * rng.standard_normal())))
+    return samples
+
+
+def test_a_thin_class_takes_the_tiling_of_the_class_it_was_split_from():
+    conv = ClassParams(kernel_s=8e-6, efficiency=0.45, memory_efficiency=0.5, tile_m=64, tile_n=128)
+    other_tiling = ClassParams(kernel_s=8e-6, efficiency=0.45, memory_efficiency=0.5, tile_m=256, tile_n=128,
+                               split_k_min=2048)
+    conv_samples = _samples_made_by("conv_fp16", conv, 30, seed=1)
+    thin = _samples_made_by("downsample_fp16", other_tiling, MIN_SAMPLES_FOR_TILING - 1, seed=2)
+    fits = fit_classes(conv_samples + thin, 3.35e12, 132)
+    conv_tiling = (fits["conv_fp16"].params.tile_m, fits["conv_fp16"].params.tile_n,
+                   fits["conv_fp16"].params.split_k_min)
+    assert conv_tiling == (64, 128, 0)
+    inherited = fits["downsample_fp16"].params
+    assert (inherited.tile_m, inherited.tile_n, inherited.split_k_min) == conv_tiling
+    searched = fit_class(thin, 3.35e12, 132).params
+    assert (searched.tile_m, searched.tile_n, searched.split_k_min) != conv_tiling
+    # with enough samples of its own, a class searches its tiling again
+    thick = _samples_made_by("downsample_fp16", other_tiling, MIN_SAMPLES_FOR_TILING, seed=2)
+    assert fit_classes(conv_samples + thick, 3.35e12, 132)["downsample_fp16"] == fit_class(thick, 3.35e12, 132)
 
 
 def _calibrated_file(tmp_path, mutate):
