@@ -498,14 +498,14 @@ NOTES = [
     "and an upsampling of the view by the `_strided` twins of their classes, timed on that view.",
     "- Where the model misses: reports/gpu-kernel-census-h100.md (one profiled forward, each kernel attributed "
     "to the aten op that launched it, beside the model's count) shows where. SD-1.5 at batch 1 matches by "
-    "category within 7% (attention 14% over). On LDM-4 and LDM-8 at batch 1-8 the convolutions run 6-8% slower "
+    "category within 7% (attention 14% over). On LDM-4 and LDM-8 at batch 1-8 the convolutions run 6-9% slower "
     "than the model (its 3x3 classes also fit the suite's batch-1 convolutions, whose times scatter 20-50% "
     "either side of one efficiency), and LDM-4's attention (head dimension 32) is priced 19-47% over; hence "
-    "LDM-4 forwards 5-12% under at batch 1-4. ddpm-cifar10's convolutions at batch 8 are 12% over. Strided "
+    "LDM-4 forwards 5-12% under at batch 1-4. ddpm-cifar10's convolutions at batch 8 are 13% over. Strided "
     "(downsampling) convolutions have their own classes: fitted in the 3x3 class they put it 19-34% off on them "
     "and cost 4 forwards within 10%. In fp32 and TF32 the vector classes are fitted in fp32 (`norm_fp32`, ...): at "
     "batch 8 GroupNorm is priced 17% under, elementwise ops 6% and fp32 attention 13% over (at batch 1: 7% over, "
-    "13% over, 5% under); TF32 convolutions are 9% under at batch 1 and 6% over at batch 8. With TF32 off, "
+    "13% over, 5% under); TF32 convolutions are 10% under at batch 1 and 6% over at batch 8. With TF32 off, "
     "cuDNN picks a slow algorithm for SD-1.5's "
     "640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it "
     "too, 2.1 ms), hence sd15 fp32 at -61 to -67%.",
