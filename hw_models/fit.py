@@ -16,13 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from .energy import busy_seconds
-from .engines.calibrated import ClassParams, gemm_compute_s, occupancy
+from .engines.calibrated import ClassParams, fused_attention_compute_s, gemm_compute_s, occupancy
 
 KERNEL_S_GRID = np.geomspace(0.5e-6, 40e-6, 40)
 EFFICIENCY_GRID = np.linspace(0.02, 1.0, 50)
 MEMORY_EFFICIENCY_GRID = np.linspace(0.1, 1.0, 19)
 TILES = ((64, 64), (64, 128), (128, 64), (128, 128), (128, 256), (256, 128))
 SPLIT_K_MIN = (0, 128, 256, 512, 1024, 2048)
+# an attention class is also tried as one fused kernel whose head dimension is rounded up to each of these
+# (flash kernels are compiled per head size; on an H100, fp16 SDPA at head dim 32 takes as long per head as at 40)
+HEAD_DIM_GRANULES = (32, 64)
 MIN_SAMPLES_FOR_TILING = 8
 # a class split off another (same precision suffix) whose kernels tile their output alike
 TILING_FROM = {"downsample_": "conv_"}
@@ -51,24 +54,29 @@ class Fit:
     median_error: float  # median |predicted / measured - 1|
 
 
-def _tile_work(samples, tile, split_k_min, sms) -> np.ndarray:
-    """Each GEMM sample's compute time at efficiency 1 under a tiling and split-K granularity."""
-    params = ClassParams(1.0, 1.0, 1.0, *tile, split_k_min)
+def _tile_work(samples, sms, tile, split_k_min, head_dim_granule=0) -> np.ndarray:
+    """Each GEMM sample's compute time at efficiency 1 under a tiling and split-K granularity (an attention
+    sample's, with a head-dimension granule, as one fused kernel of its QK^T's shape)."""
+    params = ClassParams(1.0, 1.0, 1.0, *tile, split_k_min, head_dim_granule)
+    if head_dim_granule:
+        return np.array([fused_attention_compute_s(s.gemm_dims[0], params, s.peak, sms) for s in samples])
     return np.array([sum(gemm_compute_s(dims, params, s.peak, sms) for dims in s.gemm_dims) for s in samples])
 
 
 def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -> Fit:
-    """Fit one class; `tiling` ((tile_m, tile_n), split_k_min) fixes a GEMM class's tiling instead of searching it."""
+    """Fit one class; `tiling` ((tile_m, tile_n), split_k_min, head_dim_granule) fixes a GEMM class's tiling
+    instead of searching it."""
     measured = np.array([s.measured_s for s in samples])
     kernels = np.array([s.kernels for s in samples], dtype=float)
     busy = np.array([occupancy(s.parallel_rows, sms) for s in samples])
     memory = np.array([s.traffic_bytes for s in samples]) / bandwidth / busy
     is_gemm = bool(samples[0].gemm_dims)
     if is_gemm:
-        tilings = [tiling] if tiling else [(tile, split) for tile in TILES for split in SPLIT_K_MIN]
-        candidates = [((tile, split), _tile_work(samples, tile, split, sms)) for tile, split in tilings]
+        granules = (0, *HEAD_DIM_GRANULES) if samples[0].op_class.startswith("attention_") else (0,)
+        tilings = [tiling] if tiling else [(t, s, g) for t in TILES for s in SPLIT_K_MIN for g in granules]
+        candidates = [(tiling, _tile_work(samples, sms, *tiling)) for tiling in tilings]
     else:
-        candidates = [((TILES[3], 0), np.array([s.vector_flops / s.peak for s in samples]) / busy)]
+        candidates = [((TILES[3], 0, 0), np.array([s.vector_flops / s.peak for s in samples]) / busy)]
     best = None
     log_measured = np.log(measured)
     # axes: kernel time, efficiency, memory efficiency, sample
@@ -81,10 +89,11 @@ def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -
         index = np.unravel_index(np.argmin(loss), loss.shape)
         if best is None or loss[index] < best[0]:
             best = (loss[index], tile, index, predicted[index])
-    _, (tile, split), (ki, ei, mi), predicted = best
+    _, (tile, split, granule), (ki, ei, mi), predicted = best
     params = ClassParams(
         kernel_s=float(KERNEL_S_GRID[ki]), efficiency=float(EFFICIENCY_GRID[ei]),
         memory_efficiency=float(MEMORY_EFFICIENCY_GRID[mi]), tile_m=tile[0], tile_n=tile[1], split_k_min=split,
+        head_dim_granule=granule,
     )
     return Fit(params, len(samples), float(np.median(np.abs(predicted / measured - 1))))
 
@@ -110,7 +119,7 @@ def fit_classes(samples: list, bandwidth: float, sms: int) -> dict:
         source = fits.get(_tiling_source(name))
         tiling = None
         if group[0].gemm_dims and len(group) < MIN_SAMPLES_FOR_TILING and source:
-            tiling = ((source.params.tile_m, source.params.tile_n), source.params.split_k_min)
+            tiling = ((source.params.tile_m, source.params.tile_n), source.params.split_k_min, 0)
         fits[name] = fit_class(group, bandwidth, sms, tiling)
     return dict(sorted(fits.items()))
 

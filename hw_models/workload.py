@@ -82,6 +82,7 @@ class LayerWork:
     relayout_bytes: float = 0.0  # of the traffic: what those copies read and write
     strided_kernels: int = 0  # of `kernels`: ops reading another memory order than they write (not copies)
     strided_bytes: float = 0.0  # of the traffic: what those ops read and write
+    fused_attention: str = ""  # "qk" or "av": a half of one fused attention kernel (flash SDPA); "" otherwise
 
     def __post_init__(self):
         if self.kind not in LAYER_KINDS:

@@ -3,7 +3,9 @@
 Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
 - compute_s for a GEMM (conv, linear, attention): the tiles of a tile_m x tile_n output tiling spread over
   the SMs in waves; each wave costs tile_m x tile_n x K MACs per SM at efficiency x the SM's share of
-  the dense peak (this is what makes small and odd GEMM shapes slower than their MACs suggest);
+  the dense peak (this is what makes small and odd GEMM shapes slower than their MACs suggest); a fused
+  attention kernel, where its class's fit says so, by its own tiling: blocks of queries over the SMs, each
+  looping over the keys with the head dimension rounded up to the kernel's compiled size;
 - compute_s otherwise: non-GEMM arithmetic at efficiency x the vector peak;
 - memory_s: DRAM traffic at memory_efficiency x peak bandwidth.
 A norm's time is divided by the share of SMs its rows occupy (GroupNorm runs one thread block per batch x group).
@@ -56,6 +58,9 @@ class ClassParams:
     tile_m: int = 128
     tile_n: int = 128
     split_k_min: int = 0  # split K across SMs in chunks of at least this many (0: no split-K)
+    # attention classes: > 0 prices a fused attention kernel by its own tiling (fused_attention_compute_s), its
+    # head dimension rounded up to this; 0 prices its two matmuls as GEMMs
+    head_dim_granule: int = 0
 
 
 def op_class(kind: str, precision, family: str = "float", window: int = 0, stride: int = 1) -> str:
@@ -84,6 +89,29 @@ def gemm_compute_s(dims: tuple, params: ClassParams, peak: float, sms: int) -> f
         splits = max(1, min(ceil(sms / tiles), k // params.split_k_min))
     waves = ceil(tiles * splits / sms)
     return waves * 2 * params.tile_m * params.tile_n * ceil(k / splits) / (peak / sms * params.efficiency)
+
+
+def fused_attention_compute_s(shape: tuple, params: ClassParams, peak: float, sms: int) -> float:
+    """Time of one fused (flash) attention kernel of shape (batch x heads, queries, keys, head dim): each SM takes
+    tile_m queries of one head and loops over the keys in blocks of tile_n, computing QK^T and AV with the whole
+    head dimension rounded up to head_dim_granule (the kernel's compiled head size). The keys split across SMs,
+    in chunks of at least split_k_min, when there are fewer query blocks than SMs."""
+    batch, queries, keys, head_dim = shape
+    tiles = batch * ceil(queries / params.tile_m)
+    splits = 1
+    if params.split_k_min and tiles < sms:
+        splits = max(1, min(ceil(sms / tiles), keys // params.split_k_min))
+    waves = ceil(tiles * splits / sms)
+    key_blocks = ceil(ceil(keys / splits) / params.tile_n)
+    padded_head_dim = ceil(head_dim / params.head_dim_granule) * params.head_dim_granule
+    macs_per_tile = 2 * params.tile_m * key_blocks * params.tile_n * padded_head_dim  # QK^T and AV
+    return waves * 2 * macs_per_tile / (peak / sms * params.efficiency)
+
+
+def attention_shape(dims: tuple, half: str) -> tuple:
+    """(batch x heads, queries, keys, head dim) of an attention from the GEMM dims of its QK^T or AV half."""
+    batch, m, n, k = dims
+    return (batch, m, n, k) if half == "qk" else (batch, m, k, n)
 
 
 def occupancy(rows: int, sms: int) -> float:
@@ -119,7 +147,11 @@ class CalibratedEngine(RooflineEngine):
         extra, side_kernels, side_bytes, side_s = 0, 0, 0.0, 0.0
         if layer.is_gemm and roofline.compute_precision and layer.gemm_dims:
             peak = engine.peaks[roofline.compute_precision]
-            compute_s = gemm_compute_s(layer.gemm_dims, params, peak, self.sms)
+            if layer.fused_attention and params.head_dim_granule:  # each half carries half the fused kernel
+                shape = attention_shape(layer.gemm_dims, layer.fused_attention)
+                compute_s = fused_attention_compute_s(shape, params, peak, self.sms) / 2
+            else:
+                compute_s = gemm_compute_s(layer.gemm_dims, params, peak, self.sms)
             weight = layer.weight_format or layer.activation_format
             extra, _ = conversion_ops(layer, weight, layer.activation_format, roofline.compute_precision)
             compute_s += (layer.vector_flops + extra) / engine.vector_peak

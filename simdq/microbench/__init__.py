@@ -135,6 +135,7 @@ def calibrated_spec(base, record: dict, name: str) -> dict:
                 "kernel_s": float(f"{fit.params.kernel_s:.4g}"), "efficiency": round(fit.params.efficiency, 4),
                 "memory_efficiency": round(fit.params.memory_efficiency, 4), "tile_m": fit.params.tile_m,
                 "tile_n": fit.params.tile_n, "split_k_min": fit.params.split_k_min,
+                **({"head_dim_granule": fit.params.head_dim_granule} if op_class.startswith("attention_") else {}),
                 "median_error": round(fit.median_error, 4), "samples": fit.samples,
             }
             for op_class, fit in fits.items()

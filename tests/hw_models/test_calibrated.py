@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from hw_models import DeviceFileError, LayerWork, load_device
-from hw_models.engines.calibrated import ClassParams, calibrated_time, gemm_compute_s, op_class
+from hw_models.engines.calibrated import (ClassParams, attention_shape, calibrated_time, fused_attention_compute_s,
+                                         gemm_compute_s, op_class)
 from hw_models.catalog import DEVICE_DIR
 from hw_models.fit import MIN_SAMPLES_FOR_TILING, Sample, fit_class, fit_classes
 from hw_models.workload import FP16
@@ -59,6 +60,65 @@ def test_fit_recovers_the_parameters_that_made_the_data():
     assert (fit.params.tile_m, fit.params.tile_n) == (128, 256)
     assert fit.params.efficiency == pytest.approx(0.6, abs=0.02)
     assert fit.params.kernel_s == pytest.approx(5.2e-6, rel=0.1)
+    assert fit.median_error < 0.02
+
+
+def test_fused_attention_by_hand():
+    params = ClassParams(kernel_s=3e-6, efficiency=0.5, memory_efficiency=1.0, tile_m=128, tile_n=64,
+                         head_dim_granule=64)
+    peak, sms = 132e12, 132  # 1e12 per SM
+    # 16 heads x 1024 queries: 128 blocks of 128 queries, one wave; each loops over 1024 keys (16 blocks of 64)
+    # with head dim 40 computed as 64, for QK^T and AV
+    one_wave = 2 * (2 * 128 * 1024 * 64) / 0.5e12
+    assert fused_attention_compute_s((16, 1024, 1024, 40), params, peak, sms) == pytest.approx(one_wave)
+    # head dims 33 to 64 cost the same; 65 costs a second granule
+    assert fused_attention_compute_s((16, 1024, 1024, 64), params, peak, sms) == pytest.approx(one_wave)
+    assert fused_attention_compute_s((16, 1024, 1024, 65), params, peak, sms) == pytest.approx(2 * one_wave)
+    # 77 keys take two key blocks: as long as 128 keys
+    assert fused_attention_compute_s((16, 1024, 77, 40), params, peak, sms) == pytest.approx(one_wave / 8)
+    # 4 query blocks, keys split in chunks of >= 256: 4 splits, 16 units in one wave over 1024 / 4 keys
+    split = ClassParams(3e-6, 0.5, 1.0, 128, 64, split_k_min=256, head_dim_granule=64)
+    assert fused_attention_compute_s((1, 512, 1024, 64), split, peak, sms) == pytest.approx(one_wave / 4)
+    assert attention_shape((16, 1024, 1024, 40), "qk") == attention_shape((16, 1024, 40, 1024), "av")
+
+
+def test_calibrated_device_prices_fused_attention_halves_as_one_kernel():
+    device = load_device("h100-calibrated")
+    params = device.primary.classes["attention_fp16"]
+    peak = device.primary.rates.peaks["fp16"]
+    shape = (16, 1024, 1024, 32)
+    macs = 16 * 1024 * 1024 * 32
+
+    def half(name, dims, fused):
+        return LayerWork(f"attn.{name}", "attention_matmul", macs, 0, 0.0, 2.0 * 16 * 1024 * 32, 0.0,
+                         int(name == "qk" or not fused), FP16, None, "fp16", dims,
+                         fused_attention=name if fused else "")
+
+    fused = [device.estimate_layer(half(n, d, True)) for n, d in (("qk", shape), ("av", (16, 1024, 32, 1024)))]
+    assert params.head_dim_granule > 0  # the shipped H100 fit prices its attention as one fused kernel
+    assert fused[0].compute_s == fused[1].compute_s == pytest.approx(
+        fused_attention_compute_s(shape, params, peak, device.primary.sms) / 2)
+    # an unfused attention's matmuls (runtime.fused_attention: false) are GEMMs
+    alone = device.estimate_layer(half("av", (16, 1024, 32, 1024), False))
+    assert alone.compute_s == pytest.approx(gemm_compute_s((16, 1024, 32, 1024), params, peak, device.primary.sms))
+
+
+def test_fit_finds_the_head_dimension_granule_of_a_fused_attention_kernel():
+    truth = ClassParams(kernel_s=4e-6, efficiency=0.5, memory_efficiency=0.6, tile_m=128, tile_n=128,
+                        head_dim_granule=64)
+    peak, bandwidth, sms = 989e12, 3.35e12, 132
+    samples = []
+    for heads, queries, keys, head_dim in ((16, 1024, 1024, 40), (24, 1024, 1024, 32), (64, 256, 256, 32),
+                                           (16, 256, 256, 80), (4, 4096, 4096, 64), (8, 256, 256, 160),
+                                           (16, 4096, 77, 40), (16, 1024, 77, 80), (96, 64, 64, 32)):
+        shape = (heads, queries, keys, head_dim)
+        traffic = 2.0 * heads * head_dim * (2 * queries + 2 * keys)
+        time = calibrated_time(truth, 1, fused_attention_compute_s(shape, truth, peak, sms),
+                               traffic / bandwidth / 0.6)
+        samples.append(Sample("attention_fp16", 1, (shape, (heads, queries, head_dim, keys)), 0, traffic, peak,
+                              time))
+    fit = fit_class(samples, bandwidth, sms)
+    assert fit.params.head_dim_granule == 64
     assert fit.median_error < 0.02
 
 
