@@ -441,8 +441,11 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     lines += ["", "## Fitted classes", "",
               "| class | kernel us | efficiency | memory efficiency | tile | split-K min | fit median error | samples |",
               "|---|---|---|---|---|---|---|---|"]
+    # a fused attention kernel's tile: queries x a key block, x the head dimension rounded up to its granule
+    tile = lambda p: f"{p['tile_m']}x{p['tile_n']}" + (  # noqa: E731
+        f" (fused, head dim rounded up to {p['head_dim_granule']})" if p.get("head_dim_granule") else "")
     lines += [f"| {name} | {p['kernel_s'] * 1e6:.2f} | {p['efficiency']} | {p['memory_efficiency']} | "
-              f"{p['tile_m']}x{p['tile_n']} | {p['split_k_min'] or '-'} | {p['median_error']:.1%} | {p['samples']} |"
+              f"{tile(p)} | {p['split_k_min'] or '-'} | {p['median_error']:.1%} | {p['samples']} |"
               for name, p in classes.items()]
     measured_energy = (spec.get("energy") or {}).get("measured")
     if measured_energy:
