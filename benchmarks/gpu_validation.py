@@ -518,10 +518,10 @@ NOTES = [
     "cuDNN picks a slow algorithm for SD-1.5's "
     "640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it "
     "too, 2.1 ms), hence sd15 fp32 at -61 to -67%.",
-    "- The H100's record and reports/gpu-measurements-h100-repeat.json come from one call on one board; that "
-    "call's time limit cut its last two runs (int8-dynamic), which come from reports/gpu-measurements-h100.json, "
-    "an earlier call the same day on another board: its 34 shared forwards ran within 0.6% of the repeat's, at "
-    "1.5-7% more power.",
+    "- The H100's record and reports/gpu-measurements-h100.json come from one call on one board (2026-12-06: "
+    "calibrate, then the 36 forwards). reports/gpu-measurements-h100-repeat.json holds the same 36 forwards "
+    "from an earlier call that day on another board: within 0.7% of these (median 0.3%), at 2.4% less to 4.3% "
+    "more power.",
     "- The H200's record predates the suite's batch-1, odd-channel and downsampling convolutions (with the "
     "held-out shapes left out, each of its 3x3 convolution classes is fitted from 5 shapes, the H100's from 14, "
     "and its 1x1 convolutions fall back to the 3x3 class: 3 of its 5 pointwise shapes are SD-1.5's), its small "
