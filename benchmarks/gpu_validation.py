@@ -255,15 +255,17 @@ def _checked_runs(data: dict, path: Path) -> list:
 
 
 def first_of_each_run(runs: list) -> list:
-    """Each (preset, precision, variant, batch) once, from the first file that measured it: a later file fills
-    in what an earlier one lacks (a measurement the device's time limit cut short)."""
-    seen, kept = set(), []
+    """Each (preset, precision, variant, batch) once, from the first file that measured it, with the per-layer
+    times of the first file that has them: a later file fills in what an earlier one lacks (a measurement the
+    device's time limit cut short, a batch timed layer by layer on its own)."""
+    kept = {}
     for run in runs:
         key = (run["preset"], run["precision"], run["variant"], int(run["batch"]))
-        if key not in seen:
-            seen.add(key)
-            kept.append(run)
-    return kept
+        if key not in kept:
+            kept[key] = run
+        elif "layers" in run and "layers" not in kept[key]:
+            kept[key] = {**kept[key], "layers": run["layers"]}
+    return list(kept.values())
 
 
 def _checked_record(data: dict, samples: dict, path: Path) -> dict:
@@ -501,20 +503,21 @@ NOTES = [
     "and an upsampling of the view by the `_strided` twins of their classes, timed on that view.",
     "- Where the model misses: reports/gpu-kernel-census-h100.md (one profiled forward, each kernel attributed "
     "to the aten op that launched it, beside the model's count) shows where. SD-1.5 at batch 1 matches by "
-    "category within 7% (attention 9% over). On LDM-4 and LDM-8 at batch 1-8 the convolutions run 6-9% slower "
+    "category within 7% (attention 13% over). On LDM-4 and LDM-8 at batch 1-8 the convolutions run 3-7% slower "
     "than the model (its 3x3 classes also fit the suite's batch-1 convolutions, whose times scatter 20-50% "
-    "either side of one efficiency); hence LDM-4 forwards 6-12% under at batch 1-4. Of that convolution time, "
+    "either side of one efficiency); hence LDM-4 forwards 7-13% under at batch 1-4. Of that convolution time, "
     "cuDNN's layout conversions (NCHW to NHWC of the input and the weights on every call, and back for the "
     "output) take 1.4 of LDM-4's 2.7 ms at batch 1 and 3.2 of SD-1.5's 5.1 ms: the conv classes price them "
     "inside their per-kernel time and memory efficiency (0.1-0.15). ddpm-cifar10's convolutions at batch 8 are "
-    "13% over. Fused attention is priced as one flash kernel (blocks of queries over the SMs, each looping over "
+    "14% over. Fused attention is priced as one flash kernel (blocks of queries over the SMs, each looping over "
     "the keys, the head dimension rounded up to 64: at head dimension 32 an fp16 SDPA takes as long per head "
-    "as at 40); priced as two GEMMs, LDM-4's attention (head dimension 32) came out 19-47% over, now 1-9%. "
+    "as at 40); priced as two GEMMs, the fit before put LDM-4's attention (head dimension 32) 19-47% over; "
+    "now 5-11% (SD-1.5's 13%, ddpm-cifar10's 33%). "
     "Strided "
     "(downsampling) convolutions have their own classes: fitted in the 3x3 class they put it 19-34% off on them "
     "and cost 4 forwards within 10%. In fp32 and TF32 the vector classes are fitted in fp32 (`norm_fp32`, ...): at "
-    "batch 8 GroupNorm is priced 17% under, elementwise ops 6% and fp32 attention 16% over (at batch 1: 7% over, "
-    "13% over, 4% under); TF32 convolutions are 10% under at batch 1 and 6% over at batch 8. With TF32 off, "
+    "batch 8 GroupNorm is priced 22% under, elementwise ops 5% and fp32 attention 20% over (at batch 1: 3% over, "
+    "12% over, on the mark); TF32 convolutions are 9% under at batch 1 and 10% over at batch 8. With TF32 off, "
     "cuDNN picks a slow algorithm for SD-1.5's "
     "640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it "
     "too, 2.1 ms), hence sd15 fp32 at -61 to -67%.",
@@ -523,13 +526,13 @@ NOTES = [
     "from an earlier call that day on another board: within 0.7% of these (median 0.3%), at 2.4% less to 4.3% "
     "more power.",
     "- The H200's record predates the suite's batch-1, odd-channel and downsampling convolutions (with the "
-    "held-out shapes left out, each of its 3x3 convolution classes is fitted from 5 shapes, the H100's from 14, "
+    "held-out shapes left out, each of its 3x3 convolution classes is fitted from 5 shapes, the H100's from 19, "
     "and its 1x1 convolutions fall back to the 3x3 class: 3 of its 5 pointwise shapes are SD-1.5's), its small "
     "strided "
     "copies, its `resample` class (its upsampling samples were relabelled from `memory`, see the record's "
     "migrations) and the `_strided` twins (the H200 prices those ops as contiguous). It measures the same "
     "forwards between 1% slower and 10% faster than the H100 (reports/gpu-validation-h100.md), whose fit from a "
-    "fuller record predicts 31 of them within 10%: most of the H200's misses are its record's.",
+    "fuller record predicts 30 of them within 10%: most of the H200's misses are its record's.",
     "- Energy: static power x time, plus a busy power over the time kernels run (the time less a launch gap "
     "per kernel, the gap bounded by the shortest kernel measured, which runs at the board's idle power), plus "
     "energy per MAC, vector op and byte. A microbenchmark whose operands fit in L2 never leaves it while it "

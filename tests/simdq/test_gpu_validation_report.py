@@ -75,6 +75,8 @@ def test_the_fit_holds_out_every_microbenchmark_of_a_validated_layers_gemm_shape
 def test_a_run_in_several_files_is_taken_from_the_first():
     later = {**GOOD_RUN, "forward_s": 0.02}
     only_later = {**GOOD_RUN, "batch": 4, "forward_s": 0.03}
-    runs = gpu_validation.first_of_each_run([GOOD_RUN, {**GOOD_RUN, "precision": "bf16"}, later, only_later])
-    assert [(r["precision"], r["batch"], r["forward_s"]) for r in runs] == [
-        ("fp16", 1, 0.01), ("bf16", 1, 0.01), ("fp16", 4, 0.03)]
+    layers_later = {**GOOD_RUN, "precision": "bf16", "forward_s": 0.05, "layers": {"conv_in": 1e-4}}
+    runs = gpu_validation.first_of_each_run([GOOD_RUN, {**GOOD_RUN, "precision": "bf16"}, later, only_later,
+                                             layers_later])
+    assert [(r["precision"], r["batch"], r["forward_s"], r.get("layers")) for r in runs] == [
+        ("fp16", 1, 0.01, GOOD_RUN.get("layers")), ("bf16", 1, 0.01, {"conv_in": 1e-4}), ("fp16", 4, 0.03, None)]
