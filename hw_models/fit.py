@@ -74,7 +74,7 @@ def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -
     if is_gemm:
         granules = (0, *HEAD_DIM_GRANULES) if samples[0].op_class.startswith("attention_") else (0,)
         tilings = [tiling] if tiling else [(t, s, g) for t in TILES for s in SPLIT_K_MIN for g in granules]
-        candidates = [(tiling, _tile_work(samples, sms, *tiling)) for tiling in tilings]
+        candidates = [(candidate, _tile_work(samples, sms, *candidate)) for candidate in tilings]
     else:
         candidates = [((TILES[3], 0, 0), np.array([s.vector_flops / s.peak for s in samples]) / busy)]
     best = None

@@ -96,7 +96,7 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
         parallel_rows=layer.parallel_rows, input_elements=layer.gemm_read,
         relayout_kernels=layer.relayout_kernels, relayout_bytes=layer.relayout * element_bytes,
         strided_kernels=layer.strided_kernels, strided_bytes=layer.strided * element_bytes,
-        fused_attention=layer.fused_half,
+        fused_attention=layer.fused_attention,
     )
 
 

@@ -112,7 +112,7 @@ def fuse_attention(layers: list) -> list:
         rows["qk"].write = 0
         rows["av"].gemm_read -= scores
         rows["av"].kernels = 0
-        rows["qk"].fused_half, rows["av"].fused_half = "qk", "av"
+        rows["qk"].fused_attention, rows["av"].fused_attention = "qk", "av"
         if "softmax" in rows:
             rows["softmax"].read = rows["softmax"].write = rows["softmax"].kernels = 0
     return layers

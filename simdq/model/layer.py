@@ -42,7 +42,7 @@ class Layer:
     strided_kernels: int = 0  # of `kernels`: other ops off the contiguous layout (a channels-last view + a tensor)
     strided: int = 0  # the elements those ops read and write
     extra: bool = False  # added by a layer policy, not part of the traced model
-    fused_half: str = ""  # "qk" or "av": this matmul runs inside one fused attention kernel with its twin
+    fused_attention: str = ""  # "qk" or "av": this matmul runs inside one fused attention kernel with its twin
 
     @property
     def params(self) -> int:

@@ -169,6 +169,22 @@ print("torch" in sys.modules, row["latency_s"])
     assert imported == "False" and float(latency) == serial_twelve[1].rows[0]["latency_s"]
 
 
+def test_a_trace_stored_under_another_layer_schema_is_traced_again(serial_twelve, tmp_path, monkeypatch):
+    import dataclasses
+
+    from simdq.sweep import points
+
+    plan, _ = serial_twelve
+    store = ResultStore(tmp_path / "store")
+    trace = plan.estimates[0].trace
+    store.put_trace(trace, trace_task(trace))
+    assert store.get_trace(trace) is not None
+    # as a simdq whose Layer had no fused_attention field wrote it: its rows would read back without the field
+    monkeypatch.setattr(points, "LAYER_FIELDS", tuple(f for f in points.LAYER_FIELDS if f != "fused_attention"))
+    older = dataclasses.replace(trace)
+    assert older.key != trace.key and store.get_trace(older) is None
+
+
 # ---- serial, Dask, resume, damage, a killed worker -----------------------------------------------------------
 def test_a_local_cluster_gives_the_serial_table(serial_twelve, cluster, tmp_path):
     plan, serial = serial_twelve

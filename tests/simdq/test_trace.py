@@ -119,7 +119,7 @@ def test_fused_attention_is_one_kernel_per_attention_module():
         # unfused: QK^T, softmax and AV are three kernels; fused (flash / memory-efficient SDPA): one
         assert (kernels(unfused, module), kernels(fused, module)) == (3, 1), module
     halves = lambda layers: sorted(  # noqa: E731
-        (l.name.rsplit(".", 1)[-1], l.fused_half) for l in layers if l.kind == "attention_matmul")
+        (l.name.rsplit(".", 1)[-1], l.fused_attention) for l in layers if l.kind == "attention_matmul")
     assert set(halves(fused)) == {("av", "av"), ("qk", "qk")} and set(halves(unfused)) == {("av", ""), ("qk", "")}
     others = lambda layers: [(l.name, l.kernels) for l in layers if l.module not in attention]  # noqa: E731
     assert others(fused) == others(unfused)
