@@ -78,16 +78,21 @@ def op_class(kind: str, precision, family: str = "float", window: int = 0, strid
     return VECTOR_CLASS[kind]
 
 
+def _split_waves(tiles: int, k: int, params: ClassParams, sms: int) -> tuple:
+    """(splits of K, waves over the SMs) for `tiles` output tiles: K splits into chunks of at least split_k_min
+    when there are fewer tiles than SMs."""
+    splits = 1
+    if params.split_k_min and tiles < sms:
+        splits = max(1, min(ceil(sms / tiles), k // params.split_k_min))
+    return splits, ceil(tiles * splits / sms)
+
+
 def gemm_compute_s(dims: tuple, params: ClassParams, peak: float, sms: int) -> float:
     """Time of the waves of output tiles: each SM computes tile_m x tile_n x K MACs per tile. When there
     are fewer tiles than SMs, libraries split K (cuBLAS split-K, cuDNN's equivalents) into chunks of at
     least split_k_min to occupy more SMs."""
     batch, m, n, k = dims
-    tiles = batch * ceil(m / params.tile_m) * ceil(n / params.tile_n)
-    splits = 1
-    if params.split_k_min and tiles < sms:
-        splits = max(1, min(ceil(sms / tiles), k // params.split_k_min))
-    waves = ceil(tiles * splits / sms)
+    splits, waves = _split_waves(batch * ceil(m / params.tile_m) * ceil(n / params.tile_n), k, params, sms)
     return waves * 2 * params.tile_m * params.tile_n * ceil(k / splits) / (peak / sms * params.efficiency)
 
 
@@ -97,11 +102,7 @@ def fused_attention_compute_s(shape: tuple, params: ClassParams, peak: float, sm
     head dimension rounded up to head_dim_granule (the kernel's compiled head size). The keys split across SMs,
     in chunks of at least split_k_min, when there are fewer query blocks than SMs."""
     batch, queries, keys, head_dim = shape
-    tiles = batch * ceil(queries / params.tile_m)
-    splits = 1
-    if params.split_k_min and tiles < sms:
-        splits = max(1, min(ceil(sms / tiles), keys // params.split_k_min))
-    waves = ceil(tiles * splits / sms)
+    splits, waves = _split_waves(batch * ceil(queries / params.tile_m), keys, params, sms)
     key_blocks = ceil(ceil(keys / splits) / params.tile_n)
     padded_head_dim = ceil(head_dim / params.head_dim_granule) * params.head_dim_granule
     macs_per_tile = 2 * params.tile_m * key_blocks * params.tile_n * padded_head_dim  # QK^T and AV
