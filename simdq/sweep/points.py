@@ -1,7 +1,8 @@
 """Sweep points: frozen records of everything that decides a result, each named by a content hash of it.
 
-A point's key is the SHA-256 of its canonical JSON (simdq's version and the point's row labels included), so a
-changed axis, device file, preset or setting gives a new key and an unchanged one finds its stored result. A
+A point's key is the SHA-256 of its canonical JSON (the code that computes it, see identity.py, and the point's row
+labels included), so a changed axis, device file, preset, setting, cost model or library gives a new key and an
+unchanged one finds its stored result. A
 point carries what its worker needs (the model.yaml as data, the UNet config, the device file's contents), never
 a path to read. Keys and traces are computed once per point (the runners and the store ask for them often).
 """
@@ -13,9 +14,9 @@ import json
 from dataclasses import dataclass, fields
 from functools import cached_property
 
-from .. import __version__
 from ..model.layer import Layer
 from ..presets import UNetSpec
+from .identity import code_identity
 
 KEY_CHARS = 24  # 96 bits of SHA-256: no collision among any number of points a store will hold
 # a stored trace holds Layer rows: one written before a field existed would read back with its default
@@ -27,7 +28,7 @@ def canonical(record) -> str:
 
 
 def digest(record: dict) -> str:
-    return hashlib.sha256(canonical({"simdq": __version__, **record}).encode()).hexdigest()[:KEY_CHARS]
+    return hashlib.sha256(canonical({"simdq": code_identity(), **record}).encode()).hexdigest()[:KEY_CHARS]
 
 
 def spec_record(spec: UNetSpec) -> dict:

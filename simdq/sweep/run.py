@@ -213,29 +213,23 @@ def local_cluster(workers: int, numba_threads: int | None = None):
     return Client(cluster)
 
 
-def _worker_version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
 def connect(address: str):
-    """A Client of the cluster at `address`, whose workers must run this simdq (a point's key holds the version:
-    a worker of another release would file results under keys this one never asks for)."""
+    """A Client of the cluster at `address`, whose workers must run this simdq on the same libraries (a point's key
+    holds the code identity: a worker of other code would file results under keys this one never asks for)."""
     from distributed import Client
 
-    from .. import __version__
     from ..errors import SimdqError
+    from .identity import code_identity
 
     try:
         client = Client(address, timeout="20s")
     except (OSError, TimeoutError, ValueError) as err:
         raise SimdqError(f"--scheduler {address}: cannot connect ({str(err).splitlines()[0]})") from None
-    versions = client.run(_worker_version)
-    foreign = {worker: v for worker, v in versions.items() if v != __version__}
+    identities = client.run(code_identity)
+    foreign = {worker: identity for worker, identity in identities.items() if identity != code_identity()}
     if foreign:
-        worker, version = next(iter(foreign.items()))
+        worker, identity = next(iter(foreign.items()))
         client.close()
-        raise SimdqError(f"--scheduler {address}: worker {worker} runs simdq {version}, this is {__version__}; "
-                         "install the same simdq on every worker")
+        raise SimdqError(f"--scheduler {address}: worker {worker} runs {identity}, this is {code_identity()}; "
+                         "install the same simdq commit through constraints.txt on every worker")
     return client

@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from unet_fixtures import TINY_UNET
 
-from simdq import __version__
 from simdq.cli import main
+from simdq.sweep.identity import code_identity
 from simdq.sweep.plan import expand
 from simdq.sweep.run import run_dask, run_serial
 from simdq.sweep.spec import load_sweep
@@ -86,7 +86,7 @@ def test_a_key_is_the_hash_of_everything_that_decides_the_result(tmp_path):
     shutil.copy(Path("hw_models/devices/edgetpu-like.yaml"), device)
     document = {"base": BASE, "devices": ["npu.yaml"]}
     point = plan_of(tmp_path, document).estimates[0]
-    record = {"simdq": __version__, **point.record()}
+    record = {"simdq": code_identity(), **point.record()}
     by_hand = hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert point.key == by_hand[:24]
     assert plan_of(tmp_path, document).estimates[0].key == point.key  # stable
@@ -204,6 +204,25 @@ def test_the_command_runs_on_an_existing_cluster_by_its_address(serial_twelve, c
     assert "12 points: 12 computed" in capsys.readouterr().err
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "r.parquet"), table(serial_twelve[1]))
     assert cluster.run(lambda: 1)  # the command closed its client, not the cluster it did not start
+
+
+def test_a_cluster_whose_workers_run_other_code_is_refused_in_one_line(cluster, tmp_path, capsys, monkeypatch):
+    import simdq.sweep.identity as identity
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(TWELVE))
+    ours = code_identity()
+    monkeypatch.setattr(identity, "__version__", "9.9.9")  # this process only: the workers compute their own
+    code_identity.cache_clear()
+    try:
+        assert main(["sweep", str(path), "--scheduler", cluster.scheduler.address, "--store", str(tmp_path / "s"),
+                     "-o", str(tmp_path / "r.parquet")]) == 2
+    finally:
+        monkeypatch.undo()
+        code_identity.cache_clear()
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and f"runs {ours}, this is simdq 9.9.9+{ours.partition('+')[2]}" in error
+    assert not (tmp_path / "r.parquet").exists() and code_identity() == ours
 
 
 def test_an_interrupted_sweep_resumes_with_only_the_missing_points(serial_twelve, tmp_path):
