@@ -2,9 +2,9 @@
 
 A point's key is the SHA-256 of its canonical JSON (the code that computes it, see identity.py, and the point's row
 labels included), so a changed axis, device file, preset, setting, cost model or library gives a new key and an
-unchanged one finds its stored result. A
-point carries what its worker needs (the model.yaml as data, the UNet config, the device file's contents), never
-a path to read. Keys and traces are computed once per point (the runners and the store ask for them often).
+unchanged one finds its stored result. A point carries what its worker needs (the model.yaml as data, the UNet
+config, the device file's contents), never a path to read. Keys and traces are computed once per point (the
+runners and the store ask for them often).
 """
 
 from __future__ import annotations

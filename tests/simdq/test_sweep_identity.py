@@ -41,12 +41,13 @@ def test_a_moved_file_changes_the_digest_and_derived_files_do_not(package):
     assert source_digest({"other": package}) != source_digest({"pkg": package})
 
 
-def test_contents_cannot_run_into_the_next_file_name(tmp_path):
-    # "a" holding "xb\0" then "b" would hash like "a" holding "x" then "b\0..." without the recorded lengths
+def test_contents_cannot_pass_for_the_next_file(tmp_path):
+    # without each file's length in the stream, one file holding the next one's header and contents would hash like
+    # the two files
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
-    (one / "a.py").write_text("x1"), (one / "b.py").write_text("")
-    (two / "a.py").write_text("x"), (two / "b.py").write_text("1")
+    (one / "a.py").write_bytes(b"x" + b"p/b.py\0" + b"y")
+    (two / "a.py").write_bytes(b"x"), (two / "b.py").write_bytes(b"y")
     assert source_digest({"p": one}) != source_digest({"p": two})
 
 
