@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cached_property
 
-from ..model.layer import Layer
 from ..presets import UNetSpec
 from .identity import code_identity
 
 KEY_CHARS = 24  # 96 bits of SHA-256: no collision among any number of points a store will hold
-# a stored trace holds Layer rows: one written before a field existed would read back with its default
-LAYER_FIELDS = tuple(field.name for field in fields(Layer))
 
 
 def canonical(record) -> str:
@@ -78,7 +75,7 @@ class TracePoint:
     def record(self) -> dict:
         return {"kind": "trace", "unet": spec_record(self.spec), "batch": self.batch,
                 "sample_size": self.sample_size, "context_length": self.context_length,
-                "fused_attention": self.fused_attention, "layer_fields": list(LAYER_FIELDS)}
+                "fused_attention": self.fused_attention}
 
 
 @dataclass(frozen=True)
