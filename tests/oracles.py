@@ -1,8 +1,13 @@
 """Helpers shared by the oracle tests: exhaustive float32 sweeps and the oracles' dtypes."""
 
+import os
+
 import ml_dtypes
 import numpy as np
 import torch
+
+# The heavier profile (README: testing) also sweeps whole what CI samples at a stride.
+HEAVY = os.environ.get("HYPOTHESIS_PROFILE") == "heavy"
 
 ML_DTYPES = {
     "e4m3fn": ml_dtypes.float8_e4m3fn,

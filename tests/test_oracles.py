@@ -4,8 +4,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 import torch
-from oracles import (ML_DTYPES, SPECIALS, TORCH_DTYPES, binade, ml_dtypes_codes, sweep_exponents, table_convention,
-                     torch_codes)
+from oracles import (HEAVY, ML_DTYPES, SPECIALS, TORCH_DTYPES, binade, ml_dtypes_codes, sweep_exponents,
+                     table_convention, torch_codes)
 
 import emulator as em
 
@@ -35,6 +35,10 @@ def test_encode_every_float32_in_range_matches_ml_dtypes(name):
     for exponent in sweep_exponents(fmt):
         for negative in (False, True):
             x = binade(exponent, negative)
+            if name == "fp16" and not HEAVY:
+                # numpy's float16 cast takes ~80 ns a value below its normals and above its max, 20 s for this
+                # sweep; torch's sweep of fp16 below is exhaustive, so here a stride coprime to the dropped bits.
+                x = x[::61]
             got = em.encode(x, fmt)
             expected = ml_dtypes_codes(x, ML_DTYPES[name])
             mismatch = np.nonzero(got != expected)[0]
