@@ -8,6 +8,7 @@ from oracles import (HEAVY, ML_DTYPES, SPECIALS, TORCH_DTYPES, binade, ml_dtypes
                      table_convention, torch_codes)
 
 import emulator as em
+from emulator.codec import code_dtype
 
 FLOAT_PRESETS_IN_ML_DTYPES = ["e4m3fn", "e5m2", "e4m3fnuz", "e5m2fnuz", "e4m3b11fnuz", "e3m4", "e4m3",
                               "e2m3", "e3m2", "e2m1", "e8m0", "bf16", "fp16"]
@@ -23,7 +24,7 @@ def as_ml_dtypes(name):
 @pytest.mark.parametrize("name", FLOAT_PRESETS_IN_ML_DTYPES + ["int2", "int4", "uint2", "uint4", "int8", "uint8"])
 def test_decode_every_code_matches_ml_dtypes_bits(name):
     fmt = em.get_format(name)
-    codes = np.arange(1 << fmt.bits, dtype=em.codec.code_dtype(fmt.bits))
+    codes = np.arange(1 << fmt.bits, dtype=code_dtype(fmt.bits))
     expected = codes.view(ML_DTYPES[name]).astype(np.float32)
     got = em.decode(codes, fmt)
     np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))

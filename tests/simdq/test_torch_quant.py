@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import emulator as em
+from emulator.codec import decode_table
 from simdq.calibrate import torch_quant as tq
 from simdq.errors import SimdqError
 
@@ -27,7 +28,7 @@ values = arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 24)),
 def with_ties(x, scale, fmt):
     """Add values exactly halfway between neighbouring codes (after scaling), where rounding is decided."""
     with np.errstate(invalid="ignore", over="ignore"):
-        table = em.codec.decode_table(fmt).astype(np.float64)
+        table = decode_table(fmt).astype(np.float64)
         finite = np.unique(table[np.isfinite(table)])
         mids = (finite[:-1] + finite[1:]) / 2
         picks = (mids[np.linspace(0, len(mids) - 1, x.shape[1]).astype(int)] * scale).astype(np.float32)
