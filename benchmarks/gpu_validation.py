@@ -531,7 +531,11 @@ NOTES = [
     "copies, its `resample` class (its upsampling samples were relabelled from `memory`, see the record's "
     "migrations) and the `_strided` twins (the H200 prices those ops as contiguous). It measures the same "
     "forwards between 1% slower and 10% faster than the H100 (reports/gpu-validation-h100.md), whose fit from a "
-    "fuller record predicts 30 of them within 10%: most of the H200's misses are its record's.",
+    "fuller record predicts 30 of them within 10%: most of the H200's misses are its record's. The H100's "
+    "record fitted on the H200's base (`report reports/gpu-measurements-h200.json --samples-from "
+    "reports/gpu-microbenchmarks-h100.json --base h200`, which rewrites the H200's file) predicts 27 of the "
+    "H200's 36 forwards within 10% and the energy of 16 of its 18 within 15%; the shipped H200 file stays "
+    "fitted on H200 microbenchmarks alone.",
     "- Energy: static power x time, plus a busy power over the time kernels run (the time less a launch gap "
     "per kernel, the gap bounded by the shortest kernel measured, which runs at the board's idle power), plus "
     "energy per MAC, vector op and byte. A microbenchmark whose operands fit in L2 never leaves it while it "
