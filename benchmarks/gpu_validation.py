@@ -520,28 +520,25 @@ NOTES = [
     "cuDNN picks a slow algorithm for SD-1.5's "
     "640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it "
     "too, 2.1 ms), hence sd15 fp32 at -61 to -67%.",
-    "- The H100's record and reports/gpu-measurements-h100.json come from one call on one board (2026-12-06: "
-    "calibrate, then the 36 forwards). reports/gpu-measurements-h100-repeat.json holds the same 36 forwards "
-    "from an earlier call that day on another board: within 0.7% of these (median 0.3%), at 2.4% less to 4.3% "
-    "more power.",
-    "- The H200's record predates the suite's batch-1, odd-channel and downsampling convolutions (with the "
-    "held-out shapes left out, each of its 3x3 convolution classes is fitted from 5 shapes, the H100's from 19, "
-    "and its 1x1 convolutions fall back to the 3x3 class: 3 of its 5 pointwise shapes are SD-1.5's), its small "
-    "strided "
-    "copies, its `resample` class (its upsampling samples were relabelled from `memory`, see the record's "
-    "migrations) and the `_strided` twins (the H200 prices those ops as contiguous). It measures the same "
-    "forwards between 1% slower and 10% faster than the H100 (reports/gpu-validation-h100.md), whose fit from a "
-    "fuller record predicts 30 of them within 10%: most of the H200's misses are its record's. The H100's "
-    "record fitted on the H200's base (`report reports/gpu-measurements-h200.json --samples-from "
-    "reports/gpu-microbenchmarks-h100.json --base h200`, which rewrites the H200's file) predicts 27 of the "
-    "H200's 36 forwards within 10% and the energy of 16 of its 18 within 15%; the shipped H200 file stays "
-    "fitted on H200 microbenchmarks alone.",
+    "- Each GPU's record and its reports/gpu-measurements-*.json come from one call on one board (2026-12-06: "
+    "calibrate, then the 36 forwards). The -repeat.json files hold the same 36 forwards from an earlier call: "
+    "on the H100 (that day, another board) within 0.7% of these (median 0.3%), at 2.4% less to 4.3% more power; "
+    "on the H200 (2026-12-02) within 1.4% (median 0.3%), at 5.5% less to 6.5% more power. The H200 report takes "
+    "sd15 fp32's per-layer times from its repeat file (the plan times that run whole only).",
+    "- The two GPUs time the suite's GEMMs, convolutions and attention alike (median 0.2% apart, 87% of them "
+    "within 5%), the H200 its memory-bound kernels a median 3% faster, and its forwards between 1% slower "
+    "and 10% faster. Its microbenchmarks drew a median 7% less energy than the H100's, its forwards a median 3% "
+    "less (7% less to 7% more), so its energy fit comes out lower: fitted on the H100's record instead (the "
+    "H200's report command with `--samples-from reports/gpu-microbenchmarks-h100.json`, which rewrites the "
+    "H200's file), the H200's forwards come out 28 of 36 within 10%, per-layer medians 13 of "
+    "17 within 15% and energies 17 of 18 within 15%. The fitted parameters move that much between two GPUs' "
+    "records; the shipped H200 file is fitted on H200 microbenchmarks alone.",
     "- Energy: static power x time, plus a busy power over the time kernels run (the time less a launch gap "
     "per kernel, the gap bounded by the shortest kernel measured, which runs at the board's idle power), plus "
     "energy per MAC, vector op and byte. A microbenchmark whose operands fit in L2 never leaves it while it "
-    "replays; one that does not streams from DRAM, so the fit separates the two byte energies. Microbenchmarks "
-    "whose SM clock the power limit lowered below 95% of the highest, in records made before the sustained "
-    "time per call was measured, are left out of the fit.",
+    "replays; one that does not streams from DRAM, so the fit separates the two byte energies. Each metered "
+    "microbenchmark's time is the time per call measured inside its energy window, at the clock the power "
+    "limit left it.",
 ]
 
 
