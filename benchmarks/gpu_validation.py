@@ -6,6 +6,7 @@ energy of a forward against the GPU's own energy counter.
     python benchmarks/gpu_validation.py measure -o OUT        # on the GPU: the models (PLAN below)
     python benchmarks/gpu_validation.py report OUT/measurements.json --samples-from OUT/microbenchmarks.json \
         --base h200 -o reports/gpu-validation-h200.md       # anywhere: fit, predict, compare
+    python benchmarks/gpu_validation.py compare FIRST.json SECOND.json   # two runs' or two GPUs' files apart
 
 `measure` times each run of PLAN under CUDA graphs (whole forward; each conv and linear module alone on the
 inputs it sees in a real forward) and reads NVML's energy counter around the forwards PLAN names, writing
@@ -316,6 +317,46 @@ def held_out(record: dict, shapes: set) -> tuple:
     return dict(record, measurements=kept), len(record["measurements"]) - len(kept)
 
 
+def _spread(what: str, changes: list) -> str:
+    """One line: how the second file's values of `what` differ from the first's, pair by pair."""
+    if not changes:
+        return f"{what}: no pair has it"
+    within = sum(abs(change) <= 0.05 for change in changes) / len(changes)
+    return (f"{what}: {len(changes)} pairs, median {statistics.median(changes):+.1%} (median |change| "
+            f"{statistics.median(abs(c) for c in changes):.1%}), {min(changes):+.1%} to {max(changes):+.1%}, "
+            f"{within:.0%} within 5%")
+
+
+def compare(first: Path, second: Path) -> list:
+    """How the second of two measurements files (or two microbenchmark records) differs from the first, run by
+    run (microbenchmark by microbenchmark, GEMM classes apart from the rest): time, power and energy."""
+    a, b = (_read_json(path, "measurements file or microbenchmark record") for path in (first, second))
+    if "runs" in a and "runs" in b:
+        def key(run):
+            return run["preset"], run["precision"], run["variant"], int(run["batch"])
+        firsts = {key(run): run for run in _checked_runs(a, first) if "forward_s" in run}
+        pairs = {"forwards": [(firsts[key(run)], run) for run in _checked_runs(b, second)
+                              if "forward_s" in run and key(run) in firsts]}
+        time_field = "forward_s"
+    elif "measurements" in a and "measurements" in b:
+        firsts = {m["label"]: m for m in _checked_record(a, a, first)["measurements"]}
+        paired = [(firsts[m["label"]], m) for m in _checked_record(b, b, second)["measurements"]
+                  if m["label"] in firsts]
+        pairs = {"GEMM, convolution and attention microbenchmarks": [p for p in paired if p[1]["gemm_dims"]],
+                 "other microbenchmarks": [p for p in paired if not p[1]["gemm_dims"]]}
+        time_field = "measured_s"
+    else:
+        raise MeasurementsError(f"{second}: not the same kind of file as {first} (two measurements files of "
+                                f"`measure`, or two records of `simdq hw calibrate --record`)")
+    lines = [f"{second} against {first}:"]
+    for group, group_pairs in pairs.items():
+        for field, what in ((time_field, "time"), ("power_w", "power"), ("energy_j", "energy")):
+            changes = [later[field] / earlier[field] - 1 for earlier, later in group_pairs
+                       if earlier.get(field) and later.get(field)]
+            lines.append(f"- {group}, {_spread(what, changes)}")
+    return lines
+
+
 def _pct(value) -> str:
     return "-" if value is None else f"{value:+.1%}"
 
@@ -521,14 +562,17 @@ NOTES = [
     "640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it "
     "too, 2.1 ms), hence sd15 fp32 at -61 to -67%.",
     "- Each GPU's record and its reports/gpu-measurements-*.json come from one call on one board (2026-12-06: "
-    "calibrate, then the 36 forwards). The -repeat.json files hold the same 36 forwards from an earlier call: "
+    "calibrate, then the 36 forwards). The -repeat.json files hold the same 36 forwards from an earlier call "
+    "(`gpu_validation.py compare REPEAT.json MEASUREMENTS.json`): "
     "on the H100 (that day, another board) within 0.7% of these (median 0.3%), at 2.4% less to 4.3% more power; "
     "on the H200 (2026-12-02) within 1.4% (median 0.3%), at 5.5% less to 6.5% more power. The H200 report takes "
     "sd15 fp32's per-layer times from its repeat file (the plan times that run whole only).",
     "- The two GPUs time the suite's GEMMs, convolutions and attention alike (median 0.2% apart, 87% of them "
-    "within 5%), the H200 its memory-bound kernels a median 3% faster, and its forwards between 1% slower "
-    "and 10% faster. Its microbenchmarks drew a median 7% less energy than the H100's, its forwards a median 3% "
-    "less (7% less to 7% more), so its energy fit comes out lower: fitted on the H100's record instead (the "
+    "within 5%), the H200 its other kernels a median 3% faster, and its forwards between 1% slower and 10% "
+    "faster (`gpu_validation.py compare` of the two records, of the two measurements files). Its GEMM, "
+    "convolution and attention microbenchmarks drew a median 7% less energy than the H100's (the others 5%), "
+    "its forwards a median 3% less (7% less to 7% more), so its energy fit comes out lower: fitted on the "
+    "H100's record instead (the "
     "H200's report command with `--samples-from reports/gpu-microbenchmarks-h100.json`, which rewrites the "
     "H200's file), the H200's forwards come out 28 of 36 within 10%, per-layer medians 13 of "
     "17 within 15% and energies 17 of 18 within 15%. The fitted parameters move that much between two GPUs' "
@@ -560,7 +604,17 @@ def main(argv=None) -> int:
     r.add_argument("--samples-from", type=Path,
                    help="the microbenchmarks the fit uses: a `simdq hw calibrate --record` file (default: the "
                         "measurements file's own `samples`)")
+    c = commands.add_parser("compare", help="how a second measurements file or record differs from a first")
+    c.add_argument("first", type=Path)
+    c.add_argument("second", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        try:
+            print("\n".join(compare(args.first, args.second)))
+        except MeasurementsError as err:
+            print(err, file=sys.stderr)
+            return 2
+        return 0
     if args.command == "measure":
         measure(args.out, args.device, args.quick, args.only, args.energy_only, args.run)
         return 0

@@ -80,3 +80,36 @@ def test_a_run_in_several_files_is_taken_from_the_first():
                                              layers_later])
     assert [(r["precision"], r["batch"], r["forward_s"], r.get("layers")) for r in runs] == [
         ("fp16", 1, 0.01, GOOD_RUN.get("layers")), ("bf16", 1, 0.01, {"conv_in": 1e-4}), ("fp16", 4, 0.03, None)]
+
+
+def test_compare_sets_two_measurement_files_side_by_side(tmp_path, capsys):
+    first = {"runs": [GOOD_RUN, {**GOOD_RUN, "batch": 4, "forward_s": 0.04, "power_w": 400.0},
+                      {**GOOD_RUN, "batch": 8, "error": "out of memory"}]}
+    second = {"runs": [{**GOOD_RUN, "forward_s": 0.011}, {**GOOD_RUN, "batch": 4, "forward_s": 0.03, "power_w": 500.0},
+                       {**GOOD_RUN, "batch": 64, "forward_s": 1.0}]}
+    for name, content in (("first.json", first), ("second.json", second)):
+        (tmp_path / name).write_text(json.dumps(content))
+    assert gpu_validation.main(["compare", str(tmp_path / "first.json"), str(tmp_path / "second.json")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # only the runs both files timed pair up: +10% and -25%
+    assert lines[1] == "- forwards, time: 2 pairs, median -7.5% (median |change| 17.5%), -25.0% to +10.0%, 0% within 5%"
+    assert lines[2].startswith("- forwards, power: 1 pairs, median +25.0%")
+    assert lines[3] == "- forwards, energy: no pair has it"
+
+
+def test_compare_refuses_files_of_two_kinds_in_one_line(tmp_path, capsys):
+    record = json.loads((REPORTS / "gpu-microbenchmarks-h200.json").read_text())
+    (tmp_path / "record.json").write_text(json.dumps(record))
+    (tmp_path / "runs.json").write_text(json.dumps({"runs": [GOOD_RUN]}))
+    assert gpu_validation.main(["compare", str(tmp_path / "record.json"), str(tmp_path / "runs.json")]) == 2
+    err = capsys.readouterr().err
+    assert "not the same kind of file" in err and err.count("\n") == 1
+
+
+def test_compare_pairs_microbenchmarks_by_label_and_keeps_gemms_apart(capsys):
+    record = json.loads((REPORTS / "gpu-microbenchmarks-h200.json").read_text())
+    lines = gpu_validation.compare(REPORTS / "gpu-microbenchmarks-h200.json", REPORTS / "gpu-microbenchmarks-h200.json")
+    gemms = sum(bool(m["gemm_dims"]) for m in record["measurements"])
+    assert lines[1] == (f"- GEMM, convolution and attention microbenchmarks, time: {gemms} pairs, median +0.0% "
+                        f"(median |change| 0.0%), +0.0% to +0.0%, 100% within 5%")
+    assert lines[4].startswith(f"- other microbenchmarks, time: {len(record['measurements']) - gemms} pairs")
