@@ -331,6 +331,13 @@ def compare(first: Path, second: Path) -> list:
     """How the second of two measurements files (or two microbenchmark records) differs from the first, run by
     run (microbenchmark by microbenchmark, GEMM classes apart from the rest): time, power and energy."""
     a, b = (_read_json(path, "measurements file or microbenchmark record") for path in (first, second))
+    try:
+        return _compared(a, b, first, second)
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as err:
+        raise MeasurementsError(f"{first} or {second}: a run or a microbenchmark is malformed ({err!r})") from None
+
+
+def _compared(a: dict, b: dict, first: Path, second: Path) -> list:
     if "runs" in a and "runs" in b:
         def key(run):
             return run["preset"], run["precision"], run["variant"], int(run["batch"])

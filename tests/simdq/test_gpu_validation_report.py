@@ -113,3 +113,12 @@ def test_compare_pairs_microbenchmarks_by_label_and_keeps_gemms_apart(capsys):
     assert lines[1] == (f"- GEMM, convolution and attention microbenchmarks, time: {gemms} pairs, median +0.0% "
                         f"(median |change| 0.0%), +0.0% to +0.0%, 100% within 5%")
     assert lines[4].startswith(f"- other microbenchmarks, time: {len(record['measurements']) - gemms} pairs")
+
+
+@pytest.mark.parametrize("broken", [{**GOOD_RUN, "power_w": "high"}, {**GOOD_RUN, "forward_s": "fast"}])
+def test_compare_refuses_a_malformed_run_in_one_line(tmp_path, capsys, broken):
+    (tmp_path / "a.json").write_text(json.dumps({"runs": [{**GOOD_RUN, "power_w": 300.0}]}))
+    (tmp_path / "b.json").write_text(json.dumps({"runs": [broken]}))
+    assert gpu_validation.main(["compare", str(tmp_path / "b.json"), str(tmp_path / "a.json")]) == 2
+    err = capsys.readouterr().err
+    assert "malformed" in err and err.count("\n") == 1 and "Traceback" not in err
