@@ -489,13 +489,15 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
                          f"{dynamic / run['forward_s'] - 1:+.1%} | {fused * 1e3:.3f} ms |")
     classes = calibration["classes"]
     lines += ["", "## Fitted classes", "",
-              "| class | kernel us | efficiency | memory efficiency | tile | split-K min | fit median error | samples |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| class | kernel us | efficiency | memory efficiency | tile | split-K min | layout transforms "
+              "| fit median error | samples |",
+              "|---|---|---|---|---|---|---|---|---|"]
     # a fused attention kernel's tile: queries x a key block, x the head dimension rounded up to its granule
     tile = lambda p: f"{p['tile_m']}x{p['tile_n']}" + (  # noqa: E731
         f" (fused, head dim rounded up to {p['head_dim_granule']})" if p.get("head_dim_granule") else "")
     lines += [f"| {name} | {p['kernel_s'] * 1e6:.2f} | {p['efficiency']} | {p['memory_efficiency']} | "
-              f"{tile(p)} | {p['split_k_min'] or '-'} | {p['median_error']:.1%} | {p['samples']} |"
+              f"{tile(p)} | {p['split_k_min'] or '-'} | {p.get('transform_efficiency') or '-'} | "
+              f"{p['median_error']:.1%} | {p['samples']} |"
               for name, p in classes.items()]
     measured_energy = (spec.get("energy") or {}).get("measured")
     if measured_energy:
@@ -536,7 +538,16 @@ def load_device_spec(spec: dict):
 NOTES = [
     "- Per layer, the model is kernels x kernel time + max(compute, memory), with GEMM compute from waves of "
     "output tiles over the SMs; a layer's kernels are the aten ops the trace records (a linear on a strided "
-    "input also runs a copy, priced as a strided copy, and a bias add, priced as an elementwise op).",
+    "input also runs a copy, priced as a strided copy, and a bias add, priced as an elementwise op). A 3x3 or "
+    "strided convolution adds cuDNN's layout transforms (NCHW to NHWC of the input and the weights on every "
+    "call, and back for the output; only the weights' after a channels-last input): those bytes at the class's "
+    "fitted share of DRAM bandwidth (the `layout transforms` column: 0.12 to 1.0 where the fit found them; the "
+    "term trades against the GEMM's kernel time and efficiency, so the same class's value differs between the "
+    "two GPUs' records). "
+    "`simdq hw crossval RECORD --against OTHER` measures what that term buys without the forwards: on the "
+    "H200's record the convolution classes' median error on microbenchmarks held out of their fit (5-fold) "
+    "falls from 13.8% to 11.0%, and a fit on the H200's record predicts the H100's convolutions within 6.7% "
+    "instead of 9.6% (on the H100's record: 10.9% to 10.7% held out, 7.3% to 5.7% on the H200's).",
     "- Fused attention's softmax is priced inside the attention class; PyTorch's fp32 SDPA kernels ignore TF32 "
     "(the H200 times them the same either way), so attention stays fp32 under `runtime.tf32: all`.",
     "- Each layer was timed alone, repeated inside one graph, so its weights stay in L2 between calls; in the "
@@ -551,20 +562,20 @@ NOTES = [
     "and an upsampling of the view by the `_strided` twins of their classes, timed on that view.",
     "- Where the model misses: reports/gpu-kernel-census-h100.md (one profiled forward, each kernel attributed "
     "to the aten op that launched it, beside the model's count) shows where. SD-1.5 at batch 1 matches by "
-    "category within 7% (attention 13% over). On LDM-4 and LDM-8 at batch 1-8 the convolutions run 3-7% slower "
-    "than the model (its 3x3 classes also fit the suite's batch-1 convolutions, whose times scatter 20-50% "
-    "either side of one efficiency); hence LDM-4 forwards 7-13% under at batch 1-4. Of that convolution time, "
-    "cuDNN's layout conversions (NCHW to NHWC of the input and the weights on every call, and back for the "
-    "output) take 1.4 of LDM-4's 2.7 ms at batch 1 and 3.2 of SD-1.5's 5.1 ms: the conv classes price them "
-    "inside their per-kernel time and memory efficiency (0.1-0.15). ddpm-cifar10's convolutions at batch 8 are "
-    "14% over. Fused attention is priced as one flash kernel (blocks of queries over the SMs, each looping over "
+    "category within 7% (attention 13% over). Of the convolution time, cuDNN's layout transforms take 1.4 of "
+    "LDM-4's 2.7 ms at batch 1 and 3.2 of SD-1.5's 5.1 ms; priced as their own term, the convolutions of "
+    "LDM-4 and LDM-8 at batch 1-8 run 2-4% slower than the model (3-7% with the transforms folded into the "
+    "classes' kernel time and memory efficiency), SD-1.5's 2% faster and ddpm-cifar10's at batch 8 11% (14%). "
+    "The 3x3 classes also fit the suite's batch-1 convolutions, whose times scatter 20-50% either side of one "
+    "efficiency; hence LDM-4 forwards 5-12% under at batch 1-4. Fused attention is priced as one flash kernel "
+    "(blocks of queries over the SMs, each looping over "
     "the keys, the head dimension rounded up to 64: at head dimension 32 an fp16 SDPA takes as long per head "
     "as at 40); priced as two GEMMs, the fit before put LDM-4's attention (head dimension 32) 19-47% over; "
     "now 5-11% (SD-1.5's 13%, ddpm-cifar10's 33%). Strided (downsampling) convolutions have their own classes: "
     "fitted in the 3x3 class from the record before this one, they put it 19-34% off on them and cost 4 "
     "forwards within 10%. In fp32 and TF32 the vector classes are fitted in fp32 (`norm_fp32`, ...): at "
     "batch 8 GroupNorm is priced 22% under, elementwise ops 5% and fp32 attention 20% over (at batch 1: 3% over, "
-    "12% over, on the mark); TF32 convolutions are 9% under at batch 1 and 10% over at batch 8. With TF32 off, "
+    "12% over, on the mark); TF32 convolutions are 9% under at batch 1 and 2% over at batch 8. With TF32 off, "
     "cuDNN picks a slow algorithm for SD-1.5's "
     "640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it "
     "too, 2.1 ms), hence sd15 fp32 at -61 to -67%.",
@@ -581,9 +592,9 @@ NOTES = [
     "its forwards a median 3% less (7% less to 7% more), so its energy fit comes out lower: fitted on the "
     "H100's record instead (the "
     "H200's report command with `--samples-from reports/gpu-microbenchmarks-h100.json`, which rewrites the "
-    "H200's file), the H200's forwards come out 28 of 36 within 10%, per-layer medians 13 of "
-    "17 within 15% and energies 17 of 18 within 15%. The fitted parameters move that much between two GPUs' "
-    "records; the shipped H200 file is fitted on H200 microbenchmarks alone.",
+    "H200's file), the H200's forwards come out 33 of 36 within 10%, per-layer medians 12 of "
+    "17 within 15% and energies 17 of 18 within 15% (28, 13 and 17 of them before convolutions priced their "
+    "layout transforms apart). The shipped H200 file is fitted on H200 microbenchmarks alone.",
     "- Energy: static power x time, plus a busy power over the time kernels run (the time less a launch gap "
     "per kernel, the gap bounded by the shortest kernel measured, which runs at the board's idle power), plus "
     "energy per MAC, vector op and byte. A microbenchmark whose operands fit in L2 never leaves it while it "

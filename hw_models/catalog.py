@@ -35,7 +35,7 @@ def _roofline_engine(name: str, spec: RooflineSpec, dram_bandwidth: float, energ
     if spec.calibration is None:
         return RooflineEngine(name, rates, dram_bandwidth, energy, kinds)
     classes = {op_class: ClassParams(fit.kernel_s, fit.efficiency, fit.memory_efficiency, fit.tile_m, fit.tile_n,
-                                     fit.split_k_min, fit.head_dim_granule)
+                                     fit.split_k_min, fit.head_dim_granule, fit.transform_efficiency)
                for op_class, fit in spec.calibration.classes.items()}
     return CalibratedEngine(name, rates, dram_bandwidth, energy, kinds, classes=classes, sms=spec.calibration.sms,
                             calibration_source=spec.calibration.source)

@@ -3,7 +3,9 @@
 For each op class, a grid search over kernel time, efficiency, memory efficiency (and, for GEMMs, the
 output tile) minimises the mean squared log error of predicted against measured time; the log makes a
 2 us kernel count as much as a 2 ms one. The grids are fine enough that the fitted values sit within a
-few percent of the optimum and coarse enough to run in well under a second per class.
+few percent of the optimum and coarse enough to run in well under a second per class (a convolution class,
+whose samples carry channels-first bytes, also searches the efficiency of cuDNN's layout transforms, or none: a
+few seconds).
 
 A GEMM class searches five parameters; one with fewer than MIN_SAMPLES_FOR_TILING samples would fit its tile
 and split-K to the noise of a few shapes (an H100's four stride-2 TF32 convolutions came out at efficiency 0.98
@@ -16,11 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .energy import busy_seconds
-from .engines.calibrated import ClassParams, fused_attention_compute_s, gemm_compute_s, occupancy
+from .engines.calibrated import ClassParams, fused_attention_compute_s, gemm_compute_s, occupancy, transform_s
 
 KERNEL_S_GRID = np.geomspace(0.5e-6, 40e-6, 40)
 EFFICIENCY_GRID = np.linspace(0.02, 1.0, 50)
 MEMORY_EFFICIENCY_GRID = np.linspace(0.1, 1.0, 19)
+# 0: no layout transforms (the class's kernels read their operands as stored: fp32 convolutions, 1x1 ones)
+TRANSFORM_EFFICIENCY_GRID = np.array([0.0, 0.03, 0.05, 0.08, 0.12, 0.18, 0.27, 0.4, 0.6, 1.0])
 TILES = ((64, 64), (64, 128), (128, 64), (128, 128), (128, 256), (256, 128))
 SPLIT_K_MIN = (0, 128, 256, 512, 1024, 2048)
 # an attention class is also tried as one fused kernel whose head dimension is rounded up to each of these
@@ -45,6 +49,7 @@ class Sample:
     precision: str = ""  # compute precision of a GEMM class; "" otherwise
     energy_j: float = None  # the board's energy per call (the GPU's own counter, static power included)
     parallel_rows: int = 0  # a norm's independent rows (its occupancy of the SMs); 0 where unknown
+    channels_first_bytes: float = 0.0  # a convolution's operands stored channels-first (LayerWork's)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,11 @@ def _tile_work(samples, sms, tile, split_k_min, head_dim_granule=0) -> np.ndarra
     return np.array([sum(gemm_compute_s(dims, params, s.peak, sms) for dims in s.gemm_dims) for s in samples])
 
 
+def _transform_seconds(samples, bandwidth: float) -> np.ndarray:
+    """Each sample's layout transforms at transform efficiency 1."""
+    return np.array([s.channels_first_bytes for s in samples]) / bandwidth
+
+
 def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -> Fit:
     """Fit one class; `tiling` ((tile_m, tile_n), split_k_min, head_dim_granule) fixes a GEMM class's tiling
     instead of searching it."""
@@ -77,25 +87,43 @@ def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -
         candidates = [(candidate, _tile_work(samples, sms, *candidate)) for candidate in tilings]
     else:
         candidates = [((TILES[3], 0, 0), np.array([s.vector_flops / s.peak for s in samples]) / busy)]
+    transforms = _transform_seconds(samples, bandwidth)
+    transform_grid = TRANSFORM_EFFICIENCY_GRID if transforms.any() else TRANSFORM_EFFICIENCY_GRID[:1]
     best = None
     log_measured = np.log(measured)
     # axes: kernel time, efficiency, memory efficiency, sample
     overhead = KERNEL_S_GRID[:, None, None, None] * kernels
     memory_s = memory / MEMORY_EFFICIENCY_GRID[None, None, :, None]
     for tile, ideal in candidates:
-        compute_s = ideal / EFFICIENCY_GRID[None, :, None, None]
-        predicted = overhead + np.maximum(compute_s, memory_s)
-        loss = np.mean((np.log(predicted) - log_measured) ** 2, axis=-1)
-        index = np.unravel_index(np.argmin(loss), loss.shape)
-        if best is None or loss[index] < best[0]:
-            best = (loss[index], tile, index, predicted[index])
-    _, (tile, split, granule), (ki, ei, mi), predicted = best
+        body_s = np.maximum(ideal / EFFICIENCY_GRID[None, :, None, None], memory_s)
+        for transform_efficiency in transform_grid:
+            fixed_s = overhead + (transforms / transform_efficiency if transform_efficiency else 0.0)
+            loss = np.mean((np.log(fixed_s + body_s) - log_measured) ** 2, axis=-1)
+            index = np.unravel_index(np.argmin(loss), loss.shape)
+            if best is None or loss[index] < best[0]:
+                best = (loss[index], tile, transform_efficiency, index)
+    _, (tile, split, granule), transform_efficiency, (ki, ei, mi) = best
     params = ClassParams(
         kernel_s=float(KERNEL_S_GRID[ki]), efficiency=float(EFFICIENCY_GRID[ei]),
         memory_efficiency=float(MEMORY_EFFICIENCY_GRID[mi]), tile_m=tile[0], tile_n=tile[1], split_k_min=split,
-        head_dim_granule=granule,
+        head_dim_granule=granule, transform_efficiency=float(transform_efficiency),
     )
+    predicted = predicted_seconds(params, samples, bandwidth, sms)
     return Fit(params, len(samples), float(np.median(np.abs(predicted / measured - 1))))
+
+
+def predicted_seconds(params: ClassParams, samples: list, bandwidth: float, sms: int) -> np.ndarray:
+    """What the calibrated model with `params` predicts for each sample."""
+    busy = np.array([occupancy(s.parallel_rows, sms) for s in samples])
+    memory_s = np.array([s.traffic_bytes for s in samples]) / bandwidth / busy / params.memory_efficiency
+    if samples[0].gemm_dims:
+        tiling = ((params.tile_m, params.tile_n), params.split_k_min, params.head_dim_granule)
+        compute_s = _tile_work(samples, sms, *tiling) / params.efficiency
+    else:
+        compute_s = np.array([s.vector_flops / s.peak for s in samples]) / busy / params.efficiency
+    transforms = np.array([transform_s(params, s.channels_first_bytes, bandwidth) for s in samples])
+    kernels = np.array([s.kernels for s in samples])
+    return kernels * params.kernel_s + np.maximum(compute_s, memory_s) + transforms
 
 
 def _tiling_source(op_class: str) -> str:
@@ -105,11 +133,16 @@ def _tiling_source(op_class: str) -> str:
     return ""
 
 
-def fit_classes(samples: list, bandwidth: float, sms: int) -> dict:
-    """op class -> Fit, for every class with at least three samples."""
+def _by_class(samples: list) -> dict:
     by_class = {}
     for sample in samples:
         by_class.setdefault(sample.op_class, []).append(sample)
+    return by_class
+
+
+def fit_classes(samples: list, bandwidth: float, sms: int) -> dict:
+    """op class -> Fit, for every class with at least three samples."""
+    by_class = _by_class(samples)
     fits = {}
     # classes that lend their tiling first, so a thin class split off one can take it
     for name in sorted(by_class, key=lambda name: (bool(_tiling_source(name)), name)):
@@ -122,6 +155,31 @@ def fit_classes(samples: list, bandwidth: float, sms: int) -> dict:
             tiling = ((source.params.tile_m, source.params.tile_n), source.params.split_k_min, 0)
         fits[name] = fit_class(group, bandwidth, sms, tiling)
     return dict(sorted(fits.items()))
+
+
+def relative_errors(fits: dict, samples: list, bandwidth: float, sms: int) -> dict:
+    """op class -> predicted / measured - 1 of each sample whose class `fits` has."""
+    errors = {}
+    for op_class, group in _by_class(samples).items():
+        if op_class in fits:
+            measured = np.array([s.measured_s for s in group])
+            errors[op_class] = predicted_seconds(fits[op_class].params, group, bandwidth, sms) / measured - 1
+    return errors
+
+
+def cross_validated_errors(samples: list, bandwidth: float, sms: int, folds: int = 5) -> dict:
+    """op class -> the relative error of each of its samples predicted by a fit without it: each class's samples
+    dealt into `folds` folds in turn, every class refitted on the other folds (fit_classes, so a thin class
+    takes its tiling from a refitted source class)."""
+    errors = {}
+    for fold in range(folds):
+        train, test = [], []
+        for group in _by_class(samples).values():
+            for index, sample in enumerate(group):
+                (test if index % folds == fold else train).append(sample)
+        for op_class, values in relative_errors(fit_classes(train, bandwidth, sms), test, bandwidth, sms).items():
+            errors.setdefault(op_class, []).extend(values)
+    return {op_class: np.array(values) for op_class, values in sorted(errors.items())}
 
 
 @dataclass(frozen=True)

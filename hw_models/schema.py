@@ -123,6 +123,7 @@ class ClassFit(_Strict):
     tile_n: PositiveInteger = 128
     split_k_min: Annotated[int, Field(ge=0)] = 0
     head_dim_granule: Annotated[int, Field(ge=0)] = 0
+    transform_efficiency: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
     median_error: Optional[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = None
     samples: Optional[PositiveInteger] = None
 

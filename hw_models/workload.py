@@ -83,6 +83,9 @@ class LayerWork:
     strided_kernels: int = 0  # of `kernels`: ops reading another memory order than they write (not copies)
     strided_bytes: float = 0.0  # of the traffic: what those ops read and write
     fused_attention: str = ""  # "qk" or "av": a half of one fused attention kernel (flash SDPA); "" otherwise
+    # of a convolution's traffic: its operands stored channels-first (an NCHW input and the output it gets back,
+    # OIHW weights), which a GPU's NHWC convolution kernels transform on every call
+    channels_first_bytes: float = 0.0
 
     def __post_init__(self):
         if self.kind not in LAYER_KINDS:

@@ -7,7 +7,11 @@ Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
   attention kernel, where its class's fit says so, by its own tiling: blocks of queries over the SMs, each
   looping over the keys with the head dimension rounded up to the kernel's compiled size;
 - compute_s otherwise: non-GEMM arithmetic at efficiency x the vector peak;
-- memory_s: DRAM traffic at memory_efficiency x peak bandwidth.
+- memory_s: DRAM traffic at memory_efficiency x peak bandwidth;
+- plus, for a convolution class whose fit has a transform_efficiency, cuDNN's layout transforms: its NHWC
+  kernels run between an NCHW -> NHWC transform of each operand stored channels-first (the input, the weights
+  on every call) and one of the output back, serialised with the GEMM: those bytes at transform_efficiency x
+  peak bandwidth (reports/gpu-kernel-census-h100.md: 1.4 of LDM-4's 2.7 ms of convolution at batch 1).
 A norm's time is divided by the share of SMs its rows occupy (GroupNorm runs one thread block per batch x group).
 The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions), `downsample_fp16` (strided
 convolutions; a file without either prices those as `conv`), `linear_int8`, `attention_bf16`, `norm`, `softmax`,
@@ -61,6 +65,9 @@ class ClassParams:
     # attention classes: > 0 prices a fused attention kernel by its own tiling (fused_attention_compute_s), its
     # head dimension rounded up to this; 0 prices its two matmuls as GEMMs
     head_dim_granule: int = 0
+    # convolution classes: > 0 adds layout transforms of the operands stored channels-first at this share of the
+    # DRAM bandwidth (transform_s); 0: none (the class's kernels read their operands as stored)
+    transform_efficiency: float = 0.0
 
 
 def op_class(kind: str, precision, family: str = "float", window: int = 0, stride: int = 1) -> str:
@@ -120,8 +127,17 @@ def occupancy(rows: int, sms: int) -> float:
     return min(1.0, rows / sms) if rows > 0 else 1.0
 
 
-def calibrated_time(params: ClassParams, kernels: int, compute_s: float, memory_s: float) -> float:
-    return kernels * params.kernel_s + max(compute_s, memory_s)
+def transform_s(params: ClassParams, channels_first_bytes: float, bandwidth: float) -> float:
+    """The time of a convolution's layout transforms: what they read of `channels_first_bytes` (and write back,
+    which transform_efficiency absorbs) at transform_efficiency x the DRAM bandwidth; 0 where the class has none."""
+    if not params.transform_efficiency:
+        return 0.0
+    return channels_first_bytes / bandwidth / params.transform_efficiency
+
+
+def calibrated_time(params: ClassParams, kernels: int, compute_s: float, memory_s: float,
+                    transforms_s: float = 0.0) -> float:
+    return kernels * params.kernel_s + max(compute_s, memory_s) + transforms_s
 
 
 class CalibratedEngine(RooflineEngine):
@@ -157,6 +173,7 @@ class CalibratedEngine(RooflineEngine):
             extra, _ = conversion_ops(layer, weight, layer.activation_format, roofline.compute_precision)
             compute_s += (layer.vector_flops + extra) / engine.vector_peak
             side_kernels, side_bytes, side_s = self._side_ops(layer)
+            side_s += transform_s(params, layer.channels_first_bytes, self.dram_bandwidth)
         else:
             compute_s = roofline.compute_s / params.efficiency
             side_kernels, side_bytes, side_s = self._relayouts(layer)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from ..report.tables import text_table
-from .arguments import Parser
+from .arguments import Parser, integer
 
 
 def add_parser(commands) -> None:
@@ -38,6 +38,17 @@ def add_parser(commands) -> None:
     fit.add_argument("--base", metavar="DEVICE", help="catalogue device the fit starts from (default: the record's)")
     fit.add_argument("--name", help="name of the new device (default: BASE-calibrated)")
     fit.set_defaults(run=run_fit)
+    quality = hw_commands.add_parser("crossval", help="how well a record's fit predicts microbenchmarks it was "
+                                     "fitted without (k-fold), and another record's")
+    quality.add_argument("record", metavar="RECORD.json")
+    quality.add_argument("--against", metavar="RECORD.json",
+                         help="also predict this record's microbenchmarks (another GPU, another day)")
+    quality.add_argument("--folds", type=integer(2, 20), default=5, help="folds per class (default: 5)")
+    quality.add_argument("--base", metavar="DEVICE",
+                         help="catalogue device the fit starts from (default: the record's)")
+    quality.add_argument("--without-transforms", action="store_true",
+                         help="fit convolutions without cuDNN's layout transforms (the model before them)")
+    quality.set_defaults(run=run_crossval)
 
 
 def _model_of(device) -> str:
@@ -101,8 +112,10 @@ def _write_fitted(record: dict, base_name: str, name: str, output: str) -> int:
     write_text(output, yaml.safe_dump(spec, sort_keys=False, width=120))
     classes = spec["engines"][spec["default_engine"]]["calibration"]["classes"]
     rows = [[c, f"{p['kernel_s'] * 1e6:.2f} us", p["efficiency"], p["memory_efficiency"],
-             f"{p['tile_m']}x{p['tile_n']}", f"{p['median_error']:.1%}", p["samples"]] for c, p in classes.items()]
-    print(text_table(("class", "kernel", "efficiency", "memory eff.", "tile", "median error", "samples"), rows))
+             f"{p['tile_m']}x{p['tile_n']}", p.get("transform_efficiency") or "-", f"{p['median_error']:.1%}",
+             p["samples"]] for c, p in classes.items()]
+    print(text_table(("class", "kernel", "efficiency", "memory eff.", "tile", "transforms", "median error",
+                      "samples"), rows))
     print(f"wrote {output}: use it with --hw {output}")
     return 0
 
@@ -138,3 +151,23 @@ def run_fit(args) -> int:
     check_output_file(args.output, "-o")
     record = read_record(args.record)
     return _write_fitted(record, args.base or record["base"], args.name, args.output)
+
+
+def run_crossval(args) -> int:
+    from hw_models import load_device
+
+    from ..microbench import read_record
+    from ..microbench.quality import fit_quality
+
+    record = read_record(args.record)
+    against = read_record(args.against) if args.against else None
+    rows, summary = fit_quality(record, load_device(args.base or record["base"]), args.folds, against,
+                                transforms=not args.without_transforms)
+    percent = lambda value: "-" if value != value else f"{value:.1%}"  # noqa: E731  (nan: nothing to predict)
+    header = ("class", "samples", "in sample", f"held out ({args.folds}-fold)",
+              *(("fit predicting --against",) if against else ()))
+    keep = len(header)
+    print(text_table(header, [[*row[:2], *map(percent, row[2:])][:keep] for row in rows]))
+    print(text_table(("median |error| of", *header[1:]),
+                     [[group, values[0], *map(percent, values[1:])][:keep] for group, values in summary.items()]))
+    return 0

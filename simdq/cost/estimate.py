@@ -74,6 +74,17 @@ def _conv_stride(layer: Layer) -> int:
     return max(1, layer.input_shape[-1] // layer.output_shape[-1])
 
 
+def _channels_first_bytes(layer: Layer, cost) -> float:
+    """The bytes of a convolution's operands that a GPU's NHWC kernels transform (cuDNN's around its implicit
+    GEMMs): the weights unless they are channels-last, the input and the output it returns alike unless the input
+    is channels-last (cuDNN then computes and returns channels-last: model.trace.cudnn_output_format)."""
+    if layer.kind != "conv" or len(layer.operand_layouts) < 2:
+        return 0.0
+    activation, weight = layer.operand_layouts[:2]
+    return ((cost.weight_bytes if weight != "channels_last" else 0.0)
+            + (cost.read_bytes + cost.write_bytes if activation != "channels_last" else 0.0))
+
+
 def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
     layer, scheme, cost = result.layer, result.scheme, result.cost
     if layer.kind == "unused":
@@ -96,7 +107,7 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
         parallel_rows=layer.parallel_rows, input_elements=layer.gemm_read,
         relayout_kernels=layer.relayout_kernels, relayout_bytes=layer.relayout * element_bytes,
         strided_kernels=layer.strided_kernels, strided_bytes=layer.strided * element_bytes,
-        fused_attention=layer.fused_attention,
+        fused_attention=layer.fused_attention, channels_first_bytes=_channels_first_bytes(layer, cost),
     )
 
 

@@ -37,7 +37,8 @@ def measure(suite: list, device, base, meter=None, progress=None, records=None) 
             record = {"label": bench.label, "tf32": bench.tf32, "op_class": bench.op_class, "kernels": bench.kernels,
                       "gemm_dims": bench.gemm_dims, "vector_flops": bench.vector_flops,
                       "traffic_bytes": bench.traffic_bytes, "peak": _peak(base, bench.precision),
-                      "measured_s": seconds, "precision": bench.precision, "parallel_rows": bench.parallel_rows}
+                      "measured_s": seconds, "precision": bench.precision, "parallel_rows": bench.parallel_rows,
+                      "channels_first_bytes": bench.channels_first_bytes}
             if meter is not None and index % meter.stride == 0:
                 calls = energy_calls(seconds, meter.window())
                 graph = captured if calls == captured.calls else capture(bench.run, device, calls)
@@ -76,12 +77,18 @@ def _energy_usable(measurement: dict, top_clock: float) -> bool:
     return "sustained_s" in measurement or measurement.get("sm_clock_mhz", top_clock) >= THROTTLED * top_clock
 
 
+# the convolution classes, whose benchmarks (before records carried channels_first_bytes) were all NCHW throughout
+CONVOLUTION_CLASSES = ("conv_", "pointwise_", "downsample_")
+
+
 def samples_of(record: dict) -> list:
     """The fit's Samples from a record's measurements."""
     top_clock = max((m.get("sm_clock_mhz", 0) for m in record["measurements"]), default=0)
     samples = []
     for m in record["measurements"]:
         fields_ = {k: (tuple(tuple(d) for d in v) if k == "gemm_dims" else v) for k, v in m.items() if k in SAMPLE_FIELDS}
+        if "channels_first_bytes" not in m and m["op_class"].startswith(CONVOLUTION_CLASSES):
+            fields_["channels_first_bytes"] = m["traffic_bytes"]
         if "energy_j" in fields_ and not _energy_usable(m, top_clock):
             del fields_["energy_j"]
         samples.append(Sample(**fields_))
@@ -136,6 +143,8 @@ def calibrated_spec(base, record: dict, name: str) -> dict:
                 "memory_efficiency": round(fit.params.memory_efficiency, 4), "tile_m": fit.params.tile_m,
                 "tile_n": fit.params.tile_n, "split_k_min": fit.params.split_k_min,
                 **({"head_dim_granule": fit.params.head_dim_granule} if op_class.startswith("attention_") else {}),
+                **({"transform_efficiency": round(fit.params.transform_efficiency, 4)}
+                   if fit.params.transform_efficiency else {}),
                 "median_error": round(fit.median_error, 4), "samples": fit.samples,
             }
             for op_class, fit in fits.items()

@@ -32,6 +32,7 @@ class Benchmark:
     kernels: int = 1
     tf32: bool = None  # fp32 GEMMs: on TF32 tensor cores or not; None for other precisions
     parallel_rows: int = 0  # a norm's independent rows (batch x groups)
+    channels_first_bytes: float = 0.0  # a convolution's operands stored channels-first (all of an NCHW one's)
 
     @property
     def label(self) -> str:
@@ -121,8 +122,10 @@ def _conv(batch, c_in, c_out, size, kernel, precision, device, stride=1):
     dims = ((1, batch * out_size * out_size, c_out, c_in * kernel * kernel),)
     # cuDNN runs a 1x1 convolution as a GEMM over the pixels, and picks other kernels for a strided one
     name = "pointwise" if kernel == 1 else "downsample" if stride > 1 else "conv"
-    return Benchmark(f"{name}_{precision}", precision, dims, 0, elements * x.element_size(),
-                     lambda: F.conv2d(x, w, bias, stride=stride, padding=kernel // 2), tf32=tf32_flag(precision))
+    traffic = elements * x.element_size()
+    return Benchmark(f"{name}_{precision}", precision, dims, 0, traffic,
+                     lambda: F.conv2d(x, w, bias, stride=stride, padding=kernel // 2), tf32=tf32_flag(precision),
+                     channels_first_bytes=traffic)
 
 
 def _attention(batch_heads, queries, keys, head_dim, precision, device):

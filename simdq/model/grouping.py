@@ -63,6 +63,7 @@ def group_layers(model, records: list) -> list:
             if not row.gemm_dims:
                 row.input_shape = record.input_shapes[1 if record.op == "addmm" else 0]
                 row.output_shape, row.gemm_dims = record.output_shape, record.gemm_dims
+                row.operand_layouts = record.layouts[:2]
         else:  # also inside a conv/linear: a copy of a strided input, a bias add the GEMM did not fuse
             row.vector_flops += record.flops
             row.read += record.read

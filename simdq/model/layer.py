@@ -43,6 +43,7 @@ class Layer:
     strided: int = 0  # the elements those ops read and write
     extra: bool = False  # added by a layer policy, not part of the traced model
     fused_attention: str = ""  # "qk" or "av": this matmul runs inside one fused attention kernel with its twin
+    operand_layouts: tuple = ()  # a GEMM's input and weight as traced (model.trace.layout_of): what a GPU transforms
 
     @property
     def params(self) -> int:

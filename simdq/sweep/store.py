@@ -111,7 +111,7 @@ class ResultStore:
             temporary.write_text(canonical(document))
 
 
-_TUPLES = ("kernel_size", "input_shape", "output_shape", "gemm_dims")
+_TUPLES = ("kernel_size", "input_shape", "output_shape", "gemm_dims", "operand_layouts")
 
 
 def _layer(entry: dict) -> Layer:

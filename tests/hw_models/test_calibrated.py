@@ -8,9 +8,10 @@ import yaml
 
 from hw_models import DeviceFileError, LayerWork, load_device
 from hw_models.engines.calibrated import (ClassParams, attention_shape, calibrated_time, fused_attention_compute_s,
-                                         gemm_compute_s, op_class)
+                                         gemm_compute_s, op_class, transform_s)
 from hw_models.catalog import DEVICE_DIR
-from hw_models.fit import MIN_SAMPLES_FOR_TILING, Sample, fit_class, fit_classes
+from hw_models.fit import (MIN_SAMPLES_FOR_TILING, Sample, cross_validated_errors, fit_class, fit_classes,
+                           relative_errors)
 from hw_models.workload import FP16
 from simdq.cli import main
 
@@ -61,6 +62,83 @@ def test_fit_recovers_the_parameters_that_made_the_data():
     assert fit.params.efficiency == pytest.approx(0.6, abs=0.02)
     assert fit.params.kernel_s == pytest.approx(5.2e-6, rel=0.1)
     assert fit.median_error < 0.02
+
+
+def _convolutions(truth, transform_truth, seed=3, count=16, noise=0.0):
+    """3x3 convolutions timed as cuDNN runs them: NCHW operands transformed, then an implicit GEMM."""
+    rng = np.random.default_rng(seed)
+    params = ClassParams(**{**truth.__dict__, "transform_efficiency": transform_truth})
+    peak, bandwidth, sms = 989e12, 3.35e12, 132
+    samples = []
+    for _ in range(count):
+        batch, size = int(rng.choice([1, 2, 4])), int(rng.choice([8, 16, 32, 64]))
+        c_in, c_out = int(rng.choice([128, 320, 640, 1280])), int(rng.choice([128, 320, 640, 1280]))
+        dims = (1, batch * size * size, c_out, 9 * c_in)
+        traffic = 2.0 * (batch * size * size * (c_in + c_out) + 9 * c_in * c_out)
+        time = calibrated_time(params, 1, gemm_compute_s(dims, params, peak, sms), traffic / bandwidth / 0.5,
+                               transform_s(params, traffic, bandwidth))
+        samples.append(Sample("conv_fp16", 1, (dims,), 0, traffic, peak, time * (1 + noise * rng.standard_normal()),
+                              "fp16", channels_first_bytes=traffic))
+    return samples, bandwidth, sms
+
+
+def test_fit_finds_the_layout_transforms_that_made_the_data_and_none_where_there_were_none():
+    truth = ClassParams(kernel_s=8.3e-6, efficiency=0.5, memory_efficiency=0.5, tile_m=64, tile_n=128)
+    samples, bandwidth, sms = _convolutions(truth, 0.18)
+    fit = fit_class(samples, bandwidth, sms)
+    assert fit.params.transform_efficiency == 0.18 and fit.median_error < 0.02
+    plain, _, _ = _convolutions(truth, 0.0)
+    assert fit_class(plain, bandwidth, sms).params.transform_efficiency == 0.0
+    # a class whose samples carry no channels-first bytes (a linear) never searches transforms
+    linear = [Sample("linear_fp16", s.kernels, s.gemm_dims, 0, s.traffic_bytes, s.peak, s.measured_s, "fp16")
+              for s in samples]
+    assert fit_class(linear, bandwidth, sms).params.transform_efficiency == 0.0
+
+
+def test_cross_validation_predicts_each_sample_once_from_a_fit_without_it(monkeypatch):
+    import hw_models.fit as fit_module
+
+    truth = ClassParams(kernel_s=8.3e-6, efficiency=0.5, memory_efficiency=0.5, tile_m=64, tile_n=128)
+    samples, bandwidth, sms = _convolutions(truth, 0.18, noise=0.03)
+    fitted_on, predicted = [], []
+    real_fit, real_errors = fit_module.fit_classes, fit_module.relative_errors
+    monkeypatch.setattr(fit_module, "fit_classes", lambda train, *a: fitted_on.append(train) or real_fit(train, *a))
+    monkeypatch.setattr(fit_module, "relative_errors",
+                        lambda fits, test, *a: predicted.append(test) or real_errors(fits, test, *a))
+    held_out = cross_validated_errors(samples, bandwidth, sms, folds=3)["conv_fp16"]
+    # every fit is made without the samples it then predicts, and every sample is predicted once
+    assert len(fitted_on) == len(predicted) == 3 and len(held_out) == len(samples)
+    assert all(not set(map(id, test)) & set(map(id, train)) for train, test in zip(fitted_on, predicted))
+    assert sorted(id(s) for test in predicted for s in test) == sorted(map(id, samples))
+    assert np.median(np.abs(held_out)) < 0.06  # the noise is 3%: the model generalises
+    # the same data fitted without its transforms (the model before them) generalises worse
+    without = [Sample(*[getattr(s, f) for f in ("op_class", "kernels", "gemm_dims", "vector_flops", "traffic_bytes",
+                                                "peak", "measured_s", "precision")]) for s in samples]
+    assert np.median(np.abs(cross_validated_errors(without, bandwidth, sms, folds=3)["conv_fp16"])) > 0.06
+
+
+def test_calibrated_convolution_adds_its_layout_transforms_to_the_gemm():
+    device = load_device("h200")
+    params = device.primary.classes["conv_fp16"]
+    assert params.transform_efficiency > 0  # the shipped fit prices cuDNN's NCHW <-> NHWC transforms
+    dims = (1, 4096, 320, 2880)
+    weight, activations = 2.0 * 320 * 2880, 2.0 * 4096 * (320 + 320)
+
+    def conv(channels_first):
+        return LayerWork("c", "conv", 4096 * 320 * 2880, 0, weight, activations / 2, activations / 2, 1, FP16, FP16,
+                         "fp16", dims, window=9, channels_first_bytes=channels_first)
+
+    bandwidth = device.primary.dram_bandwidth
+    nchw, channels_last = device.estimate_layer(conv(weight + activations)), device.estimate_layer(conv(weight))
+    compute = gemm_compute_s(dims, params, device.primary.rates.peaks["fp16"], device.primary.sms)
+    memory = (weight + activations) / bandwidth / params.memory_efficiency
+    assert nchw.latency_s == pytest.approx(
+        calibrated_time(params, 1, compute, memory, transform_s(params, weight + activations, bandwidth)))
+    assert nchw.latency_s - channels_last.latency_s == pytest.approx(
+        activations / bandwidth / params.transform_efficiency)
+    # a class fitted without transforms (a file from before them) prices none
+    plain = ClassParams(params.kernel_s, params.efficiency, params.memory_efficiency, params.tile_m, params.tile_n)
+    assert transform_s(plain, weight + activations, bandwidth) == 0.0
 
 
 def test_fused_attention_by_hand():

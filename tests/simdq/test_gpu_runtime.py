@@ -157,3 +157,35 @@ def test_weight_only_dequantize_reads_full_weights_after_two_kernels_mixed_input
         assert grown == pytest.approx(weights * (2 - 0.5) + weights * (0.5 + 2) + weights * (2 + 2))
     fp16 = _estimate(runtime={"weight_only": "dequantize"})
     assert fp16.totals["latency_s"] == pytest.approx(_estimate().totals["latency_s"])  # nothing weight-only
+
+
+def test_a_record_from_before_channels_first_bytes_transforms_its_convolutions_whole(tmp_path):
+    conv = {**_measurement("conv_fp16", 0), "op_class": "conv_fp16"}
+    stated = {**_measurement("conv_fp16", 1), "channels_first_bytes": 5.0}
+    record, _ = _record(tmp_path, [conv, stated, _measurement("linear_fp16", 2)])
+    # the suite's convolutions were all NCHW: input, weights and output transformed
+    assert [s.channels_first_bytes for s in samples_of(record)] == [conv["traffic_bytes"], 5.0, 0.0]
+
+
+def test_hw_crossval_prints_each_class_held_out_and_against_another_record(tmp_path, capsys):
+    measurements = [_measurement("linear_fp16", i) for i in range(6)]
+    _, path = _record(tmp_path, measurements)
+    (tmp_path / "slower").mkdir()
+    _, slower = _record(tmp_path / "slower", [{**m, "measured_s": 2 * m["measured_s"]} for m in measurements])
+
+    def row_against(other):
+        assert main(["hw", "crossval", str(path), "--against", str(other), "--folds", "3"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert "held out (3-fold)" in lines[0] and next(l for l in lines if l.startswith("all")).split()[1] == "6"
+        row = next(line.split() for line in lines if line.startswith("linear_fp16"))
+        return row[1], *(float(cell.rstrip("%")) / 100 for cell in row[2:])
+
+    samples, in_sample, held_out, same = row_against(path)
+    assert samples == "6" and same == in_sample < 0.1 and held_out >= in_sample
+    # every time of the other record twice the fitted one's: the fit is about 50% under on it
+    assert 0.45 < row_against(slower)[-1] < 0.55
+    with pytest.raises(SystemExit) as usage_error:
+        main(["hw", "crossval", str(path), "--folds", "1"])
+    assert usage_error.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--folds" in err and len(err.splitlines()) == 1

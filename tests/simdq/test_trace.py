@@ -266,3 +266,35 @@ def test_the_meta_trace_follows_the_layouts_recorded_on_a_gpu(run):
     matched, differ, total = gpu_kernel_census.layout_agreement(run)
     assert matched >= total - 3  # the GPU's timestep cast to fp16
     assert len(differ) <= (8 if run["batch"] == 1 and run["preset"].startswith("ldm4") else 0), differ[:3]
+
+
+class _TwoConvolutions(torch.nn.Module):
+    """A convolution of diffusers' channels-last attention output and one of a contiguous tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.of_view = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.of_residual = torch.nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, sequence, residual):
+        return self.of_view(sequence.transpose(1, 2).reshape(residual.shape)), self.of_residual(residual)
+
+
+def test_a_convolution_transforms_the_operands_it_finds_channels_first():
+    from types import SimpleNamespace
+
+    from simdq.cost.estimate import _channels_first_bytes
+    from simdq.model.grouping import group_layers
+
+    model = _TwoConvolutions().to("meta")
+    records = trace(model, {"sequence": torch.empty(2, 16, 8, device="meta"),
+                            "residual": torch.empty(2, 8, 4, 4, device="meta")})
+    rows = {layer.module: layer for layer in group_layers(model, records) if layer.kind == "conv"}
+    assert rows["of_view"].operand_layouts == ("channels_last", "contiguous")
+    assert rows["of_residual"].operand_layouts == ("contiguous", "contiguous")
+    cost = SimpleNamespace(weight_bytes=1000.0, read_bytes=30.0, write_bytes=20.0)
+    # cuDNN computes a channels-last input in place and returns it so: only the weights are transformed
+    assert _channels_first_bytes(rows["of_view"], cost) == 1000.0
+    assert _channels_first_bytes(rows["of_residual"], cost) == 1050.0
+    linear = SimpleNamespace(kind="linear", operand_layouts=("contiguous", "contiguous"))
+    assert _channels_first_bytes(linear, cost) == 0.0
