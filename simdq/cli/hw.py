@@ -156,13 +156,17 @@ def run_fit(args) -> int:
 def run_crossval(args) -> int:
     from hw_models import load_device
 
+    from ..errors import SimdqError
     from ..microbench import read_record
     from ..microbench.quality import fit_quality
 
     record = read_record(args.record)
     against = read_record(args.against) if args.against else None
-    rows, summary = fit_quality(record, load_device(args.base or record["base"]), args.folds, against,
-                                transforms=not args.without_transforms)
+    base = load_device(args.base or record["base"])
+    try:
+        rows, summary = fit_quality(record, base, args.folds, against, transforms=not args.without_transforms)
+    except SimdqError as err:
+        raise SimdqError(f"{args.record}: {err}") from None
     percent = lambda value: "-" if value != value else f"{value:.1%}"  # noqa: E731  (nan: nothing to predict)
     header = ("class", "samples", "in sample", f"held out ({args.folds}-fold)",
               *(("fit predicting --against",) if against else ()))

@@ -12,6 +12,7 @@ import numpy as np
 
 from hw_models.fit import cross_validated_errors, fit_classes, relative_errors
 
+from ..errors import SimdqError
 from . import CONVOLUTION_CLASSES, samples_of
 
 
@@ -37,6 +38,8 @@ def fit_quality(record: dict, base, folds: int, against: dict = None, transforms
     bandwidth, sms = base.primary.dram_bandwidth, record["sms"]
     samples = _samples(record, transforms)
     fits = fit_classes(samples, bandwidth, sms)
+    if not fits:
+        raise SimdqError("the record has no op class with the 3 microbenchmarks a fit needs")
     in_sample = relative_errors(fits, samples, bandwidth, sms)
     held_out = cross_validated_errors(samples, bandwidth, sms, folds)
     other = relative_errors(fits, _samples(against, transforms), bandwidth, sms) if against else {}

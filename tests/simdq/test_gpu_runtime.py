@@ -189,3 +189,7 @@ def test_hw_crossval_prints_each_class_held_out_and_against_another_record(tmp_p
     assert usage_error.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "--folds" in err and len(err.splitlines()) == 1
+    _, thin = _record(tmp_path, measurements[:2])  # too few to fit any class
+    assert main(["hw", "crossval", str(thin)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "3 microbenchmarks" in err and len(err.splitlines()) == 1
