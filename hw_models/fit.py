@@ -23,7 +23,7 @@ from .engines.calibrated import ClassParams, fused_attention_compute_s, gemm_com
 KERNEL_S_GRID = np.geomspace(0.5e-6, 40e-6, 40)
 EFFICIENCY_GRID = np.linspace(0.02, 1.0, 50)
 MEMORY_EFFICIENCY_GRID = np.linspace(0.1, 1.0, 19)
-# 0: no layout transforms (the class's kernels read their operands as stored: fp32 convolutions, 1x1 ones)
+# 0: no layout transforms (the class's kernels read their operands as stored)
 TRANSFORM_EFFICIENCY_GRID = np.array([0.0, 0.03, 0.05, 0.08, 0.12, 0.18, 0.27, 0.4, 0.6, 1.0])
 TILES = ((64, 64), (64, 128), (128, 64), (128, 128), (128, 256), (256, 128))
 SPLIT_K_MIN = (0, 128, 256, 512, 1024, 2048)
@@ -68,11 +68,6 @@ def _tile_work(samples, sms, tile, split_k_min, head_dim_granule=0) -> np.ndarra
     return np.array([sum(gemm_compute_s(dims, params, s.peak, sms) for dims in s.gemm_dims) for s in samples])
 
 
-def _transform_seconds(samples, bandwidth: float) -> np.ndarray:
-    """Each sample's layout transforms at transform efficiency 1."""
-    return np.array([s.channels_first_bytes for s in samples]) / bandwidth
-
-
 def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -> Fit:
     """Fit one class; `tiling` ((tile_m, tile_n), split_k_min, head_dim_granule) fixes a GEMM class's tiling
     instead of searching it."""
@@ -87,7 +82,7 @@ def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -
         candidates = [(candidate, _tile_work(samples, sms, *candidate)) for candidate in tilings]
     else:
         candidates = [((TILES[3], 0, 0), np.array([s.vector_flops / s.peak for s in samples]) / busy)]
-    transforms = _transform_seconds(samples, bandwidth)
+    transforms = np.array([s.channels_first_bytes for s in samples]) / bandwidth  # at transform efficiency 1
     transform_grid = TRANSFORM_EFFICIENCY_GRID if transforms.any() else TRANSFORM_EFFICIENCY_GRID[:1]
     best = None
     log_measured = np.log(measured)
