@@ -538,8 +538,8 @@ def load_device_spec(spec: dict):
 NOTES = [
     "- Per layer, the model is kernels x kernel time + max(compute, memory), with GEMM compute from waves of "
     "output tiles over the SMs; a layer's kernels are the aten ops the trace records (a linear on a strided "
-    "input also runs a copy, priced as a strided copy, and a bias add, priced as an elementwise op). A 3x3 or "
-    "strided convolution adds cuDNN's layout transforms (NCHW to NHWC of the input and the weights on every "
+    "input also runs a copy, priced as a strided copy, and a bias add, priced as an elementwise op). A "
+    "convolution adds cuDNN's layout transforms (NCHW to NHWC of the input and the weights on every "
     "call, and back for the output; only the weights' after a channels-last input): those bytes at the class's "
     "fitted share of DRAM bandwidth (the `layout transforms` column: 0.12 to 1.0 where the fit found them; the "
     "term trades against the GEMM's kernel time and efficiency, so the same class's value differs between the "

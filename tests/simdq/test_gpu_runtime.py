@@ -160,7 +160,7 @@ def test_weight_only_dequantize_reads_full_weights_after_two_kernels_mixed_input
 
 
 def test_a_record_from_before_channels_first_bytes_transforms_its_convolutions_whole(tmp_path):
-    conv = {**_measurement("conv_fp16", 0), "op_class": "conv_fp16"}
+    conv = _measurement("conv_fp16", 0)
     stated = {**_measurement("conv_fp16", 1), "channels_first_bytes": 5.0}
     record, _ = _record(tmp_path, [conv, stated, _measurement("linear_fp16", 2)])
     # the suite's convolutions were all NCHW: input, weights and output transformed
