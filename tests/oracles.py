@@ -1,6 +1,8 @@
-"""Helpers shared by the oracle tests: exhaustive float32 sweeps and the oracles' dtypes."""
+"""Helpers shared by the oracle tests: float32 sweeps (exhaustive under HEAVY, the deciding values in CI) and the
+oracles' dtypes."""
 
 import os
+from functools import lru_cache
 
 import ml_dtypes
 import numpy as np
@@ -42,16 +44,32 @@ TORCH_DTYPES = {
 }
 
 
-def binade(exponent: int, negative: bool = False) -> np.ndarray:
-    """Every float32 whose unbiased exponent is `exponent` (all subnormals for exponent < -126)."""
-    mantissas = np.arange(1 << 23, dtype=np.uint32)
+def binade(exponent: int, negative: bool = False, mbits: int = None) -> np.ndarray:
+    """Every float32 whose unbiased exponent is `exponent` (all subnormals for exponent < -126); given `mbits`,
+    outside HEAVY only those that decide a cast to a format of that many mantissa bits (deciding_mantissas)."""
+    mantissas = np.arange(1 << 23, dtype=np.uint32) if mbits is None or HEAVY else deciding_mantissas(mbits)
     if exponent < -126:
-        bits = mantissas[1:]
+        bits = mantissas[mantissas > 0]
     else:
         bits = (np.uint32(exponent + 127) << np.uint32(23)) | mantissas
     if negative:
         bits = bits | np.uint32(0x80000000)
     return bits.view(np.float32)
+
+
+@lru_cache(maxsize=None)
+def deciding_mantissas(mbits: int) -> np.ndarray:
+    """The float32 mantissas that decide a cast to a format of `mbits` mantissa bits (fewer in its subnormals):
+    every one within two steps of a value or a tie the format has at any precision up to mbits, and every 61st
+    of the rest (a stride coprime to the dropped bits)."""
+    size = 1 << 23
+    mantissas = [np.arange(0, size, 61)]
+    for step in (1 << shift for shift in range(max(0, 22 - mbits), 24)):
+        mantissas.append((np.arange(0, size + step, step)[:, None] + np.arange(-2, 3)).ravel())
+    every = np.unique(np.concatenate(mantissas))
+    chosen = every[(every >= 0) & (every < size)].astype(np.uint32)
+    chosen.flags.writeable = False
+    return chosen
 
 
 def sweep_exponents(fmt, margin: int = 2) -> range:

@@ -4,8 +4,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 import torch
-from oracles import (HEAVY, ML_DTYPES, SPECIALS, TORCH_DTYPES, binade, ml_dtypes_codes, sweep_exponents,
-                     table_convention, torch_codes)
+from oracles import (HEAVY, ML_DTYPES, SPECIALS, TORCH_DTYPES, binade, deciding_mantissas, ml_dtypes_codes,
+                     sweep_exponents, table_convention, torch_codes)
 
 import emulator as em
 from emulator.codec import code_dtype
@@ -30,30 +30,35 @@ def test_decode_every_code_matches_ml_dtypes_bits(name):
     np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
 
 
+@pytest.mark.parametrize("mbits", range(11))
+def test_the_sampled_sweep_holds_every_value_and_tie_of_the_format_and_their_neighbours(mbits):
+    chosen = set(deciding_mantissas(mbits).tolist())
+    for precision in range(mbits + 1):  # a subnormal of the format keeps fewer mantissa bits
+        half_step = 1 << (22 - precision)
+        for point in range(0, 1 << 23, half_step):
+            assert {m for m in range(point - 2, point + 3) if 0 <= m < 1 << 23} <= chosen, (precision, point)
+    assert 1 / 70 < len(chosen) / (1 << 23) < 1 / 50 or HEAVY  # the rest at a stride, not whole
+    assert set(binade(3, mbits=mbits).view(np.uint32) & 0x7FFFFF) == (set(range(1 << 23)) if HEAVY else chosen)
+
+
 @pytest.mark.parametrize("name", [n for n in FLOAT_PRESETS_IN_ML_DTYPES if n not in ("e8m0", "bf16")])
-def test_encode_every_float32_in_range_matches_ml_dtypes(name):
+def test_encode_matches_ml_dtypes_at_every_rounding_boundary_in_range(name):
     fmt = as_ml_dtypes(name)
     for exponent in sweep_exponents(fmt):
         for negative in (False, True):
-            x = binade(exponent, negative)
-            if name == "fp16" and not HEAVY:
-                # numpy's float16 cast takes ~80 ns a value below its normals and above its max, 20 s for this
-                # sweep; torch's sweep of fp16 below is exhaustive, so here a stride coprime to the dropped bits.
-                x = x[::61]
+            x = binade(exponent, negative, fmt.mbits)
             got = em.encode(x, fmt)
             expected = ml_dtypes_codes(x, ML_DTYPES[name])
             mismatch = np.nonzero(got != expected)[0]
             assert mismatch.size == 0, (name, exponent, x[mismatch[:3]], got[mismatch[:3]], expected[mismatch[:3]])
 
 
-def test_encode_bf16_every_float32_matches_ml_dtypes():
+def test_encode_bf16_matches_ml_dtypes_at_every_rounding_boundary():
     # bf16 spans the whole float32 range: sweep a stride of the mantissas in every binade, and
     # every mantissa in the binades around the rounding boundaries.
     fmt = em.get_format("bf16")
     for exponent in range(-127, 128):
-        x = binade(exponent)
-        if exponent not in (-127, -126, -125, 126, 127):
-            x = x[::61]
+        x = binade(exponent, mbits=None if exponent in (-127, -126, -125, 126, 127) else fmt.mbits)
         x = np.concatenate([x, -x])
         np.testing.assert_array_equal(em.encode(x, fmt), ml_dtypes_codes(x, ml_dtypes.bfloat16))
 
@@ -63,9 +68,7 @@ def test_encode_e8m0_matches_ml_dtypes_in_every_normal_binade():
     # (2^-127, 1.5 * 2^-127) to 2^-126; we round to nearest (2^-127), as gfloat does (test_gfloat).
     fmt = em.get_format("e8m0")
     for exponent in range(-126, 128):
-        x = binade(exponent)
-        if exponent not in (-126, 0, 1, 126, 127):
-            x = x[::997]
+        x = binade(exponent, mbits=None if exponent in (-126, 0, 1, 126, 127) else fmt.mbits)
         np.testing.assert_array_equal(em.encode(x, fmt, rounding="rna"), ml_dtypes_codes(x, ml_dtypes.float8_e8m0fnu))
 
 
@@ -88,10 +91,10 @@ def test_encode_special_values_match_ml_dtypes(name):
     ("e5m2fnuz", {}),
     ("fp16", {}),
 ])
-def test_encode_every_float32_in_range_matches_torch(name, options):
+def test_encode_matches_torch_at_every_rounding_boundary_in_range(name, options):
     fmt = em.get_format(name, **options)
     for exponent in sweep_exponents(fmt):
-        x = binade(exponent)
+        x = binade(exponent, mbits=fmt.mbits)
         x = np.concatenate([x, -x])
         got = em.encode(x, fmt)
         np.testing.assert_array_equal(got, torch_codes(x, TORCH_DTYPES[name]), err_msg=f"binade 2^{exponent}")
