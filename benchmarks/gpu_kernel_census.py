@@ -8,6 +8,7 @@ elementwise, copy, concatenation, resample, reduction) and set beside the layers
 same categories, kernels and predicted time, so that what the model leaves out of a forward shows by name.
 
     python benchmarks/gpu_kernel_census.py measure -o OUT/census.json          # on the GPU
+    python benchmarks/gpu_kernel_census.py measure --run ldm4-lsun-bedrooms fp16 2 -o OUT/census.json
     python benchmarks/gpu_kernel_census.py report reports/gpu-kernel-census-h100.json --hw h100 -o FILE.md
 """
 
@@ -78,7 +79,7 @@ def category(name: str, op: str = "") -> str:
     return "other"
 
 
-def measure(output: Path) -> None:
+def measure(output: Path, runs=CENSUS) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -90,7 +91,7 @@ def measure(output: Path) -> None:
     device = torch.device("cuda")
     data = {"format": FORMAT, "gpu": torch.cuda.get_device_name(device), "torch": torch.__version__,
             "timing": "torch.profiler, one eager forward after two warm-up forwards", "runs": []}
-    for preset, precision, batch in CENSUS:
+    for preset, precision, batch in runs:
         dtype = getattr(torch, DTYPES[precision])
         with torch.no_grad(), tf32_mode(precision == "tf32"):
             model = build_unet(preset_spec(preset), "cuda").to(dtype)
@@ -268,18 +269,40 @@ def report(path: Path, hw: str, output: Path) -> None:
     print(f"wrote {output}")
 
 
+def _census_run(preset: str, precision: str, batch: str) -> tuple:
+    from gpu_validation import DTYPES
+    from simdq.presets import check_preset_name
+
+    try:
+        preset = check_preset_name(preset)
+    except ValueError as err:
+        raise CensusError(f"--run: {err}") from None
+    if precision not in DTYPES:
+        raise CensusError(f"--run {preset}: unknown precision {precision!r}; allowed: {', '.join(DTYPES)}")
+    if not batch.isdigit() or int(batch) < 1:
+        raise CensusError(f"--run {preset} {precision}: batch {batch!r} is not a whole number of 1 or more")
+    return preset, precision, int(batch)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     m = commands.add_parser("measure", help="profile whole forwards on the GPU")
     m.add_argument("-o", "--out", type=Path, required=True)
+    m.add_argument("--run", nargs=3, action="append", metavar=("PRESET", "PRECISION", "BATCH"),
+                   help="profile these forwards instead of the census's own (repeatable)")
     r = commands.add_parser("report", help="set the census beside simdq's count (no GPU needed)")
     r.add_argument("census", type=Path)
     r.add_argument("--hw", default="h100")
     r.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "measure":
-        measure(args.out)
+        try:
+            runs = [_census_run(*run) for run in args.run] if args.run else CENSUS
+        except CensusError as err:
+            print(err, file=sys.stderr)
+            return 2
+        measure(args.out, runs)
         return 0
     try:
         report(args.census, args.hw, args.out)

@@ -64,6 +64,21 @@ def test_a_file_that_is_not_a_census_gets_one_line_and_exit_code_2(tmp_path, cap
     assert census.main(["report", str(tmp_path / "missing.json"), "-o", str(tmp_path / "x.md")]) == 2
 
 
+@pytest.mark.parametrize("run, message", [
+    (["ldm9", "fp16", "1"], "unknown preset 'ldm9'"), (["sd15", "fp8", "1"], "unknown precision 'fp8'"),
+    (["sd15", "fp16", "0"], "batch '0' is not a whole number"), (["sd15", "fp16", "2.5"], "batch '2.5'"),
+])
+def test_a_forward_the_census_cannot_profile_is_refused_before_the_gpu_is_touched(tmp_path, capsys, run, message):
+    out = tmp_path / "census.json"
+    assert census.main(["measure", "--run", "sd1.5", "fp16", "1", "--run", *run, "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_named_forwards_are_profiled_by_their_canonical_preset_name():
+    assert census._census_run("sd1.5", "bf16", "4") == ("sd15", "bf16", 4)
+
+
 def test_each_kernel_is_attributed_to_the_outermost_aten_op_that_launched_it():
     from types import SimpleNamespace as Event
 
