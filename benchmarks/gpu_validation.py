@@ -463,8 +463,9 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
                   "Measured: NVML's total-energy counter over a window of back-to-back forwards (the board's "
                   "power, idle included) x the time per forward. Calibrated: static power x predicted latency, plus "
                   "the power drawn while kernels run (outside the launch gaps), plus fitted energy per MAC, vector "
-                  "op and byte (weights from DRAM; activations from L2 where a layer's fit there, else from DRAM). "
-                  "Roofline: the node table's dynamic energy only.",
+                  "op and byte (weights from DRAM; activations, and what a convolution's layout transforms read and "
+                  "write, from L2 where a layer's fit there, else from DRAM; a byte read or written off the "
+                  "contiguous layout costs more). Roofline: the node table's dynamic energy only.",
                   "", "| model | precision | layers | batch | measured | power | calibrated | error | roofline | error |",
                   "|---|---|---|---|---|---|---|---|---|---|"] + energy_rows
     quantized = [r for r in runs if r["variant"] != "plain"]
@@ -525,7 +526,10 @@ def _energy_summary(fit: dict) -> str:
     return (f"Static power {fit['static_w']:.1f} W{busy}; pJ per MAC: "
             + ", ".join(f"{p} {v:.2f}" for p, v in fit["mac_pj"].items())
             + f", plus {fit['conv_mac_pj']:.2f} per convolution MAC; {fit['vector_op_pj']:.1f} pJ per vector op; "
-            f"{fit['dram_pj_per_byte']:.1f} pJ per DRAM byte{l2}; median error over its {fit['samples']} "
+            f"{fit['dram_pj_per_byte']:.1f} pJ per DRAM byte{l2}"
+            + (f", plus {fit['strided_pj_per_byte']:.1f} per byte read or written off the contiguous layout"
+               if fit.get("strided_pj_per_byte") else "")
+            + f"; median error over its {fit['samples']} "
             f"microbenchmarks {fit['median_error']:.1%}. ({fit['source']}.)")
 
 
@@ -599,9 +603,17 @@ NOTES = [
     "- Energy: static power x time, plus a busy power over the time kernels run (the time less a launch gap "
     "per kernel, the gap bounded by the shortest kernel measured, which runs at the board's idle power), plus "
     "energy per MAC, vector op and byte. A microbenchmark whose operands fit in L2 never leaves it while it "
-    "replays; one that does not streams from DRAM, so the fit separates the two byte energies. Each metered "
-    "microbenchmark's time is the time per call measured inside its energy window, at the clock the power "
-    "limit left it.",
+    "replays; one that does not streams from DRAM, so the fit separates the two byte energies. A convolution's "
+    "traffic includes what cuDNN's layout transforms read and write (each channels-first byte once more each "
+    "way), and a byte of a strided class (a copy or a vector op off the contiguous layout, which moves whole "
+    "DRAM sectors for a few bytes of each) costs a fitted extra: without it the fit put those classes' energy "
+    "30-50% under. Both were chosen on microbenchmarks held out of the fit before the forwards were rerun "
+    "(`simdq hw crossval RECORD --against OTHER`, its energy row; `--without-transforms --without-strided-energy` "
+    "fits the model before them): the energy's 5-fold held-out median error fell from 12.8% to 11.0% on the "
+    "H200's record (predicting the H100's: 12.8% to 11.9%) and from 13.5% to 10.2% on the H100's (12.5% to "
+    "10.3%); the forwards within 15% then went from 10 to 12 of 18 on the H200 and from 14 to 16 on the H100. "
+    "Each metered microbenchmark's time is the time per call measured inside its energy window, at the clock "
+    "the power limit left it.",
 ]
 
 

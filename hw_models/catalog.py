@@ -67,7 +67,7 @@ def _energy(spec: EnergySpec, where: str):
     if spec.measured is not None:
         m = spec.measured
         return MeasuredEnergy(m.static_w, dict(m.mac_pj), m.vector_op_pj, m.dram_pj_per_byte, m.source, m.conv_mac_pj,
-                              m.busy_w, m.launch_gap_s, m.l2_pj_per_byte, m.l2_bytes)
+                              m.busy_w, m.launch_gap_s, m.l2_pj_per_byte, m.l2_bytes, m.strided_pj_per_byte)
     if isinstance(spec.table, str):
         table = load_table(spec.table)
     else:

@@ -148,22 +148,25 @@ class MeasuredEnergy:
     launch_gap_s: float = 0.0  # idle time before each kernel
     l2_pj_per_byte: float = None  # activation traffic that fits in an L2 of l2_bytes; None: all priced as DRAM
     l2_bytes: float = 0.0
+    strided_pj_per_byte: float = 0.0  # added per byte moved off the contiguous layout (whole sectors move)
     kind = "measured: static power x time + fitted energy per operation"
 
     def traffic_pj(self, actions: Actions) -> float:
         """Weights come from DRAM (a forward's weights outgrow L2, so each is read from DRAM once per forward);
-        a layer's activations stay in L2 where its inputs and outputs fit there together (the producer just
-        wrote them), else they stream through DRAM."""
-        activations = actions.dram_bytes - actions.weight_bytes
+        a layer's activations, and what cuDNN's layout transforms read and write, stay in L2 where they fit
+        there together (the producer just wrote them), else they stream through DRAM."""
+        activations = actions.dram_bytes - actions.weight_bytes + actions.transform_bytes
         if self.l2_pj_per_byte is None or activations > self.l2_bytes:
-            return actions.dram_bytes * self.dram_pj_per_byte
+            return (actions.weight_bytes + activations) * self.dram_pj_per_byte
         return actions.weight_bytes * self.dram_pj_per_byte + activations * self.l2_pj_per_byte
 
     def price(self, actions: Actions, latency_s: float = 0.0) -> float:
         """Joules: static_w over the layer's time, busy_w over the part of it its kernels run (the time less a
-        launch gap per kernel), plus the fitted energy of its MACs, vector ops and traffic."""
+        launch gap per kernel), plus the fitted energy of its MACs, vector ops and traffic (more per byte off the
+        contiguous layout)."""
         mac_pj = self.mac_pj.get(actions.precision or "fp32", max(self.mac_pj.values(), default=0.0))
         mac_pj += self.conv_mac_pj if actions.convolution else 0.0
-        dynamic_pj = actions.macs * mac_pj + actions.vector_ops * self.vector_op_pj + self.traffic_pj(actions)
+        dynamic_pj = (actions.macs * mac_pj + actions.vector_ops * self.vector_op_pj + self.traffic_pj(actions)
+                      + actions.strided_bytes * self.strided_pj_per_byte)
         busy_s = busy_seconds(latency_s, actions.kernels, self.launch_gap_s)
         return self.static_w * latency_s + self.busy_w * busy_s + dynamic_pj * 1e-12

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .energy import busy_seconds
-from .engines.calibrated import ClassParams, fused_attention_compute_s, gemm_compute_s, occupancy, transform_s
+from .engines.calibrated import (ClassParams, fused_attention_compute_s, gemm_compute_s, occupancy, strided_class,
+                                 transform_s)
 
 KERNEL_S_GRID = np.geomspace(0.5e-6, 40e-6, 40)
 EFFICIENCY_GRID = np.linspace(0.02, 1.0, 50)
@@ -191,6 +192,7 @@ class EnergyFit:
     dram_pj_per_byte: float
     l2_pj_per_byte: float  # traffic whose working set stays in the L2 cache
     l2_bytes: float  # the L2 capacity that decided which samples' traffic stayed there
+    strided_pj_per_byte: float  # added per byte read or written off the contiguous layout
     samples: int
     median_error: float  # median |predicted / measured - 1| over the samples
 
@@ -224,35 +226,67 @@ def launch_gap(samples: list) -> float:
     return min(s.measured_s / s.kernels for s in samples if s.kernels)
 
 
-def _energy_features(sample: Sample, precisions: list, gap_s: float, l2_bytes: float) -> list:
+def _energy_features(sample: Sample, precisions: list, gap_s: float, l2_bytes: float, strided_energy: bool) -> list:
     macs = sum(b * m * n * k for b, m, n, k in sample.gemm_dims) * 1e-12
     busy = busy_seconds(sample.measured_s, sample.kernels, gap_s)
     row = [sample.measured_s, busy] + [macs if sample.precision == p else 0.0 for p in precisions]
     convolution = sample.op_class.startswith(("conv_", "pointwise_", "downsample_"))
     # replayed back to back, a benchmark whose operands fit in L2 never leaves it; one that does not
-    # streams all of them from DRAM on every call (a cyclic sweep evicts each line before its reuse)
-    resident = sample.traffic_bytes <= l2_bytes
-    traffic = sample.traffic_bytes * 1e-12
+    # streams all of them from DRAM on every call (a cyclic sweep evicts each line before its reuse); cuDNN's
+    # layout transforms read and write each channels-first byte once more
+    moved = sample.traffic_bytes + 2 * sample.channels_first_bytes
+    resident = moved <= l2_bytes
+    traffic = moved * 1e-12
+    strided = sample.traffic_bytes * 1e-12 if strided_energy and strided_class(sample.op_class) else 0.0
     return row + [macs if convolution else 0.0, sample.vector_flops * 1e-12, 0.0 if resident else traffic,
-                  traffic if resident else 0.0]
+                  traffic if resident else 0.0, strided]
 
 
-def fit_energy(samples: list, l2_bytes: float = 0.0) -> EnergyFit:
+def fit_energy(samples: list, l2_bytes: float = 0.0, strided_energy: bool = True) -> EnergyFit:
     """Static power; power while kernels run (the time less a launch gap per kernel); pJ per MAC (per precision,
     plus an extra per convolution MAC: implicit GEMM stages its operands through shared memory once per kernel
-    window, which a linear does not), per vector op, per DRAM byte and per byte that stays in an L2 of
-    `l2_bytes`; from the samples that carry energy (each row weighted by 1 / its energy, so every sample's
-    relative error counts alike)."""
+    window, which a linear does not), per vector op, per DRAM byte, per byte that stays in an L2 of `l2_bytes`
+    (a convolution's traffic includes its layout transforms', which read and write each channels-first byte),
+    and an extra per byte of a strided class (it moves whole DRAM sectors for a few bytes of each: without it
+    the strided classes' energy comes out about 35% under); from the samples that carry energy (each row
+    weighted by 1 / its energy, so every sample's relative error counts alike). strided_energy=False leaves the
+    strided classes' extra out (the model before it)."""
     metered = [s for s in samples if s.energy_j]
     precisions = sorted({s.precision for s in metered if s.precision and s.gemm_dims})
     gap_s = launch_gap(samples)
-    a = np.array([_energy_features(s, precisions, gap_s, l2_bytes) for s in metered])
+    a = np.array([_energy_features(s, precisions, gap_s, l2_bytes, strided_energy) for s in metered])
     measured = np.array([s.energy_j for s in metered])
     x = nonnegative_least_squares(a / measured[:, None], np.ones(len(metered)))
     predicted = a @ x
     return EnergyFit(static_w=float(x[0]), busy_w=float(x[1]), launch_gap_s=gap_s,
-                     mac_pj=dict(zip(precisions, map(float, x[2:-4]))),
-                     conv_mac_pj=float(x[-4]), vector_op_pj=float(x[-3]), dram_pj_per_byte=float(x[-2]),
-                     l2_pj_per_byte=float(x[-1]), l2_bytes=l2_bytes,
+                     mac_pj=dict(zip(precisions, map(float, x[2:-5]))),
+                     conv_mac_pj=float(x[-5]), vector_op_pj=float(x[-4]), dram_pj_per_byte=float(x[-3]),
+                     l2_pj_per_byte=float(x[-2]), l2_bytes=l2_bytes, strided_pj_per_byte=float(x[-1]),
                      samples=len(metered),
                      median_error=float(np.median(np.abs(predicted / measured - 1))))
+
+
+def energy_errors(fit: EnergyFit, samples: list) -> np.ndarray:
+    """predicted / measured - 1 of the energy of each sample that carries one, by `fit`."""
+    metered = [s for s in samples if s.energy_j]
+    precisions = sorted(fit.mac_pj)
+    coefficients = ([fit.static_w, fit.busy_w] + [fit.mac_pj[p] for p in precisions]
+                    + [fit.conv_mac_pj, fit.vector_op_pj, fit.dram_pj_per_byte, fit.l2_pj_per_byte,
+                       fit.strided_pj_per_byte])
+    features = [_energy_features(s, precisions, fit.launch_gap_s, fit.l2_bytes, True) for s in metered]
+    return np.array(features).reshape(len(metered), -1) @ coefficients / [s.energy_j for s in metered] - 1
+
+
+def cross_validated_energy_errors(samples: list, l2_bytes: float, folds: int = 5,
+                                  strided_energy: bool = True) -> np.ndarray:
+    """The energy error of each metered sample predicted by a fit without it: each class's metered samples
+    dealt into `folds` folds in turn, the energy refitted on everything else."""
+    errors = []
+    for fold in range(folds):
+        test = set()
+        for group in _by_class([s for s in samples if s.energy_j]).values():
+            test.update(id(s) for index, s in enumerate(group) if index % folds == fold)
+        train = [s for s in samples if id(s) not in test]
+        errors.append(energy_errors(fit_energy(train, l2_bytes, strided_energy),
+                                    [s for s in samples if id(s) in test]))
+    return np.concatenate(errors)

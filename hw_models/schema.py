@@ -267,6 +267,7 @@ class MeasuredEnergySpec(_Strict):
     dram_pj_per_byte: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
     l2_pj_per_byte: Optional[Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]] = None
     l2_bytes: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] = 0.0
+    strided_pj_per_byte: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = 0.0
     source: Text
     median_error: Optional[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = None
     samples: Optional[PositiveInteger] = None

@@ -50,6 +50,12 @@ STRIDED_CLASSES = tuple(f"{name}{STRIDED_SUFFIX}" for name in ("elementwise", "m
 # the vector classes fitted apart in fp32 (`norm_fp32`, ...), which a file may lack (fp16's then price fp32 by its
 # bytes): an fp32 GroupNorm takes 1.2x its fp16 time on an H100, not the 2x its bytes say
 FP32_SUFFIX = "_fp32"
+
+
+def strided_class(name: str) -> bool:
+    """A class whose ops read or write off the contiguous layout (`strided_copy`, `elementwise_strided`, and
+    their fp32 twins): whole DRAM sectors move for the few bytes used of each, which costs energy as well as time."""
+    return name.removesuffix(FP32_SUFFIX) in SIDE_CLASSES + STRIDED_CLASSES
 FP32_VECTOR_CLASSES = tuple(f"{name}{FP32_SUFFIX}" for name in
                             sorted(set(VECTOR_CLASS.values())) + list(SIDE_CLASSES) + list(STRIDED_CLASSES))
 

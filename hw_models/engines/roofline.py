@@ -158,7 +158,8 @@ class RooflineEngine(EngineModel):
         return Actions(layer.macs if layer.is_gemm else 0, precision, layer.vector_flops + extra_ops,
                        layer.vector_dtype, 0, gemm_onchip_bytes(layer, tile), layer.traffic_bytes,
                        convolution=layer.kind == "conv", weight_bytes=layer.weight_bytes,
-                       kernels=layer.kernels)
+                       kernels=layer.kernels, strided_bytes=layer.relayout_bytes + layer.strided_bytes,
+                       transform_bytes=2 * layer.channels_first_bytes)
 
     def describe(self) -> EngineDescription:
         return EngineDescription("roofline", dict(self.rates.peaks))

@@ -47,7 +47,10 @@ def add_parser(commands) -> None:
     quality.add_argument("--base", metavar="DEVICE",
                          help="catalogue device the fit starts from (default: the record's)")
     quality.add_argument("--without-transforms", action="store_true",
-                         help="fit convolutions without cuDNN's layout transforms (the model before them)")
+                         help="fit convolutions without cuDNN's layout transforms, their time and the bytes they "
+                         "move (the model before them)")
+    quality.add_argument("--without-strided-energy", action="store_true",
+                         help="fit energy without the strided classes' extra per byte (the model before it)")
     quality.set_defaults(run=run_crossval)
 
 
@@ -164,7 +167,8 @@ def run_crossval(args) -> int:
     against = read_record(args.against) if args.against else None
     base = load_device(args.base or record["base"])
     try:
-        rows, summary = fit_quality(record, base, args.folds, against, transforms=not args.without_transforms)
+        rows, summary = fit_quality(record, base, args.folds, against, transforms=not args.without_transforms,
+                                    strided_energy=not args.without_strided_energy)
     except SimdqError as err:
         raise SimdqError(f"{args.record}: {err}") from None
     percent = lambda value: "-" if value != value else f"{value:.1%}"  # noqa: E731  (nan: nothing to predict)

@@ -112,6 +112,7 @@ def _measured_energy(samples: list, record: dict, l2_bytes: float):
         "conv_mac_pj": round(fit.conv_mac_pj, 4),
         "vector_op_pj": round(fit.vector_op_pj, 4), "dram_pj_per_byte": round(fit.dram_pj_per_byte, 4),
         "l2_pj_per_byte": round(fit.l2_pj_per_byte, 4), "l2_bytes": fit.l2_bytes,
+        "strided_pj_per_byte": round(fit.strided_pj_per_byte, 4),
         "source": (f"fitted by simdq hw calibrate to NVML's total-energy counter on {record['gpu']}, "
                    f"{record['date']}: {fit.samples} microbenchmarks, each the board's average power while it ran "
                    f"back to back x its time" + (f"; idle {idle:.0f} W" if idle else "")),

@@ -1,6 +1,6 @@
-"""How well the calibrated GPU model's fit generalises, from microbenchmark records alone: each class's error on
-samples it was fitted without (k-fold), and a fit on one record predicting another GPU's (or another day's)
-record. This is how to choose between ways of fitting without tuning on the validation forwards
+"""How well the calibrated GPU model's fit generalises, from microbenchmark records alone: each class's error, and
+the energy fit's, on samples it was fitted without (k-fold), and a fit on one record predicting another GPU's (or
+another day's) record. This is how to choose between ways of fitting without tuning on the validation forwards
 (benchmarks/gpu_validation.py), which stay held out.
 """
 
@@ -10,10 +10,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from hw_models.fit import cross_validated_errors, fit_classes, relative_errors
+from hw_models.fit import (cross_validated_energy_errors, cross_validated_errors, energy_errors, fit_classes,
+                           fit_energy, relative_errors)
 
 from ..errors import SimdqError
-from . import CONVOLUTION_CLASSES, samples_of
+from . import CONVOLUTION_CLASSES, l2_bytes_of, samples_of
 
 
 def _samples(record: dict, transforms: bool) -> list:
@@ -31,10 +32,13 @@ def _group(op_class: str) -> str:
     return "linear and attention" if op_class.startswith(("linear_", "attention_")) else "vector"
 
 
-def fit_quality(record: dict, base, folds: int, against: dict = None, transforms: bool = True) -> tuple:
+def fit_quality(record: dict, base, folds: int, against: dict = None, transforms: bool = True,
+                strided_energy: bool = True) -> tuple:
     """(rows, summary): per class its samples, median |error| in sample, held out by `folds`-fold
     cross-validation, and (with `against`) on the other record's samples of the class; the summary pools the
-    samples by class group. transforms=False fits without cuDNN's layout transforms (the model before them)."""
+    samples by class group, and adds the energy fit's errors where the record carries energy. transforms=False
+    fits without cuDNN's layout transforms (their time, and the bytes they move), strided_energy=False without
+    the strided classes' extra energy per byte (the models before them)."""
     bandwidth, sms = base.primary.dram_bandwidth, record["sms"]
     samples = _samples(record, transforms)
     fits = fit_classes(samples, bandwidth, sms)
@@ -51,4 +55,15 @@ def fit_quality(record: dict, base, folds: int, against: dict = None, transforms
         pooled = [np.concatenate([errors[n] for n in pick if n in errors] or [np.array([])])
                   for errors in (in_sample, held_out, other)]
         summary[group] = [sum(len(in_sample[n]) for n in pick)] + [_median(e) for e in pooled]
+    if any(s.energy_j for s in samples):
+        summary["energy"] = _energy_quality(samples, l2_bytes_of(record, base), folds, against, transforms,
+                                            strided_energy)
     return rows, summary
+
+
+def _energy_quality(samples: list, l2_bytes: float, folds: int, against, transforms: bool, strided: bool) -> list:
+    fit = fit_energy(samples, l2_bytes, strided)
+    in_sample = energy_errors(fit, samples)
+    other = energy_errors(fit, _samples(against, transforms)) if against else ()
+    return [len(in_sample), _median(in_sample),
+            _median(cross_validated_energy_errors(samples, l2_bytes, folds, strided)), _median(other)]

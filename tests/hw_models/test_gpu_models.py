@@ -85,6 +85,8 @@ def test_nonnegative_least_squares_matches_a_brute_force_search():
 
 def test_fit_energy_recovers_known_coefficients():
     static_w, busy_w, fp16_pj, int8_pj, vector_pj, dram_pj, l2_pj = 120.0, 90.0, 1.5, 0.8, 20.0, 40.0, 15.0
+    strided_pj = 60.0  # on top of the DRAM or L2 energy of a strided class's bytes
+    conv_pj = 0.5  # on top of fp16's per convolution MAC
     l2_bytes, gap_s = 5e8, 1e-6
     rng = np.random.default_rng(0)
     samples = [Sample("elementwise", 1, (), 0.0, 64.0, 1e15, gap_s)]  # the shortest kernel: the launch gap
@@ -96,16 +98,25 @@ def test_fit_energy_recovers_known_coefficients():
         vector, traffic = float(rng.integers(0, 10**9)), float(rng.integers(10**6, 10**9))
         kernels, seconds = int(rng.integers(1, 9)), float(rng.uniform(2e-5, 1e-3))
         mac_pj = {"fp16": fp16_pj, "int8": int8_pj}.get(precision, 0)
-        traffic_pj = traffic * (l2_pj if traffic <= l2_bytes else dram_pj)
+        strided = not precision and not i % 2
+        op_class = ("strided_copy", "elementwise_strided_fp32")[i % 4 // 2] if strided else "c"
+        op_class = "conv_fp16" if precision == "fp16" and i % 2 else op_class
+        # a convolution's layout transforms read and write its channels-first operands once more
+        channels_first = traffic / 3 if op_class == "conv_fp16" else 0.0
+        moved = traffic + 2 * channels_first
+        traffic_pj = (moved * (l2_pj if moved <= l2_bytes else dram_pj) + traffic * strided_pj * strided
+                      + macs * conv_pj * (op_class == "conv_fp16"))
         energy = (static_w * seconds + busy_w * (seconds - kernels * gap_s)
                   + (macs * mac_pj + vector * vector_pj + traffic_pj) * 1e-12)
-        samples.append(Sample("c", kernels, dims, vector, traffic, 1e15, seconds, precision, energy))
+        samples.append(Sample(op_class, kernels, dims, vector, traffic, 1e15, seconds, precision, energy,
+                              channels_first_bytes=channels_first))
     fit = fit_energy(samples, l2_bytes)
     assert fit.launch_gap_s == gap_s and fit.l2_bytes == l2_bytes
     assert (fit.static_w, fit.busy_w) == pytest.approx((static_w, busy_w), rel=1e-6)
-    assert fit.mac_pj == pytest.approx({"fp16": fp16_pj, "int8": int8_pj}, rel=1e-6) and fit.conv_mac_pj < 1e-9
-    assert (fit.vector_op_pj, fit.dram_pj_per_byte, fit.l2_pj_per_byte) == pytest.approx((vector_pj, dram_pj, l2_pj),
-                                                                                         rel=1e-6)
+    assert fit.mac_pj == pytest.approx({"fp16": fp16_pj, "int8": int8_pj}, rel=1e-6)
+    assert fit.conv_mac_pj == pytest.approx(conv_pj, rel=1e-6)
+    assert (fit.vector_op_pj, fit.dram_pj_per_byte, fit.l2_pj_per_byte, fit.strided_pj_per_byte) == pytest.approx(
+        (vector_pj, dram_pj, l2_pj, strided_pj), rel=1e-6)
     assert fit.median_error < 1e-9 and fit.samples == 60
 
 
@@ -135,6 +146,33 @@ def test_activations_that_fit_in_l2_are_priced_at_l2_energy_and_weights_at_dram_
     assert energy.price(spills) == pytest.approx(3e6 * 100 * 1e-12)
     unsplit = MeasuredEnergy(0.0, {"fp16": 0.0}, 0.0, 100.0, "test")  # a file fitted before the split
     assert unsplit.price(fits) == pytest.approx(3e6 * 100 * 1e-12)
+
+
+def test_layout_transforms_move_their_bytes_through_l2_or_dram_with_the_activations():
+    energy = MeasuredEnergy(0.0, {"fp16": 0.0}, 0.0, 100.0, "test", l2_pj_per_byte=10.0, l2_bytes=1e6)
+    fits = Actions(dram_bytes=3e6, weight_bytes=2.5e6, transform_bytes=0.4e6)  # 0.9 MB with the activations
+    spills = Actions(dram_bytes=3e6, weight_bytes=2.5e6, transform_bytes=0.6e6)  # 1.1 MB
+    assert energy.price(fits) == pytest.approx((2.5e6 * 100 + 0.9e6 * 10) * 1e-12)
+    assert energy.price(spills) == pytest.approx((2.5e6 + 1.1e6) * 100 * 1e-12)
+    device = load_device("h200")
+    conv = LayerWork("c", "conv", 2**30, 0, 2**20, 2**24, 2**24, 1, FP16, FP16, "fp16", (1, 2**14, 256, 2**16),
+                     window=9, channels_first_bytes=3e6)
+    assert device.estimate_layer(conv).actions.transform_bytes == 6e6
+
+
+def test_bytes_off_the_contiguous_layout_cost_their_extra_energy_on_top_of_the_traffic():
+    energy = MeasuredEnergy(0.0, {"fp16": 0.0}, 0.0, 100.0, "test", strided_pj_per_byte=250.0)
+    assert energy.price(Actions(dram_bytes=3e6, strided_bytes=1e6)) == pytest.approx((3e6 * 100 + 1e6 * 250) * 1e-12)
+    device = load_device("h200")
+    contiguous = LayerWork("n", "norm", 0, 10**6, 0.0, 4e6, 4e6, 2, FP16, None, "fp16", parallel_rows=256)
+    relaid = dataclasses.replace(contiguous, kernels=3, relayout_kernels=1, relayout_bytes=4e6)
+    estimate = device.estimate_layer(relaid)
+    assert estimate.actions.strided_bytes == 4e6 and device.estimate_layer(contiguous).actions.strided_bytes == 0
+    strided_pj = device.primary.energy.strided_pj_per_byte
+    assert strided_pj > 0
+    unstrided = dataclasses.replace(estimate.actions, strided_bytes=0.0)
+    assert estimate.energy_j - device.primary.energy.price(unstrided, estimate.latency_s) == pytest.approx(
+        4e6 * strided_pj * 1e-12)
 
 
 def test_the_calibrated_gpu_prices_every_layer_with_its_kernels_and_weights():

@@ -193,3 +193,31 @@ def test_hw_crossval_prints_each_class_held_out_and_against_another_record(tmp_p
     assert main(["hw", "crossval", str(thin)]) == 2
     err = capsys.readouterr().err.strip()
     assert "3 microbenchmarks" in err and len(err.splitlines()) == 1
+
+
+def test_hw_crossval_rates_the_energy_fit_and_what_the_strided_energy_buys(tmp_path, capsys):
+    def watts(m, strided_pj=0.0):  # 150 W plus 100 pJ per byte (L2: every record here fits), more when strided
+        return 150 * m["measured_s"] + (100 + strided_pj) * m["traffic_bytes"] * 1e-12
+
+    measurements = [_measurement("linear_fp16", i) for i in range(6)] + [
+        {**_measurement(name, i), "gemm_dims": [], "precision": "", "vector_flops": 1e6, "measured_s": 4e-6 * (i + 2)}
+        for name in ("elementwise", "strided_copy") for i in range(6)]
+    for m in measurements:
+        m.update(energy_j=watts(m, 250.0 * (m["op_class"] == "strided_copy")), sm_clock_mhz=1980)
+    _, path = _record(tmp_path, measurements)
+    (tmp_path / "twice").mkdir()
+    _, twice = _record(tmp_path / "twice", [{**m, "energy_j": 2 * m["energy_j"]} for m in measurements])
+
+    def energy_row(*flags):
+        assert main(["hw", "crossval", str(path), "--against", str(twice), *flags]) == 0
+        row = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("energy"))
+        return row[1], *(float(cell.rstrip("%")) / 100 for cell in row[2:])
+
+    samples, in_sample, held_out, against = energy_row()
+    assert samples == "18" and in_sample < 0.001 and held_out < 0.001 and 0.49 < against < 0.51
+    _, plain_in_sample, plain_held_out, _ = energy_row("--without-strided-energy")
+    assert plain_in_sample > 0.01 and plain_held_out > 0.01  # the strided copies' extra has nowhere to go
+    unmetered = [{k: v for k, v in m.items() if k != "energy_j"} for m in measurements]
+    _, path = _record(tmp_path, unmetered)
+    assert main(["hw", "crossval", str(path)]) == 0
+    assert "energy" not in capsys.readouterr().out
