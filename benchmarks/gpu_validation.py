@@ -610,8 +610,8 @@ NOTES = [
     "30-50% under. Both were chosen on microbenchmarks held out of the fit before the forwards were rerun "
     "(`simdq hw crossval RECORD --against OTHER`, its energy row; `--without-transforms --without-strided-energy` "
     "fits the model before them): the energy's 5-fold held-out median error fell from 12.8% to 11.0% on the "
-    "H200's record (predicting the H100's: 12.8% to 11.9%) and from 13.5% to 10.2% on the H100's (12.5% to "
-    "10.3%); the forwards within 15% then went from 10 to 12 of 18 on the H200 and from 14 to 16 on the H100. "
+    "H200's record (predicting the H100's: 12.8% to 12.1%) and from 13.5% to 10.2% on the H100's (12.5% to "
+    "10.2%); the forwards within 15% then went from 10 to 12 of 18 on the H200 and from 14 to 16 on the H100. "
     "Each metered microbenchmark's time is the time per call measured inside its energy window, at the clock "
     "the power limit left it.",
 ]

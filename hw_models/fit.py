@@ -266,14 +266,16 @@ def fit_energy(samples: list, l2_bytes: float = 0.0, strided_energy: bool = True
                      median_error=float(np.median(np.abs(predicted / measured - 1))))
 
 
-def energy_errors(fit: EnergyFit, samples: list) -> np.ndarray:
-    """predicted / measured - 1 of the energy of each sample that carries one, by `fit`."""
+def energy_errors(fit: EnergyFit, samples: list, l2_bytes: float = None) -> np.ndarray:
+    """predicted / measured - 1 of the energy of each sample that carries one, by `fit`, on a GPU whose L2 holds
+    `l2_bytes` (default: the fitted GPU's)."""
     metered = [s for s in samples if s.energy_j]
     precisions = sorted(fit.mac_pj)
     coefficients = ([fit.static_w, fit.busy_w] + [fit.mac_pj[p] for p in precisions]
                     + [fit.conv_mac_pj, fit.vector_op_pj, fit.dram_pj_per_byte, fit.l2_pj_per_byte,
                        fit.strided_pj_per_byte])
-    features = [_energy_features(s, precisions, fit.launch_gap_s, fit.l2_bytes, True) for s in metered]
+    l2_bytes = fit.l2_bytes if l2_bytes is None else l2_bytes
+    features = [_energy_features(s, precisions, fit.launch_gap_s, l2_bytes, True) for s in metered]
     return np.array(features).reshape(len(metered), -1) @ coefficients / [s.energy_j for s in metered] - 1
 
 

@@ -56,14 +56,15 @@ def fit_quality(record: dict, base, folds: int, against: dict = None, transforms
                   for errors in (in_sample, held_out, other)]
         summary[group] = [sum(len(in_sample[n]) for n in pick)] + [_median(e) for e in pooled]
     if any(s.energy_j for s in samples):
-        summary["energy"] = _energy_quality(samples, l2_bytes_of(record, base), folds, against, transforms,
-                                            strided_energy)
+        summary["energy"] = _energy_quality(samples, base, record, folds, against, transforms, strided_energy)
     return rows, summary
 
 
-def _energy_quality(samples: list, l2_bytes: float, folds: int, against, transforms: bool, strided: bool) -> list:
+def _energy_quality(samples: list, base, record: dict, folds: int, against, transforms: bool, strided: bool) -> list:
+    l2_bytes = l2_bytes_of(record, base)
     fit = fit_energy(samples, l2_bytes, strided)
     in_sample = energy_errors(fit, samples)
-    other = energy_errors(fit, _samples(against, transforms)) if against else ()
+    # the other GPU's samples stay in its own L2 where they fit there
+    other = energy_errors(fit, _samples(against, transforms), l2_bytes_of(against, base)) if against else ()
     return [len(in_sample), _median(in_sample),
             _median(cross_validated_energy_errors(samples, l2_bytes, folds, strided)), _median(other)]

@@ -217,6 +217,13 @@ def test_hw_crossval_rates_the_energy_fit_and_what_the_strided_energy_buys(tmp_p
     assert samples == "18" and in_sample < 0.001 and held_out < 0.001 and 0.49 < against < 0.51
     _, plain_in_sample, plain_held_out, _ = energy_row("--without-strided-energy")
     assert plain_in_sample > 0.01 and plain_held_out > 0.01  # the strided copies' extra has nowhere to go
+    # another GPU's samples are priced at its own L2: on one too small for them they stream from DRAM, whose
+    # energy this all-L2 record could not fit
+    (tmp_path / "small-l2").mkdir()
+    record, twice = _record(tmp_path / "small-l2", measurements)
+    record["l2_bytes"] = 1e3
+    twice.write_text(json.dumps(record))
+    assert energy_row()[-1] > 0.2
     unmetered = [{k: v for k, v in m.items() if k != "energy_j"} for m in measurements]
     _, path = _record(tmp_path, unmetered)
     assert main(["hw", "crossval", str(path)]) == 0
