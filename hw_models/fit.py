@@ -247,8 +247,8 @@ def fit_energy(samples: list, l2_bytes: float = 0.0, strided_energy: bool = True
     plus an extra per convolution MAC: implicit GEMM stages its operands through shared memory once per kernel
     window, which a linear does not), per vector op, per DRAM byte, per byte that stays in an L2 of `l2_bytes`
     (a convolution's traffic includes its layout transforms', which read and write each channels-first byte),
-    and an extra per byte of a strided class (it moves whole DRAM sectors for a few bytes of each: without it
-    the strided classes' energy comes out about 35% under); from the samples that carry energy (each row
+    and an extra per byte of a strided class (it moves whole DRAM sectors for a few bytes of each, which the
+    fit otherwise misses by a median of about 40%: `simdq hw crossval`); from the samples that carry energy (each row
     weighted by 1 / its energy, so every sample's relative error counts alike). strided_energy=False leaves the
     strided classes' extra out (the model before it)."""
     metered = [s for s in samples if s.energy_j]
@@ -270,6 +270,8 @@ def energy_errors(fit: EnergyFit, samples: list, l2_bytes: float = None) -> np.n
     """predicted / measured - 1 of the energy of each sample that carries one, by `fit`, on a GPU whose L2 holds
     `l2_bytes` (default: the fitted GPU's)."""
     metered = [s for s in samples if s.energy_j]
+    if not metered:
+        return np.array([])
     precisions = sorted(fit.mac_pj)
     coefficients = ([fit.static_w, fit.busy_w] + [fit.mac_pj[p] for p in precisions]
                     + [fit.conv_mac_pj, fit.vector_op_pj, fit.dram_pj_per_byte, fit.l2_pj_per_byte,
@@ -281,14 +283,15 @@ def energy_errors(fit: EnergyFit, samples: list, l2_bytes: float = None) -> np.n
 
 def cross_validated_energy_errors(samples: list, l2_bytes: float, folds: int = 5,
                                   strided_energy: bool = True) -> np.ndarray:
-    """The energy error of each metered sample predicted by a fit without it: each class's metered samples
-    dealt into `folds` folds in turn, the energy refitted on everything else."""
-    errors = []
+    """The energy error of each metered sample (in their order) predicted by a fit without it: each class's
+    metered samples dealt into `folds` folds in turn, the energy refitted on everything else (NaN where nothing
+    metered is left to fit on)."""
+    metered = [s for s in samples if s.energy_j]
+    fold_of = {id(s): index % folds for group in _by_class(metered).values() for index, s in enumerate(group)}
+    errors = np.full(len(metered), np.nan)
     for fold in range(folds):
-        test = set()
-        for group in _by_class([s for s in samples if s.energy_j]).values():
-            test.update(id(s) for index, s in enumerate(group) if index % folds == fold)
-        train = [s for s in samples if id(s) not in test]
-        errors.append(energy_errors(fit_energy(train, l2_bytes, strided_energy),
-                                    [s for s in samples if id(s) in test]))
-    return np.concatenate(errors)
+        test = [i for i, s in enumerate(metered) if fold_of[id(s)] == fold]
+        train = [s for s in samples if not s.energy_j or fold_of[id(s)] != fold]
+        if test and any(s.energy_j for s in train):
+            errors[test] = energy_errors(fit_energy(train, l2_bytes, strided_energy), [metered[i] for i in test])
+    return errors

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from hw_models.engines.calibrated import strided_class
 from hw_models.fit import (cross_validated_energy_errors, cross_validated_errors, energy_errors, fit_classes,
                            fit_energy, relative_errors)
 
@@ -23,7 +24,10 @@ def _samples(record: dict, transforms: bool) -> list:
 
 
 def _median(errors) -> float:
-    return float(np.median(np.abs(errors))) if len(errors) else float("nan")
+    """The median |error|; nan where there is none (nothing predicted)."""
+    known = np.abs(np.asarray(errors, dtype=float))
+    known = known[np.isfinite(known)]
+    return float(np.median(known)) if len(known) else float("nan")
 
 
 def _group(op_class: str) -> str:
@@ -56,15 +60,21 @@ def fit_quality(record: dict, base, folds: int, against: dict = None, transforms
                   for errors in (in_sample, held_out, other)]
         summary[group] = [sum(len(in_sample[n]) for n in pick)] + [_median(e) for e in pooled]
     if any(s.energy_j for s in samples):
-        summary["energy"] = _energy_quality(samples, base, record, folds, against, transforms, strided_energy)
+        summary.update(_energy_quality(samples, base, record, folds, against, transforms, strided_energy))
     return rows, summary
 
 
-def _energy_quality(samples: list, base, record: dict, folds: int, against, transforms: bool, strided: bool) -> list:
+def _energy_quality(samples: list, base, record: dict, folds: int, against, transforms: bool, strided: bool) -> dict:
+    """The energy fit's rows: over every metered sample, and over the strided classes' alone."""
     l2_bytes = l2_bytes_of(record, base)
     fit = fit_energy(samples, l2_bytes, strided)
-    in_sample = energy_errors(fit, samples)
-    # the other GPU's samples stay in its own L2 where they fit there
-    other = energy_errors(fit, _samples(against, transforms), l2_bytes_of(against, base)) if against else ()
-    return [len(in_sample), _median(in_sample),
-            _median(cross_validated_energy_errors(samples, l2_bytes, folds, strided)), _median(other)]
+    metered = [s for s in samples if s.energy_j]
+    others = [s for s in _samples(against, transforms) if s.energy_j] if against else []
+    errors = [energy_errors(fit, metered), cross_validated_energy_errors(samples, l2_bytes, folds, strided),
+              # the other GPU's samples stay in its own L2 where they fit there
+              energy_errors(fit, others, l2_bytes_of(against, base)) if against else np.array([])]
+    mine = np.array([strided_class(s.op_class) for s in metered])
+    theirs = np.array([strided_class(s.op_class) for s in others], dtype=bool)
+    return {"energy": [len(metered)] + [_median(e) for e in errors],
+            "energy, strided classes": [int(mine.sum())] + [_median(e[pick]) for e, pick in
+                                                            zip(errors, (mine, mine, theirs))]}

@@ -208,15 +208,20 @@ def test_hw_crossval_rates_the_energy_fit_and_what_the_strided_energy_buys(tmp_p
     (tmp_path / "twice").mkdir()
     _, twice = _record(tmp_path / "twice", [{**m, "energy_j": 2 * m["energy_j"]} for m in measurements])
 
-    def energy_row(*flags):
+    def energy_row(*flags, label="energy "):
         assert main(["hw", "crossval", str(path), "--against", str(twice), *flags]) == 0
-        row = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("energy"))
-        return row[1], *(float(cell.rstrip("%")) / 100 for cell in row[2:])
+        lines = capsys.readouterr().out.splitlines()
+        row = next(line.split("  ") for line in lines if line.startswith(label))
+        cells = [cell.strip() for cell in row[1:] if cell.strip()]
+        return cells[0], *(float(cell.rstrip("%")) / 100 for cell in cells[1:])
 
     samples, in_sample, held_out, against = energy_row()
     assert samples == "18" and in_sample < 0.001 and held_out < 0.001 and 0.49 < against < 0.51
+    assert energy_row(label="energy, strided")[:3] == ("6", pytest.approx(0, abs=0.001), pytest.approx(0, abs=0.001))
     _, plain_in_sample, plain_held_out, _ = energy_row("--without-strided-energy")
     assert plain_in_sample > 0.01 and plain_held_out > 0.01  # the strided copies' extra has nowhere to go
+    strided_in_sample = energy_row("--without-strided-energy", label="energy, strided")[1]
+    assert strided_in_sample > plain_in_sample  # missed most on the strided copies themselves
     # another GPU's samples are priced at its own L2: on one too small for them they stream from DRAM, whose
     # energy this all-L2 record could not fit
     (tmp_path / "small-l2").mkdir()
