@@ -607,7 +607,7 @@ NOTES = [
     "traffic includes what cuDNN's layout transforms read and write (each channels-first byte once more each "
     "way), and a byte of a strided class (a copy or a vector op off the contiguous layout, which moves whole "
     "DRAM sectors for a few bytes of each) costs a fitted extra: without it the fit misses those classes' "
-    "energy by a median 36-41% in sample, with it 12-14% (37-40% and 13-16% held out). Both were chosen on "
+    "energy by a median 37-41% in sample, with it 12-14% (39-42% and 13-16% held out). Both were chosen on "
     "microbenchmarks held out of the fit before the forwards were rerun (`simdq hw crossval RECORD --against "
     "OTHER`, its energy rows; `--without-transforms --without-strided-energy` fits the model before them): the "
     "energy's 5-fold held-out median error fell from 12.8% to 11.0% on the "
