@@ -1,0 +1,170 @@
+"""Which kernels cuDNN runs for a 3x3 convolution, shape by shape, and how fast: the algorithm choices behind the
+calibrated model's per-shape misses (with TF32 off, SD-1.5's 640-channel convolutions at 32x32 run 20x slower
+than their neighbours).
+
+On the GPU (`measure`), each convolution of a grid of UNet shapes (batch, input and output channels, square size;
+padding 1, stride 1, NCHW as PyTorch's UNets hold them, cudnn.benchmark off as a user runs them) is timed under
+CUDA graphs and profiled once for its kernels' names and times. Without a GPU (`report`), each shape's throughput
+is set beside the kernel family cuDNN chose, and the shapes far below their precision's median are listed.
+
+    python benchmarks/gpu_conv_algorithms.py measure -o OUT/conv-algorithms.json     # on the GPU
+    python benchmarks/gpu_conv_algorithms.py report reports/gpu-conv-algorithms-h100.json -o FILE.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from itertools import product
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simdq.output import replacing  # noqa: E402
+
+FORMAT = "simdq-conv-algorithms-1"
+PRECISIONS = ("fp32", "tf32", "fp16")
+BATCHES = (1, 2)
+SIZES = (16, 32, 64)
+INPUT_CHANNELS = (224, 320, 448, 640, 960, 1280, 1920)
+OUTPUT_CHANNELS = (224, 320, 448, 640, 1280)
+# few calls per graph and few replays: a slow fp32 shape takes 15 ms a call
+CALLS, REPLAYS = 4, 3
+# a shape this far under its precision's median throughput is on a slow path
+SLOW_SHARE = 0.35
+FAMILIES = ((r"winograd", "winograd"), (r"fft", "fft"), (r"implicit_convolve_sgemm|explicit_convolve", "direct"),
+            (r"implicit_gemm|xmma_fprop|fprop", "implicit GEMM"), (r"gemm", "GEMM"),
+            (r"nchwToNhwc|nhwcToNchw|transpose", "layout transform"))
+
+
+def family(name: str) -> str:
+    for pattern, label in FAMILIES:
+        if re.search(pattern, name, re.IGNORECASE):
+            return label
+    return "other"
+
+
+def tile(name: str) -> str:
+    found = re.search(r"tilesize(\d+x\d+x\d+)", name) or re.search(r"_(\d+x\d+)(?:_|<|$)", name)
+    return found.group(1) if found else ""
+
+
+def grid() -> list:
+    return [(precision, batch, cin, cout, size) for precision, batch, size, cin, cout
+            in product(PRECISIONS, BATCHES, SIZES, INPUT_CHANNELS, OUTPUT_CHANNELS)]
+
+
+def measure(output: Path) -> None:
+    import torch
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity, profile
+
+    from simdq.microbench.timing import capture, replay_seconds, tf32_mode
+
+    device = torch.device("cuda")
+    torch.backends.cudnn.benchmark = False
+    rows = []
+    for precision, batch, cin, cout, size in grid():
+        dtype = torch.float16 if precision == "fp16" else torch.float32
+        x = torch.randn(batch, cin, size, size, device=device, dtype=dtype)
+        weight = torch.randn(cout, cin, 3, 3, device=device, dtype=dtype) * 0.02
+        bias = torch.zeros(cout, device=device, dtype=dtype)
+        with torch.no_grad(), tf32_mode(precision == "tf32"):
+            def run():
+                return F.conv2d(x, weight, bias, padding=1)
+            seconds = replay_seconds(capture(run, device, CALLS), REPLAYS)
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                run()
+                torch.cuda.synchronize()
+        kernels = [[e.name, e.device_time] for e in prof.events()
+                   if e.device_type == torch.autograd.DeviceType.CUDA]
+        rows.append({"precision": precision, "batch": batch, "in": cin, "out": cout, "size": size,
+                     "seconds": seconds, "kernels": kernels})
+        print(f"{precision} {batch}x{cin}->{cout} {size}x{size}: {seconds * 1e6:.1f} us, "
+              f"{family(max(kernels, key=lambda k: k[1])[0]) if kernels else '-'}", flush=True)
+    data = {"format": FORMAT, "gpu": torch.cuda.get_device_name(device), "torch": torch.__version__,
+            "cudnn": torch.backends.cudnn.version(),
+            "timing": f"CUDA graphs, median of {REPLAYS} replays of {CALLS} calls; kernels from one profiled call",
+            "rows": rows}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(output, "-o") as temporary:
+        temporary.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def macs(row: dict) -> int:
+    return row["batch"] * row["size"] ** 2 * row["out"] * row["in"] * 9
+
+
+def main_kernel(row: dict) -> str:
+    """The longest kernel that is not a layout transform (the convolution itself)."""
+    compute = [k for k in row["kernels"] if family(k[0]) != "layout transform"] or row["kernels"]
+    return max(compute, key=lambda k: k[1])[0] if compute else ""
+
+
+class AlgorithmsError(ValueError):
+    """A file that cannot be read as a survey; the message is one line for the user."""
+
+
+def report(path: Path, output: Path) -> None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AlgorithmsError(f"{path}: not a readable convolution survey ({err})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise AlgorithmsError(f"{path}: not a convolution survey (format {FORMAT!r} expected)")
+    lines = [f"# cuDNN's convolution kernels shape by shape on {data['gpu']}", "",
+             f"torch {data['torch']}, cuDNN {data['cudnn']}, cudnn.benchmark off; {data['timing']}.",
+             f"Command: `python benchmarks/gpu_conv_algorithms.py report {path} -o {output}`.", ""]
+    for precision in PRECISIONS:
+        rows = [r for r in data["rows"] if r["precision"] == precision]
+        if not rows:
+            continue
+        median = statistics.median(macs(r) / r["seconds"] for r in rows)
+        slow = [r for r in rows if macs(r) / r["seconds"] < SLOW_SHARE * median]
+        lines += [f"## {precision}", "", f"Median {median / 1e12:.1f} TMAC/s over {len(rows)} shapes; "
+                  f"{len(slow)} under {SLOW_SHARE:.0%} of it.", "",
+                  "| batch | in | out | size | time | TMAC/s | kernel family | tile | kernels |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            name = main_kernel(r)
+            flag = " (slow)" if r in slow else ""
+            lines.append(f"| {r['batch']} | {r['in']} | {r['out']} | {r['size']}x{r['size']} | "
+                         f"{r['seconds'] * 1e6:.1f} us | {macs(r) / r['seconds'] / 1e12:.1f}{flag} | {family(name)} | "
+                         f"{tile(name)} | {len(r['kernels'])} |")
+        families = {}
+        for r in slow:
+            families.setdefault(re.sub(r"<.*", "", main_kernel(r))[:100], []).append(r)
+        lines += ["", "Slow shapes by the kernel cuDNN ran:", ""]
+        lines += [f"- `{name}`: " + ", ".join(f"{r['batch']}x{r['in']}->{r['out']} at {r['size']}" for r in group)
+                  for name, group in families.items()] or ["- none"]
+        lines.append("")
+    with replacing(output, "-o") as temporary:
+        temporary.write_text("\n".join(lines))
+    print(f"wrote {output}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    m = commands.add_parser("measure", help="time and profile the grid on the GPU")
+    m.add_argument("-o", "--out", type=Path, required=True)
+    r = commands.add_parser("report", help="tabulate a survey (no GPU needed)")
+    r.add_argument("survey", type=Path)
+    r.add_argument("-o", "--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "measure":
+        measure(args.out)
+        return 0
+    try:
+        report(args.survey, args.out)
+    except AlgorithmsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
