@@ -52,12 +52,12 @@ def tile(name: str) -> str:
     return found.group(1) if found else ""
 
 
-def grid() -> list:
+def grid(precisions=PRECISIONS) -> list:
     return [(precision, batch, cin, cout, size) for precision, batch, size, cin, cout
-            in product(PRECISIONS, BATCHES, SIZES, INPUT_CHANNELS, OUTPUT_CHANNELS)]
+            in product(precisions, BATCHES, SIZES, INPUT_CHANNELS, OUTPUT_CHANNELS)]
 
 
-def measure(output: Path) -> None:
+def measure(output: Path, precisions=PRECISIONS) -> None:
     import torch
     import torch.nn.functional as F
     from torch.profiler import ProfilerActivity, profile
@@ -66,8 +66,12 @@ def measure(output: Path) -> None:
 
     device = torch.device("cuda")
     torch.backends.cudnn.benchmark = False
-    rows = []
-    for precision, batch, cin, cout, size in grid():
+    data = {"format": FORMAT, "gpu": torch.cuda.get_device_name(device), "torch": torch.__version__,
+            "cudnn": torch.backends.cudnn.version(),
+            "timing": f"CUDA graphs, median of {REPLAYS} replays of {CALLS} calls; kernels from one profiled call",
+            "rows": []}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    for index, (precision, batch, cin, cout, size) in enumerate(grid(precisions)):
         dtype = torch.float16 if precision == "fp16" else torch.float32
         x = torch.randn(batch, cin, size, size, device=device, dtype=dtype)
         weight = torch.randn(cout, cin, 3, 3, device=device, dtype=dtype) * 0.02
@@ -81,15 +85,16 @@ def measure(output: Path) -> None:
                 torch.cuda.synchronize()
         kernels = [[e.name, e.device_time] for e in prof.events()
                    if e.device_type == torch.autograd.DeviceType.CUDA]
-        rows.append({"precision": precision, "batch": batch, "in": cin, "out": cout, "size": size,
-                     "seconds": seconds, "kernels": kernels})
+        data["rows"].append({"precision": precision, "batch": batch, "in": cin, "out": cout, "size": size,
+                             "seconds": seconds, "kernels": kernels})
         print(f"{precision} {batch}x{cin}->{cout} {size}x{size}: {seconds * 1e6:.1f} us, "
               f"{family(max(kernels, key=lambda k: k[1])[0]) if kernels else '-'}", flush=True)
-    data = {"format": FORMAT, "gpu": torch.cuda.get_device_name(device), "torch": torch.__version__,
-            "cudnn": torch.backends.cudnn.version(),
-            "timing": f"CUDA graphs, median of {REPLAYS} replays of {CALLS} calls; kernels from one profiled call",
-            "rows": rows}
-    output.parent.mkdir(parents=True, exist_ok=True)
+        if index % 35 == 34:  # what was measured survives a run stopped at its time limit
+            _write(output, data)
+    _write(output, data)
+
+
+def _write(output: Path, data: dict) -> None:
     with replacing(output, "-o") as temporary:
         temporary.write_text(json.dumps(data, indent=1) + "\n")
 
@@ -151,12 +156,13 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     m = commands.add_parser("measure", help="time and profile the grid on the GPU")
     m.add_argument("-o", "--out", type=Path, required=True)
+    m.add_argument("--precision", action="append", choices=PRECISIONS, help="survey only these (repeatable)")
     r = commands.add_parser("report", help="tabulate a survey (no GPU needed)")
     r.add_argument("survey", type=Path)
     r.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "measure":
-        measure(args.out)
+        measure(args.out, tuple(args.precision or PRECISIONS))
         return 0
     try:
         report(args.survey, args.out)
