@@ -103,11 +103,12 @@ def measure(output: Path, runs=CENSUS) -> None:
                 model(**inputs)
                 torch.cuda.synchronize()
             op_layouts = _op_layouts(model, inputs)
-        kernels = _kernels_by_op(prof.events(), torch.autograd.DeviceType)
+        kernels = merge_repeats(_kernels_by_op(prof.events(), torch.autograd.DeviceType))
         data["runs"].append({"preset": preset, "precision": precision, "batch": batch, "kernels": kernels,
                              "op_layouts": op_layouts})
         every = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-        print(f"{preset} {precision} batch {batch}: {len(kernels)} kernels attributed of {len(every)}, "
+        launched = sum(launches for *_, launches in _entries({"kernels": kernels}))
+        print(f"{preset} {precision} batch {batch}: {launched} kernels attributed of {len(every)}, "
               f"{sum(k[1] for k in kernels) / 1e3:.3f} ms of {sum(e.device_time for e in every) / 1e3:.3f} ms of "
               "kernel time", flush=True)
         del model
@@ -190,6 +191,25 @@ def _kernels_by_op(events, device_type) -> list:
     return kernels or [[e.name, e.device_time, ""] for e in events if e.device_type == device_type.CUDA]
 
 
+def _entries(run: dict):
+    """(name, microseconds, aten op, launches) of each kernel entry: [name, us], [name, us, op], or
+    [name, total us, op, launches] for a kernel launched many times in a row (an FFT convolution's 2,112 GEMVs)."""
+    for name, microseconds, *rest in run["kernels"]:
+        yield name, microseconds, rest[0] if rest else "", rest[1] if len(rest) > 1 else 1
+
+
+def merge_repeats(kernels: list) -> list:
+    """Consecutive launches of one kernel by one op as one [name, total us, op, launches] entry."""
+    merged = []
+    for name, microseconds, op in kernels:
+        if merged and merged[-1][0] == name and merged[-1][2] == op:
+            merged[-1][1] += microseconds
+            merged[-1][3] += 1
+        else:
+            merged.append([name, microseconds, op, 1])
+    return [entry if entry[3] > 1 else entry[:3] for entry in merged]
+
+
 def _model_census(device, run: dict) -> tuple:
     """(kernels, seconds) by category as simdq's trace and the device model count them."""
     from gpu_validation import run_config
@@ -227,9 +247,9 @@ def report(path: Path, hw: str, output: Path) -> None:
              f"Command: `python benchmarks/gpu_kernel_census.py report {path} --hw {hw} -o {output}`.", ""]
     for run in data["runs"]:
         measured_n, measured_s = Counter(), Counter()
-        for name, microseconds, *op in run["kernels"]:
-            measured_n[category(name, *op)] += 1
-            measured_s[category(name, *op)] += microseconds * 1e-6
+        for name, microseconds, op, launches in _entries(run):
+            measured_n[category(name, op)] += launches
+            measured_s[category(name, op)] += microseconds * 1e-6
         model_n, model_s = _model_census(device, run)
         lines += [f"## {run['preset']}, {run['precision']}, batch {run['batch']}", "",
                   "| category | kernels measured | kernels counted | kernel time measured | predicted (a linear's copies "
@@ -241,10 +261,10 @@ def report(path: Path, hw: str, output: Path) -> None:
         lines.append(f"| total | {sum(measured_n.values())} | {sum(model_n.values())} | "
                      f"{sum(measured_s.values()) * 1e3:.3f} ms | {sum(model_s.values()) * 1e3:.3f} ms |")
         by_op, count = Counter(), Counter()
-        for name, microseconds, *op in run["kernels"]:
-            key = op[0] if op and op[0] else re.sub(r"<.*", "", name)[:90]
+        for name, microseconds, op, launches in _entries(run):
+            key = op or re.sub(r"<.*", "", name)[:90]
             by_op[key] += microseconds * 1e-6
-            count[key] += 1
+            count[key] += launches
         lines += ["", "Kernel time by the aten op that launched it (by kernel name where none did):", ""]
         lines += [f"- {key}: {count[key]} kernels, {seconds * 1e3:.3f} ms" for key, seconds in by_op.most_common(12)]
         if run.get("op_layouts"):

@@ -368,12 +368,14 @@ def _pct(value) -> str:
     return "-" if value is None else f"{value:+.1%}"
 
 
-def report(measurements_paths: list, output: Path, device_file: Path, samples_from: Path, base_name: str) -> None:
+def report(measurements_paths: list, output: Path, device_file: Path, samples_from: Path, base_name: str,
+           conv_algorithms: Path = None) -> None:
     import yaml
 
     from hw_models import load_device
     from hw_models.catalog import without_calibration
     from simdq.microbench import calibrated_spec
+    from simdq.microbench.conv_algorithms import check_survey
     from simdq.output import replacing
 
     files = [_read_json(path, "measurements file") for path in measurements_paths]
@@ -382,12 +384,17 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     data, measurements_path = files[0], " ".join(map(str, measurements_paths))
     samples_path = samples_from or measurements_paths[0]
     samples = _read_json(samples_from, "microbenchmark record") if samples_from else data
+    survey = check_survey(_read_json(conv_algorithms, "convolution survey"), str(conv_algorithms)) \
+        if conv_algorithms else None
     record, held = held_out(_checked_record(data, samples, samples_path), validated_gemm_shapes(runs))
     base = load_device(base_name)
     spec = calibrated_spec(base, record, base.name)
     calibration = spec["engines"][spec["default_engine"]]["calibration"]
     calibration["source"] += (f" (the record's other {held} time GEMM shapes of layers validated in {output} and "
                               "are held out of the fit)")
+    if survey:
+        _add_fft_convolutions(calibration, survey, conv_algorithms, base.primary.dram_bandwidth,
+                              validated_gemm_shapes(runs))
     calibrated = load_device_spec(spec)
     roofline = without_calibration(calibrated)
 
@@ -434,9 +441,12 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
         f"timing: {data.get('timing', 'CUDA graphs: median of 7 replays of 20 captured calls')}"
         + (f"; energy: {data['energy']}." if data.get("energy") else "."),
         f"Commands: on the GPU `simdq hw calibrate --base {base_name} -o FILE.yaml --record OUT/microbenchmarks.json` "
-        "and `python benchmarks/gpu_validation.py measure -o OUT`, then `python "
+        "and `python benchmarks/gpu_validation.py measure -o OUT`"
+        + (" and `python benchmarks/gpu_conv_algorithms.py measure -o OUT/survey.json`" if survey else "")
+        + ", then `python "
         f"benchmarks/gpu_validation.py report {measurements_path} --samples-from {samples_from or measurements_path} "
-        f"--base {base_name} -o {output}` (no GPU needed).",
+        f"--base {base_name}" + (f" --conv-algorithms {conv_algorithms}" if survey else "")
+        + f" -o {output}` (no GPU needed).",
         f"The calibrated model is fitted from {len(record['measurements'])} of the "
         f"{len(record['measurements']) + held} microbenchmarks in {samples_path} (a grid of UNet-like shapes): the "
         f"{held} that time a GEMM shape (batch, M, N, K) of a layer validated below are held out, so every number "
@@ -493,11 +503,8 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
               "| class | kernel us | efficiency | memory efficiency | tile | split-K min | layout transforms "
               "| fit median error | samples |",
               "|---|---|---|---|---|---|---|---|---|"]
-    # a fused attention kernel's tile: queries x a key block, x the head dimension rounded up to its granule
-    tile = lambda p: f"{p['tile_m']}x{p['tile_n']}" + (  # noqa: E731
-        f" (fused, head dim rounded up to {p['head_dim_granule']})" if p.get("head_dim_granule") else "")
     lines += [f"| {name} | {p['kernel_s'] * 1e6:.2f} | {p['efficiency']} | {p['memory_efficiency']} | "
-              f"{tile(p)} | {p['split_k_min'] or '-'} | {p.get('transform_efficiency') or '-'} | "
+              f"{_tile(p)} | {p.get('split_k_min') or '-'} | {p.get('transform_efficiency') or '-'} | "
               f"{p['median_error']:.1%} | {p['samples']} |"
               for name, p in classes.items()]
     measured_energy = (spec.get("energy") or {}).get("measured")
@@ -516,6 +523,29 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     with replacing(device_file, "device file") as temporary:
         temporary.write_text(header + yaml.safe_dump(spec, sort_keys=False, width=120))
     print("\n".join(lines[:12]))
+
+
+def _tile(p: dict) -> str:
+    """A class's output tile; a fused attention kernel's: queries x a key block, x the head dimension rounded up
+    to its granule; none for the FFT class (its kernels are the FFTs and a GEMV per frequency bin)."""
+    if "tile_m" not in p:
+        return "-"
+    fused = f" (fused, head dim rounded up to {p['head_dim_granule']})" if p.get("head_dim_granule") else ""
+    return f"{p['tile_m']}x{p['tile_n']}{fused}"
+
+
+def _add_fft_convolutions(calibration: dict, survey: dict, path: Path, bandwidth: float, validated: set) -> None:
+    """The survey's FFT shapes, and the FFT class fitted on those that are no validated layer's."""
+    from hw_models.engines.calibrated import FFT_CLASS
+    from simdq.microbench.conv_algorithms import fft_calibration
+
+    block, fit = fft_calibration(survey, str(path), bandwidth, calibration["sms"], validated)
+    block["source"] += f", {path}; the FFT class fitted on the {fit.samples} shapes no validated layer has"
+    calibration["fft_convolutions"] = block
+    calibration["classes"][FFT_CLASS] = {
+        "kernel_s": float(f"{fit.params.kernel_s:.4g}"), "efficiency": 1.0,
+        "memory_efficiency": round(fit.params.memory_efficiency, 4), "median_error": round(fit.median_error, 4),
+        "samples": fit.samples}
 
 
 def _energy_summary(fit: dict) -> str:
@@ -580,10 +610,21 @@ NOTES = [
     "fitted in the 3x3 class from the record before this one, they put it 19-34% off on them and cost 4 "
     "forwards within 10%. In fp32 and TF32 the vector classes are fitted in fp32 (`norm_fp32`, ...): at "
     "batch 8 GroupNorm is priced 22% under, elementwise ops 5% and fp32 attention 20% over (at batch 1: 3% over, "
-    "12% over, on the mark); TF32 convolutions are 9% under at batch 1 and 2% over at batch 8. With TF32 off, "
-    "cuDNN picks a slow algorithm for SD-1.5's "
-    "640-channel convolutions at 32x32 (10-15 ms each, 20x the prediction; the suite's one such shape saw it "
-    "too, 2.1 ms), hence sd15 fp32 at -61 to -67%.",
+    "12% over, on the mark); TF32 convolutions are 9% under at batch 1 and 2% over at batch 8.",
+    "- FFT convolutions: with TF32 off, cuDNN's heuristics run SD-1.5's 640-channel 3x3 convolutions at 32x32 "
+    "(from 320, 640 and 960 channels) as an FFT: a 64x64 FFT of the input and, on every call, of the weights, "
+    "then one GEMV per frequency bin (2,112 kernels of about 5 us), 7-17 ms each where an implicit GEMM would "
+    "take 0.4-0.8 ms (reports/gpu-kernel-census-h100-misses.md). Which shapes cuDNN runs so follows no pattern "
+    "a fit could learn (benchmarks/gpu_conv_algorithms.py, reports/gpu-conv-algorithms-h100.md: over 210 fp32 "
+    "shapes on the H100, every 224- to 960-channel input into 640 channels at 32x32 and batch 1, none into 448 "
+    "or 1280, and three other shapes): the device file records them (`fft_convolutions`), and the `conv_fft_fp32` "
+    "class prices them as a time per kernel plus the frequency-domain weights (bins x Cin x Cout complex64) at "
+    "a fitted share of DRAM bandwidth, fitted on the survey's FFT shapes that no validated layer has (5 of 8); "
+    "their energy counts those weights four times through DRAM (the weight FFT writes them, a transpose reads "
+    "and writes them, the GEMVs read them), a count taken from the kernels, not fitted. Without it sd15 fp32 "
+    "came out at -66% on the H100 and -62% on the H200 (energy -69% and -72%). The H200's class is fitted on "
+    "the H100's survey at the H200's bandwidth (no H200 survey yet): it puts those convolutions 13-33% over "
+    "the H200's own per-layer times, hence sd15 fp32 at +21% there.",
     "- Each GPU's record and its reports/gpu-measurements-*.json come from one call on one board (2026-12-06: "
     "calibrate, then the 36 forwards). The -repeat.json files hold the same 36 forwards from an earlier call "
     "(`gpu_validation.py compare REPEAT.json MEASUREMENTS.json`): "
@@ -636,6 +677,9 @@ def main(argv=None) -> int:
     r.add_argument("--samples-from", type=Path,
                    help="the microbenchmarks the fit uses: a `simdq hw calibrate --record` file (default: the "
                         "measurements file's own `samples`)")
+    r.add_argument("--conv-algorithms", type=Path, metavar="SURVEY",
+                   help="a benchmarks/gpu_conv_algorithms.py survey: the convolutions cuDNN runs as an FFT, and the "
+                        "FFT class's time")
     c = commands.add_parser("compare", help="how a second measurements file or record differs from a first")
     c.add_argument("first", type=Path)
     c.add_argument("second", type=Path)
@@ -653,11 +697,12 @@ def main(argv=None) -> int:
     from hw_models.catalog import DEVICE_DIR, load_device
     from hw_models.device import DeviceFileError
     from simdq.errors import SimdqError
+    from simdq.microbench.conv_algorithms import SurveyError
 
     try:
         device_file = DEVICE_DIR / f"{load_device(args.base).name}.yaml"
-        report(args.measurements, args.output, device_file, args.samples_from, args.base)
-    except (MeasurementsError, DeviceFileError, SimdqError) as err:
+        report(args.measurements, args.output, device_file, args.samples_from, args.base, args.conv_algorithms)
+    except (MeasurementsError, DeviceFileError, SimdqError, SurveyError) as err:
         print(err, file=sys.stderr)
         return 2
     return 0

@@ -13,7 +13,7 @@ from diagnostics import YamlFileError, did_you_mean, read_yaml, unknown
 
 from .device import Device, DeviceFileError
 from .energy import EnergyModel, EnergyTable, MeasuredEnergy, load_table
-from .engines.calibrated import CalibratedEngine, ClassParams
+from .engines.calibrated import CalibratedEngine, ClassParams, FftShape
 from .engines.roofline import EngineRates, RooflineEngine
 from .engines.systolic import SystolicEngine
 from .engines.xnor import XnorEngine
@@ -37,8 +37,10 @@ def _roofline_engine(name: str, spec: RooflineSpec, dram_bandwidth: float, energ
     classes = {op_class: ClassParams(fit.kernel_s, fit.efficiency, fit.memory_efficiency, fit.tile_m, fit.tile_n,
                                      fit.split_k_min, fit.head_dim_granule, fit.transform_efficiency)
                for op_class, fit in spec.calibration.classes.items()}
+    ffts = spec.calibration.fft_convolutions
+    fft_shapes = [FftShape(**shape.model_dump()) for shape in ffts.shapes] if ffts else ()
     return CalibratedEngine(name, rates, dram_bandwidth, energy, kinds, classes=classes, sms=spec.calibration.sms,
-                            calibration_source=spec.calibration.source)
+                            calibration_source=spec.calibration.source, fft_shapes=fft_shapes)
 
 
 def _systolic_engine(name: str, spec: SystolicSpec, dram_bandwidth: float, energy, scale: float):

@@ -17,7 +17,7 @@ from diagnostics import unknown, validate
 
 from .device import DeviceFileError
 from .energy import TABLE_DIR
-from .engines.calibrated import (CONVERSION_CLASSES, FP32_VECTOR_CLASSES, GEMM_CLASS_PREFIX, SIDE_CLASSES,
+from .engines.calibrated import (CONVERSION_CLASSES, FFT_CLASS, FP32_VECTOR_CLASSES, GEMM_CLASS_PREFIX, SIDE_CLASSES,
                                  STRIDED_CLASSES, VECTOR_CLASS)
 from .engines.systolic import DATAFLOWS
 from .precision import COMPUTE_TYPES
@@ -77,7 +77,7 @@ GEMM_CLASS_PREFIXES = sorted({*GEMM_CLASS_PREFIX.values(), "pointwise", "downsam
 OP_CLASSES = tuple([f"{prefix}_{precision}" for prefix in GEMM_CLASS_PREFIXES
                     for precision in COMPUTE_TYPES]
                    + sorted(set(VECTOR_CLASS.values())) + list(CONVERSION_CLASSES) + list(SIDE_CLASSES)
-                   + list(STRIDED_CLASSES) + list(FP32_VECTOR_CLASSES))
+                   + list(STRIDED_CLASSES) + list(FP32_VECTOR_CLASSES) + [FFT_CLASS])
 OpClass = _one_of(OP_CLASSES, "op class")
 TABLE_NAMES = tuple(sorted(path.stem for path in TABLE_DIR.glob("*.yaml")))
 TableName = _one_of(TABLE_NAMES, "energy table")
@@ -128,10 +128,27 @@ class ClassFit(_Strict):
     samples: Optional[PositiveInteger] = None
 
 
+class FftShapeSpec(_Strict):
+    """A 3x3 fp32 convolution cuDNN ran as an FFT on the calibration GPU (hw_models.engines.calibrated.FftShape)."""
+
+    batch: PositiveInteger
+    size: PositiveInteger
+    in_channels: PositiveInteger
+    out_channels: PositiveInteger
+    kernels: PositiveInteger
+
+
+class FftConvolutions(_Strict):
+    source: Text
+    shapes: Annotated[List[FftShapeSpec], Field(min_length=1)]
+
+
 class Calibration(_Strict):
     source: Text
     sms: PositiveInteger
     classes: Annotated[Dict[OpClass, ClassFit], Field(min_length=1)]
+    # where cuDNN runs an FFT instead of an implicit GEMM (priced by the FFT class where the file has it)
+    fft_convolutions: Optional[FftConvolutions] = None
     validation: Optional[Text] = None  # how close whole forwards came, and where that is reported
 
 

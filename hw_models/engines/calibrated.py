@@ -13,6 +13,9 @@ Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
   on every call) and one of the output back, serialised with the GEMM: those bytes at transform_efficiency x
   peak bandwidth (reports/gpu-kernel-census-h100.md: 1.4 of LDM-4's 2.7 ms of convolution at batch 1).
 A norm's time is divided by the share of SMs its rows occupy (GroupNorm runs one thread block per batch x group).
+A 3x3 fp32 convolution of a shape the file records as one cuDNN runs as an FFT (`fft_convolutions`) is priced by
+the `conv_fft_fp32` class instead: its kernels x kernel_s plus its frequency-domain weights at memory_efficiency x
+peak bandwidth (FftShape, fft_times).
 The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions), `downsample_fp16` (strided
 convolutions; a file without either prices those as `conv`), `linear_int8`, `attention_bf16`, `norm`, `softmax`,
 `elementwise`, `memory` (concatenation), `resample` (nearest upsampling; a file without it prices it as `memory`),
@@ -27,8 +30,8 @@ parameters falls back to the plain roofline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from math import ceil
+from dataclasses import dataclass, replace
+from math import ceil, log2
 
 from .base import EngineDescription, LayerEstimate
 from .roofline import RooflineEngine, conversion_ops
@@ -50,6 +53,13 @@ STRIDED_CLASSES = tuple(f"{name}{STRIDED_SUFFIX}" for name in ("elementwise", "m
 # the vector classes fitted apart in fp32 (`norm_fp32`, ...), which a file may lack (fp16's then price fp32 by its
 # bytes): an fp32 GroupNorm takes 1.2x its fp16 time on an H100, not the 2x its bytes say
 FP32_SUFFIX = "_fp32"
+# a 3x3 fp32 convolution (TF32 off) that cuDNN's heuristics run as an FFT (reports/gpu-conv-algorithms-h100.md):
+# which shapes do is recorded on the GPU (FftShape), not predicted; their time is this class's
+FFT_CLASS = "conv_fft_fp32"
+COMPLEX64_BYTES = 8
+# DRAM passes over the frequency-domain weights, by the kernels cuDNN runs (reports/gpu-kernel-census-h100-misses.md):
+# the weight FFT writes them, a transpose reads and writes them, the GEMVs read them
+FFT_WEIGHT_PASSES = 4
 
 
 def strided_class(name: str) -> bool:
@@ -74,6 +84,42 @@ class ClassParams:
     # convolution classes: > 0 adds layout transforms of the operands stored channels-first at this share of the
     # DRAM bandwidth (transform_s); 0: none (the class's kernels read their operands as stored)
     transform_efficiency: float = 0.0
+
+
+@dataclass(frozen=True)
+class FftShape:
+    """A convolution cuDNN ran as an FFT on the calibration GPU: its batch, square size, channels and how many
+    kernels it launched (a per-frequency GEMV each at 32x32 and above: 2,120 at 32x32; 6 at 16x16)."""
+
+    batch: int
+    size: int
+    in_channels: int
+    out_channels: int
+    kernels: int
+
+    @property
+    def gemm_dims(self) -> tuple:
+        """The layer's GEMM shape as simdq's trace gives a 3x3 convolution: (1, batch x pixels, Cout, Cin x 9)."""
+        return 1, self.batch * self.size ** 2, self.out_channels, self.in_channels * 9
+
+    @property
+    def frequency_bins(self) -> int:
+        """Bins of the real 2-D FFT: the padded input (size + 2) rounded up to a power of two, times half of
+        that plus one (cuDNN's fft2d_r2c_64x64 for a 32x32 input: 64 x 33 = 2,112, one GEMV each)."""
+        side = 1 << ceil(log2(self.size + 2))
+        return side * (side // 2 + 1)
+
+    @property
+    def traffic_bytes(self) -> float:
+        """The weights in the frequency domain, once (complex64, one Cout x Cin matrix per bin): what the weight
+        FFT writes and each bin's GEMV reads; the class's memory efficiency absorbs the passes over them."""
+        return float(self.frequency_bins * self.in_channels * self.out_channels * COMPLEX64_BYTES)
+
+
+def fft_times(shape: FftShape, params: ClassParams, bandwidth: float) -> tuple:
+    """(kernel seconds, memory seconds) of an FFT convolution; its latency is their sum (the GEMVs run one
+    after another, each too short to hide its launch)."""
+    return shape.kernels * params.kernel_s, shape.traffic_bytes / bandwidth / params.memory_efficiency
 
 
 def op_class(kind: str, precision, family: str = "float", window: int = 0, stride: int = 1) -> str:
@@ -147,11 +193,12 @@ def calibrated_time(params: ClassParams, kernels: int, compute_s: float, memory_
 
 
 class CalibratedEngine(RooflineEngine):
-    def __init__(self, *args, classes: dict, sms: int, calibration_source: str, **kwargs):
+    def __init__(self, *args, classes: dict, sms: int, calibration_source: str, fft_shapes=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.classes = classes
         self.sms = sms
         self.calibration_source = calibration_source
+        self.fft_shapes = {shape.gemm_dims: shape for shape in fft_shapes}
 
     def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
         roofline = super().estimate_layer(layer)
@@ -159,6 +206,9 @@ class CalibratedEngine(RooflineEngine):
             # the softmax of fused attention runs inside the attention kernel, whose calibration timed it
             return LayerEstimate(roofline.engine, None, "fused into the attention kernel (timed with it)",
                                  0.0, 0.0, 0.0, 0.0, "overhead", actions=roofline.actions)
+        fft = self._fft_shape(layer, roofline.compute_precision)
+        if fft is not None:
+            return self._fft_estimate(layer, roofline, fft)
         family = layer.activation_format.family
         name = op_class(layer.kind, roofline.compute_precision, family, layer.window, layer.stride)
         params = (self._vector_params(name, layer.vector_dtype)
@@ -198,6 +248,27 @@ class CalibratedEngine(RooflineEngine):
             mapping=roofline.mapping + " [calibrated]", compute_s=compute_s, memory_s=memory_s,
             overhead_s=overhead_s + side_s, latency_s=overhead_s + busy + side_s, bottleneck=bottleneck,
             actions=self.actions(layer, roofline.compute_precision, extra, (params.tile_m, params.tile_n)),
+        )
+
+    def _fft_shape(self, layer: LayerWork, precision):
+        """The recorded FFT shape this layer is (a 3x3, stride-1 convolution in full fp32), or None."""
+        if (layer.kind != "conv" or precision != "fp32" or layer.window != 9 or layer.stride != 1
+                or FFT_CLASS not in self.classes):
+            return None
+        return self.fft_shapes.get(tuple(layer.gemm_dims))
+
+    def _fft_estimate(self, layer: LayerWork, roofline: LayerEstimate, shape: FftShape) -> LayerEstimate:
+        params = self.classes[FFT_CLASS]
+        overhead_s, memory_s = fft_times(shape, params, self.dram_bandwidth)
+        return LayerEstimate(
+            engine=roofline.engine, compute_precision=roofline.compute_precision,
+            mapping=roofline.mapping + " [calibrated: cuDNN FFT]", compute_s=0.0, memory_s=memory_s,
+            overhead_s=overhead_s, latency_s=overhead_s + memory_s,
+            bottleneck="overhead" if overhead_s > memory_s else "memory",
+            # its energy: the frequency-domain weights' DRAM passes, its own kernels, and no NHWC transforms
+            actions=self.actions(replace(layer, read_bytes=layer.read_bytes + FFT_WEIGHT_PASSES * shape.traffic_bytes,
+                                         kernels=shape.kernels, channels_first_bytes=0.0),
+                                 roofline.compute_precision, 0, (params.tile_m, params.tile_n)),
         )
 
     def _vector_params(self, name: str, dtype: str):

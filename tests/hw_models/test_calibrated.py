@@ -233,10 +233,10 @@ def test_a_thin_class_takes_the_tiling_of_the_class_it_was_split_from():
     assert fit_classes(conv_samples + thick, 3.35e12, 132)["downsample_fp16"] == fit_class(thick, 3.35e12, 132)
 
 
-def _calibrated_file(tmp_path, mutate):
+def _calibrated_file(tmp_path, mutate, name="cal"):
     data = yaml.safe_load((DEVICE_DIR / "h100-sxm.yaml").read_text())
     mutate(data["engines"]["gpu"]["calibration"])
-    path = tmp_path / "cal.yaml"
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
 
@@ -247,10 +247,86 @@ def _calibrated_file(tmp_path, mutate):
     (lambda c: c["classes"]["norm"].update(efficiency=1.5), r"norm\.efficiency: an efficiency is at most 1"),
     (lambda c: c.pop("source"), r"engines\.gpu\.calibration\.source: required key is missing$"),
     (lambda c: c.update(sms=0), r"calibration\.sms: expected a positive integer"),
+    (lambda c: c.update(fft_convolutions={"source": "s", "shapes": [{"batch": 1, "size": 32, "in_channels": 640,
+                                                                     "out_channels": 640}]}),
+     r"calibration\.fft_convolutions\.shapes\[0\]\.kernels: required key is missing$"),
+    (lambda c: c.update(fft_convolutions={"source": "s", "shapes": []}), r"fft_convolutions\.shapes"),
 ])
 def test_calibration_block_errors(tmp_path, mutate, message):
     with pytest.raises(DeviceFileError, match=message):
         load_device(_calibrated_file(tmp_path, mutate))
+
+
+def _fft_conv(batch, size, cin, cout, precision="fp32", stride=1):
+    from hw_models.workload import FP32
+
+    pixels = batch * (size // stride) ** 2
+    return LayerWork("c", "conv", pixels * cout * cin * 9, 0, 4.0 * cout * cin * 9, 4.0 * batch * size ** 2 * cin,
+                     4.0 * pixels * cout, 1, FP32, FP32, "fp32", (1, pixels, cout, cin * 9),
+                     tf32=precision == "tf32", window=9, stride=stride)
+
+
+def test_a_convolution_cudnn_runs_as_an_fft_is_priced_by_the_fft_class_and_no_other(tmp_path):
+    from hw_models.engines.calibrated import FFT_CLASS, FftShape
+
+    def without_fft(calibration):
+        calibration["classes"].pop(FFT_CLASS, None)
+        calibration.pop("fft_convolutions", None)
+
+    def mutate(calibration):
+        without_fft(calibration)
+        calibration["classes"][FFT_CLASS] = {"kernel_s": 2e-6, "efficiency": 1.0, "memory_efficiency": 0.25}
+        calibration["fft_convolutions"] = {"source": "a survey", "shapes": [
+            {"batch": 1, "size": 32, "in_channels": 640, "out_channels": 640, "kernels": 2120}]}
+
+    device = load_device(_calibrated_file(tmp_path, mutate, "fft"))
+    plain = load_device(_calibrated_file(tmp_path, without_fft, "plain"))
+    fft = device.estimate_layer(_fft_conv(1, 32, 640, 640))
+    # 32x32 padded to 34, FFT of 64 x 64: 64 x 33 bins, one 640 x 640 complex64 matrix each
+    assert FftShape(1, 32, 640, 640, 2120).frequency_bins == 64 * 33
+    weights = 64 * 33 * 640 * 640 * 8
+    assert fft.latency_s == pytest.approx(2120 * 2e-6 + weights / device.primary.dram_bandwidth / 0.25)
+    assert fft.mapping.endswith("[calibrated: cuDNN FFT]")
+    # its energy: the frequency-domain weights four times through DRAM, its 2,120 kernels, no NHWC transforms
+    layer = _fft_conv(1, 32, 640, 640)
+    assert fft.actions.dram_bytes == pytest.approx(layer.traffic_bytes + 4 * weights)
+    assert (fft.actions.kernels, fft.actions.transform_bytes) == (2120, 0.0)
+    assert fft.latency_s > 10 * plain.estimate_layer(_fft_conv(1, 32, 640, 640)).latency_s
+    # any other shape, TF32, a strided convolution, or a file without the FFT class: the implicit-GEMM classes
+    for layer in (_fft_conv(1, 32, 640, 448), _fft_conv(2, 32, 640, 640), _fft_conv(1, 32, 640, 640, "tf32"),
+                  _fft_conv(1, 64, 640, 640, stride=2)):
+        assert device.estimate_layer(layer).latency_s == plain.estimate_layer(layer).latency_s
+    shapes_only = load_device(_calibrated_file(tmp_path, lambda c: (mutate(c), c["classes"].pop(FFT_CLASS)), "shapes"))
+    assert shapes_only.estimate_layer(layer).latency_s == plain.estimate_layer(layer).latency_s
+
+
+def test_fft_calibration_records_every_fft_shape_and_fits_only_those_not_held_out():
+    from hw_models.engines.calibrated import ClassParams as Params, FftShape, fft_times
+    from simdq.microbench.conv_algorithms import FORMAT, SurveyError, fft_calibration
+
+    truth, bandwidth = Params(kernel_s=2.4e-6, efficiency=1.0, memory_efficiency=0.2), 3.35e12
+    gemv = "std::enable_if<!(false), void>::type internal::gemvx::kernel<int, int, float2>"
+    rows = []
+    for batch, size, cin, cout in ((1, 32, 224, 640), (1, 32, 448, 640), (1, 32, 640, 640), (1, 16, 224, 224)):
+        shape = FftShape(batch, size, cin, cout, shape_kernels := 2120 if size == 32 else 6)
+        rows.append({"precision": "fp32", "batch": batch, "in": cin, "out": cout, "size": size,
+                     "seconds": sum(fft_times(shape, truth, bandwidth)),
+                     "kernels": [["void fft2d_r2c_64x64<float>", 9.0, 2], [gemv, 5e3, shape_kernels - 2]]})
+    implicit = [["sm80_xmma_fprop_implicit_gemm_f32f32_tilesize32x32x8", 50.0, 1]]
+    rows += [dict(rows[0], precision="tf32", kernels=implicit), dict(rows[1], out=448, kernels=implicit)]
+    survey = {"format": FORMAT, "gpu": "GPU", "torch": "t", "cudnn": 91900, "rows": rows}
+    held = {FftShape(1, 32, 640, 640, 2120).gemm_dims}
+    block, fit = fft_calibration(survey, "s.json", bandwidth, 132, held)
+    assert [(s["size"], s["in_channels"], s["out_channels"], s["kernels"]) for s in block["shapes"]] == [
+        (32, 224, 640, 2120), (32, 448, 640, 2120), (32, 640, 640, 2120), (16, 224, 224, 6)]
+    assert fit.samples == 3  # the held-out shape is recorded but not fitted on
+    assert fit.params.memory_efficiency == pytest.approx(0.2, rel=0.05)
+    assert fit.params.kernel_s == pytest.approx(2.4e-6, rel=0.1)
+    with pytest.raises(SurveyError, match=r"s\.json: 1 FFT convolutions to fit the FFT class on; at least 2"):
+        fft_calibration(dict(survey, rows=rows[:2] + rows[4:]), "s.json", bandwidth, 132,
+                        held | {FftShape(1, 32, 224, 640, 2120).gemm_dims})
+    with pytest.raises(SurveyError, match="not a convolution survey"):
+        fft_calibration({"format": "x"}, "s.json", bandwidth, 132)
 
 
 def test_hw_calibrate_end_to_end_on_cpu(tmp_path, capsys):

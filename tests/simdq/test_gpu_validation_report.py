@@ -15,9 +15,9 @@ REPORTS = Path(__file__).resolve().parents[2] / "reports"
 H200_FILE = Path(__file__).resolve().parents[2] / "hw_models" / "devices" / "h200.yaml"
 
 
-def _run(tmp_path, measurements, samples=None, base="h200"):
+def _run(tmp_path, measurements, samples=None, base="h200", survey=None):
     paths = []
-    for name, content in (("measurements.json", measurements), ("samples.json", samples)):
+    for name, content in (("measurements.json", measurements), ("samples.json", samples), ("survey.json", survey)):
         if content is None:
             continue
         path = tmp_path / name
@@ -26,6 +26,8 @@ def _run(tmp_path, measurements, samples=None, base="h200"):
     argv = ["report", str(paths[0]), "-o", str(tmp_path / "out.md"), "--base", base]
     if samples is not None:
         argv += ["--samples-from", str(paths[1])]
+    if survey is not None:
+        argv += ["--conv-algorithms", str(paths[-1])]
     return gpu_validation.main(argv)
 
 
@@ -43,6 +45,21 @@ GOOD_RUN = {"preset": "sd15", "precision": "fp16", "variant": "plain", "batch": 
 def test_a_file_report_cannot_use_is_refused_in_one_line(tmp_path, capsys, measurements, samples, message):
     before = H200_FILE.read_bytes()
     assert _run(tmp_path, measurements, samples) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert H200_FILE.read_bytes() == before and not (tmp_path / "out.md").exists()
+
+
+@pytest.mark.parametrize("survey, message", [
+    ("{", "survey.json: not a readable convolution survey"),
+    ({"format": "simdq-kernel-census-1", "runs": []}, "survey.json: not a convolution survey"),
+    ({"format": "simdq-conv-algorithms-1", "gpu": "G", "torch": "t", "cudnn": 1, "rows": []},
+     "survey.json: 0 FFT convolutions to fit the FFT class on; at least 2 needed"),
+])
+def test_a_survey_report_cannot_use_is_refused_in_one_line(tmp_path, capsys, survey, message):
+    before = H200_FILE.read_bytes()
+    record = json.loads((REPORTS / "gpu-microbenchmarks-h200.json").read_text())
+    assert _run(tmp_path, {"runs": [GOOD_RUN]}, record, survey=survey) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert H200_FILE.read_bytes() == before and not (tmp_path / "out.md").exists()

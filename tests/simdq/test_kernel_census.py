@@ -96,3 +96,20 @@ def test_each_kernel_is_attributed_to_the_outermost_aten_op_that_launched_it():
     assert [census.category(*k[::2]) for k in kernels] == ["conv", "conv"]  # the bias add is the convolution's
     unattributed = census._kernels_by_op([events[-1]], kinds)
     assert unattributed == [["sm90_xmma_fprop", 20.0, ""]]
+
+
+def test_repeated_launches_are_stored_once_and_still_counted_each(tmp_path):
+    gemv = "std::enable_if<!(false), void>::type internal::gemvx::kernel<int, int, float2>"
+    kernels = [["void fft2d_r2c_64x64<float>", 3.0, "aten::conv2d"]] + [[gemv, 5.0, "aten::conv2d"]] * 2112 + [
+        [gemv, 4.0, "aten::linear"]]
+    merged = census.merge_repeats(kernels)
+    assert merged == [kernels[0], [gemv, 5.0 * 2112, "aten::conv2d", 2112], [gemv, 4.0, "aten::linear"]]
+    path = tmp_path / "census.json"
+    path.write_text(json.dumps({"format": census.FORMAT, "gpu": "GPU", "torch": "t", "timing": "profiler",
+                                "runs": [{"preset": "ddpm-cifar10", "precision": "fp32", "batch": 1,
+                                          "kernels": merged}]}))
+    out = tmp_path / "census.md"
+    census.report(path, "h100", out)
+    text = out.read_text()
+    assert f"- aten::conv2d: 2113 kernels, {(3.0 + 5.0 * 2112) / 1e3:.3f} ms" in text
+    assert "| total | 2114 |" in text

@@ -1,0 +1,62 @@
+"""cuDNN's algorithm choices for 3x3 convolutions, from a survey recorded on the GPU
+(benchmarks/gpu_conv_algorithms.py): which kernels each shape ran, and, for the shapes that ran as an FFT in full
+fp32, the calibrated model's FFT class. cuDNN's heuristics (cudnn.benchmark off, as users run) pick FFT for a few
+shapes with no pattern a model could learn from the others (at 32x32, batch 1: every 224- to 960-channel input
+into 640 channels, none into 448 or 1280), so which shapes do is recorded, and only their time is fitted.
+"""
+
+from __future__ import annotations
+
+import re
+
+from hw_models.engines.calibrated import FFT_CLASS, FftShape
+from hw_models.fit import Sample, fit_class
+
+FORMAT = "simdq-conv-algorithms-1"
+# first match wins: kernel name pattern -> algorithm family
+FAMILIES = ((r"winograd", "winograd"), (r"fft|gemvx|region_transform|flip_filter", "fft"),
+            (r"implicit_convolve_sgemm|explicit_convolve", "direct"),
+            (r"implicit_gemm|xmma_fprop|fprop", "implicit GEMM"), (r"gemm", "GEMM"),
+            (r"nchwToNhwc|nhwcToNchw|transpose", "layout transform"))
+
+
+class SurveyError(ValueError):
+    """A survey that cannot be used; the message is one line for the user."""
+
+
+def family(name: str) -> str:
+    for pattern, label in FAMILIES:
+        if re.search(pattern, name, re.IGNORECASE):
+            return label
+    return "other"
+
+
+def check_survey(data, where: str) -> dict:
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("rows"), list):
+        raise SurveyError(f"{where}: not a convolution survey (format {FORMAT!r} expected)")
+    return data
+
+
+def fft_rows(survey: dict) -> list:
+    """(FftShape, measured seconds) of every full-fp32 shape of the survey that ran an FFT kernel (a row's kernels:
+    [name, total microseconds, launches] of each kernel name)."""
+    return [(FftShape(row["batch"], row["size"], row["in"], row["out"], sum(k[2] for k in row["kernels"])),
+             row["seconds"])
+            for row in survey["rows"]
+            if row["precision"] == "fp32" and any(family(name) == "fft" for name, *_ in row["kernels"])]
+
+
+def fft_calibration(survey: dict, where: str, bandwidth: float, sms: int, held_out: set = frozenset()) -> tuple:
+    """(the `fft_convolutions` block, the FFT class's fit) of a device file from a survey: every FFT shape is
+    recorded; the class is fitted on those whose GEMM shape is not in `held_out` (the validated layers')."""
+    rows = fft_rows(check_survey(survey, where))
+    training = [Sample(FFT_CLASS, shape.kernels, (), 0.0, shape.traffic_bytes, 1.0, seconds)
+                for shape, seconds in rows if shape.gemm_dims not in held_out]
+    if len(training) < 2:
+        raise SurveyError(f"{where}: {len(training)} FFT convolutions to fit the FFT class on; at least 2 needed")
+    fit = fit_class(training, bandwidth, sms)
+    block = {"source": (f"cuDNN {survey['cudnn']} on {survey['gpu']}, torch {survey['torch']}, cudnn.benchmark off "
+                        f"(benchmarks/gpu_conv_algorithms.py)"),
+             "shapes": [{"batch": s.batch, "size": s.size, "in_channels": s.in_channels,
+                         "out_channels": s.out_channels, "kernels": s.kernels} for s, _ in rows]}
+    return block, fit
