@@ -1,6 +1,7 @@
 """Which kernels cuDNN runs for a 3x3 convolution, shape by shape, and how fast: the algorithm choices behind the
-calibrated model's per-shape misses (with TF32 off, SD-1.5's 640-channel convolutions at 32x32 run 20x slower
-than their neighbours).
+calibrated model's per-shape misses (with TF32 off, SD-1.5's 640-channel convolutions at 32x32 run as an FFT,
+about 30x slower than as an implicit GEMM). The shapes run as an FFT feed the device file's `fft_convolutions`
+(`benchmarks/gpu_validation.py report --conv-algorithms SURVEY`).
 
 On the GPU (`measure`), each convolution of a grid of UNet shapes (batch, input and output channels, square size;
 padding 1, stride 1, NCHW as PyTorch's UNets hold them, cudnn.benchmark off as a user runs them) is timed under
@@ -23,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simdq.microbench.conv_algorithms import FORMAT, SurveyError, check_survey, family  # noqa: E402
+from simdq.microbench.conv_algorithms import FORMAT, SurveyError, family, read_survey  # noqa: E402
 from simdq.output import replacing  # noqa: E402
 
 PRECISIONS = ("fp32", "tf32", "fp16")
@@ -33,7 +34,10 @@ INPUT_CHANNELS = (224, 320, 448, 640, 960, 1280, 1920)
 OUTPUT_CHANNELS = (224, 320, 448, 640, 1280)
 # few calls per graph and few replays: a slow fp32 shape takes 15 ms a call
 CALLS, REPLAYS = 4, 3
+
+
 def tile(name: str) -> str:
+    """The output tile in a kernel's name (xmma's tilesize128x64x8, an FFT's 64x64), or ""."""
     found = re.search(r"tilesize(\d+x\d+x\d+)", name) or re.search(r"_(\d+x\d+)(?:_|<|$)", name)
     return found.group(1) if found else ""
 
@@ -106,11 +110,7 @@ def main_kernel(row: dict) -> str:
 
 
 def report(path: Path, output: Path) -> None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SurveyError(f"{path}: not a readable convolution survey ({err})") from None
-    check_survey(data, str(path))
+    data = read_survey(path)
     lines = [f"# cuDNN's convolution kernels shape by shape on {data['gpu']}", "",
              f"torch {data['torch']}, cuDNN {data['cudnn']}, cudnn.benchmark off; {data['timing']}.",
              f"Command: `python benchmarks/gpu_conv_algorithms.py report {path} -o {output}`.", ""]

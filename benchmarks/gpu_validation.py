@@ -375,7 +375,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     from hw_models import load_device
     from hw_models.catalog import without_calibration
     from simdq.microbench import calibrated_spec
-    from simdq.microbench.conv_algorithms import check_survey
+    from simdq.microbench.conv_algorithms import add_fft_convolutions, read_survey
     from simdq.output import replacing
 
     files = [_read_json(path, "measurements file") for path in measurements_paths]
@@ -384,8 +384,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     data, measurements_path = files[0], " ".join(map(str, measurements_paths))
     samples_path = samples_from or measurements_paths[0]
     samples = _read_json(samples_from, "microbenchmark record") if samples_from else data
-    survey = check_survey(_read_json(conv_algorithms, "convolution survey"), str(conv_algorithms)) \
-        if conv_algorithms else None
+    survey = read_survey(conv_algorithms) if conv_algorithms else None
     record, held = held_out(_checked_record(data, samples, samples_path), validated_gemm_shapes(runs))
     base = load_device(base_name)
     spec = calibrated_spec(base, record, base.name)
@@ -393,8 +392,8 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     calibration["source"] += (f" (the record's other {held} time GEMM shapes of layers validated in {output} and "
                               "are held out of the fit)")
     if survey:
-        _add_fft_convolutions(calibration, survey, conv_algorithms, base.primary.dram_bandwidth,
-                              validated_gemm_shapes(runs))
+        add_fft_convolutions(calibration, survey, str(conv_algorithms), base.primary.dram_bandwidth,
+                             validated_gemm_shapes(runs))
     calibrated = load_device_spec(spec)
     roofline = without_calibration(calibrated)
 
@@ -534,20 +533,6 @@ def _tile(p: dict) -> str:
     return f"{p['tile_m']}x{p['tile_n']}{fused}"
 
 
-def _add_fft_convolutions(calibration: dict, survey: dict, path: Path, bandwidth: float, validated: set) -> None:
-    """The survey's FFT shapes, and the FFT class fitted on those that are no validated layer's."""
-    from hw_models.engines.calibrated import FFT_CLASS
-    from simdq.microbench.conv_algorithms import fft_calibration
-
-    block, fit = fft_calibration(survey, str(path), bandwidth, calibration["sms"], validated)
-    block["source"] += f", {path}; the FFT class fitted on the {fit.samples} shapes no validated layer has"
-    calibration["fft_convolutions"] = block
-    calibration["classes"][FFT_CLASS] = {
-        "kernel_s": float(f"{fit.params.kernel_s:.4g}"), "efficiency": 1.0,
-        "memory_efficiency": round(fit.params.memory_efficiency, 4), "median_error": round(fit.median_error, 4),
-        "samples": fit.samples}
-
-
 def _energy_summary(fit: dict) -> str:
     busy = (f", plus {fit['busy_w']:.1f} W while kernels run (outside a launch gap of "
             f"{fit.get('launch_gap_s', 0) * 1e6:.2f} us before each)" if fit.get("busy_w") else "")
@@ -602,7 +587,9 @@ NOTES = [
     "classes' kernel time and memory efficiency); the model puts SD-1.5's 2.5% over and ddpm-cifar10's at "
     "batch 8 11% over (14% before). "
     "The 3x3 classes also fit the suite's batch-1 convolutions, whose times scatter 20-50% either side of one "
-    "efficiency; hence LDM-4 forwards 5-12% under at batch 1-4. Fused attention is priced as one flash kernel "
+    "efficiency; hence LDM-4 forwards 5-12% under at batch 1-4 (profiled at batch 2 and 4, "
+    "reports/gpu-kernel-census-h100-misses.md: convolutions 8-11% under, 14% in fp32 at batch 1, and GroupNorm "
+    "7-17%). Fused attention is priced as one flash kernel "
     "(blocks of queries over the SMs, each looping over "
     "the keys, the head dimension rounded up to 64: at head dimension 32 an fp16 SDPA takes as long per head "
     "as at 40); priced as two GEMMs, the fit before put LDM-4's attention (head dimension 32) 19-47% over; "
@@ -613,9 +600,10 @@ NOTES = [
     "12% over, on the mark); TF32 convolutions are 9% under at batch 1 and 2% over at batch 8.",
     "- FFT convolutions: with TF32 off, cuDNN's heuristics run SD-1.5's 640-channel 3x3 convolutions at 32x32 "
     "(from 320, 640 and 960 channels) as an FFT: a 64x64 FFT of the input and, on every call, of the weights, "
-    "then one GEMV per frequency bin (2,112 kernels of about 5 us), 7-17 ms each where an implicit GEMM would "
-    "take 0.4-0.8 ms (reports/gpu-kernel-census-h100-misses.md). Which shapes cuDNN runs so follows no pattern "
-    "a fit could learn (benchmarks/gpu_conv_algorithms.py, reports/gpu-conv-algorithms-h100.md: over 210 fp32 "
+    "then one GEMV per frequency bin (2,112 kernels of about 5 us): 7-17 ms each, about 30x an implicit GEMM "
+    "(1280 channels into 640 at 32x32, twice the MACs, runs as one in 0.72 ms; "
+    "reports/gpu-kernel-census-h100-misses.md). Which shapes cuDNN runs so follows no pattern a fit could learn "
+    "(benchmarks/gpu_conv_algorithms.py, reports/gpu-conv-algorithms-h100.md: over 210 fp32 "
     "shapes on the H100, every 224- to 960-channel input into 640 channels at 32x32 and batch 1, none into 448 "
     "or 1280, and three other shapes): the device file records them (`fft_convolutions`), and the `conv_fft_fp32` "
     "class prices them as a time per kernel plus the frequency-domain weights (bins x Cin x Cout complex64) at "
@@ -697,12 +685,11 @@ def main(argv=None) -> int:
     from hw_models.catalog import DEVICE_DIR, load_device
     from hw_models.device import DeviceFileError
     from simdq.errors import SimdqError
-    from simdq.microbench.conv_algorithms import SurveyError
 
     try:
         device_file = DEVICE_DIR / f"{load_device(args.base).name}.yaml"
         report(args.measurements, args.output, device_file, args.samples_from, args.base, args.conv_algorithms)
-    except (MeasurementsError, DeviceFileError, SimdqError, SurveyError) as err:
+    except (MeasurementsError, DeviceFileError, SimdqError) as err:
         print(err, file=sys.stderr)
         return 2
     return 0

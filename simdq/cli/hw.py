@@ -37,6 +37,9 @@ def add_parser(commands) -> None:
     fit.add_argument("-o", "--output", required=True, metavar="FILE", help="device .yaml to write")
     fit.add_argument("--base", metavar="DEVICE", help="catalogue device the fit starts from (default: the record's)")
     fit.add_argument("--name", help="name of the new device (default: BASE-calibrated)")
+    fit.add_argument("--conv-algorithms", metavar="SURVEY.json",
+                     help="a benchmarks/gpu_conv_algorithms.py survey of the same GPU: record the convolutions "
+                          "cuDNN runs as an FFT and fit their class")
     fit.set_defaults(run=run_fit)
     quality = hw_commands.add_parser("crossval", help="how well a record's fit predicts microbenchmarks it was "
                                      "fitted without (k-fold), and another record's")
@@ -103,20 +106,25 @@ def device_file(name: str) -> str:
     return yaml.safe_dump(device.spec, sort_keys=False, width=120).rstrip()
 
 
-def _write_fitted(record: dict, base_name: str, name: str, output: str) -> int:
+def _write_fitted(record: dict, base_name: str, name: str, output: str, survey_path: str = None) -> int:
     import yaml
 
     from hw_models import load_device
 
     from ..microbench import calibrated_spec
+    from ..microbench.conv_algorithms import add_fft_convolutions, read_survey
     from ..output import write_text
 
-    spec = calibrated_spec(load_device(base_name), record, name or f"{base_name}-calibrated")
+    survey = read_survey(survey_path) if survey_path else None
+    base = load_device(base_name)
+    spec = calibrated_spec(base, record, name or f"{base_name}-calibrated")
+    calibration = spec["engines"][spec["default_engine"]]["calibration"]
+    if survey:
+        add_fft_convolutions(calibration, survey, survey_path, base.primary.dram_bandwidth)
     write_text(output, yaml.safe_dump(spec, sort_keys=False, width=120))
-    classes = spec["engines"][spec["default_engine"]]["calibration"]["classes"]
     rows = [[c, f"{p['kernel_s'] * 1e6:.2f} us", p["efficiency"], p["memory_efficiency"],
-             f"{p['tile_m']}x{p['tile_n']}", p.get("transform_efficiency") or "-", f"{p['median_error']:.1%}",
-             p["samples"]] for c, p in classes.items()]
+             f"{p['tile_m']}x{p['tile_n']}" if "tile_m" in p else "-", p.get("transform_efficiency") or "-",
+             f"{p['median_error']:.1%}", p["samples"]] for c, p in calibration["classes"].items()]
     print(text_table(("class", "kernel", "efficiency", "memory eff.", "tile", "transforms", "median error",
                       "samples"), rows))
     print(f"wrote {output}: use it with --hw {output}")
@@ -153,7 +161,7 @@ def run_fit(args) -> int:
 
     check_output_file(args.output, "-o")
     record = read_record(args.record)
-    return _write_fitted(record, args.base or record["base"], args.name, args.output)
+    return _write_fitted(record, args.base or record["base"], args.name, args.output, args.conv_algorithms)
 
 
 def run_crossval(args) -> int:

@@ -7,10 +7,13 @@ into 640 channels, none into 448 or 1280), so which shapes do is recorded, and o
 
 from __future__ import annotations
 
+import json
 import re
 
 from hw_models.engines.calibrated import FFT_CLASS, FftShape
 from hw_models.fit import Sample, fit_class
+
+from ..errors import SimdqError
 
 FORMAT = "simdq-conv-algorithms-1"
 # first match wins: kernel name pattern -> algorithm family
@@ -20,7 +23,7 @@ FAMILIES = ((r"winograd", "winograd"), (r"fft|gemvx|region_transform|flip_filter
             (r"nchwToNhwc|nhwcToNchw|transpose", "layout transform"))
 
 
-class SurveyError(ValueError):
+class SurveyError(SimdqError):
     """A survey that cannot be used; the message is one line for the user."""
 
 
@@ -29,6 +32,14 @@ def family(name: str) -> str:
         if re.search(pattern, name, re.IGNORECASE):
             return label
     return "other"
+
+
+def read_survey(path) -> dict:
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SurveyError(f"{path}: not a readable convolution survey ({err})") from None
+    return check_survey(data, str(path))
 
 
 def check_survey(data, where: str) -> dict:
@@ -46,17 +57,24 @@ def fft_rows(survey: dict) -> list:
             if row["precision"] == "fp32" and any(family(name) == "fft" for name, *_ in row["kernels"])]
 
 
-def fft_calibration(survey: dict, where: str, bandwidth: float, sms: int, held_out: set = frozenset()) -> tuple:
-    """(the `fft_convolutions` block, the FFT class's fit) of a device file from a survey: every FFT shape is
-    recorded; the class is fitted on those whose GEMM shape is not in `held_out` (the validated layers')."""
+def add_fft_convolutions(calibration: dict, survey: dict, where: str, bandwidth: float,
+                         held_out: set = frozenset()) -> None:
+    """Add to a device file's `calibration:` block every FFT shape of a survey, and the FFT class fitted on those
+    whose GEMM shape is not in `held_out` (the validated layers')."""
     rows = fft_rows(check_survey(survey, where))
     training = [Sample(FFT_CLASS, shape.kernels, (), 0.0, shape.traffic_bytes, 1.0, seconds)
                 for shape, seconds in rows if shape.gemm_dims not in held_out]
     if len(training) < 2:
         raise SurveyError(f"{where}: {len(training)} FFT convolutions to fit the FFT class on; at least 2 needed")
-    fit = fit_class(training, bandwidth, sms)
-    block = {"source": (f"cuDNN {survey['cudnn']} on {survey['gpu']}, torch {survey['torch']}, cudnn.benchmark off "
-                        f"(benchmarks/gpu_conv_algorithms.py)"),
-             "shapes": [{"batch": s.batch, "size": s.size, "in_channels": s.in_channels,
-                         "out_channels": s.out_channels, "kernels": s.kernels} for s, _ in rows]}
-    return block, fit
+    fit = fit_class(training, bandwidth, calibration["sms"])
+    calibration["fft_convolutions"] = {
+        "source": (f"cuDNN {survey['cudnn']} on {survey['gpu']}, torch {survey['torch']}, cudnn.benchmark off "
+                   f"(benchmarks/gpu_conv_algorithms.py, {where}); the FFT class fitted on {fit.samples} of its "
+                   f"{len(rows)} FFT shapes" + (" (the others are validated layers')" if fit.samples < len(rows)
+                                                else "")),
+        "shapes": [{"batch": s.batch, "size": s.size, "in_channels": s.in_channels, "out_channels": s.out_channels,
+                    "kernels": s.kernels} for s, _ in rows]}
+    calibration["classes"][FFT_CLASS] = {
+        "kernel_s": float(f"{fit.params.kernel_s:.4g}"), "efficiency": 1.0,
+        "memory_efficiency": round(fit.params.memory_efficiency, 4), "median_error": round(fit.median_error, 4),
+        "samples": fit.samples}

@@ -300,35 +300,6 @@ def test_a_convolution_cudnn_runs_as_an_fft_is_priced_by_the_fft_class_and_no_ot
     assert shapes_only.estimate_layer(layer).latency_s == plain.estimate_layer(layer).latency_s
 
 
-def test_fft_calibration_records_every_fft_shape_and_fits_only_those_not_held_out():
-    from hw_models.engines.calibrated import ClassParams as Params, FftShape, fft_times
-    from simdq.microbench.conv_algorithms import FORMAT, SurveyError, fft_calibration
-
-    truth, bandwidth = Params(kernel_s=2.4e-6, efficiency=1.0, memory_efficiency=0.2), 3.35e12
-    gemv = "std::enable_if<!(false), void>::type internal::gemvx::kernel<int, int, float2>"
-    rows = []
-    for batch, size, cin, cout in ((1, 32, 224, 640), (1, 32, 448, 640), (1, 32, 640, 640), (1, 16, 224, 224)):
-        shape = FftShape(batch, size, cin, cout, shape_kernels := 2120 if size == 32 else 6)
-        rows.append({"precision": "fp32", "batch": batch, "in": cin, "out": cout, "size": size,
-                     "seconds": sum(fft_times(shape, truth, bandwidth)),
-                     "kernels": [["void fft2d_r2c_64x64<float>", 9.0, 2], [gemv, 5e3, shape_kernels - 2]]})
-    implicit = [["sm80_xmma_fprop_implicit_gemm_f32f32_tilesize32x32x8", 50.0, 1]]
-    rows += [dict(rows[0], precision="tf32", kernels=implicit), dict(rows[1], out=448, kernels=implicit)]
-    survey = {"format": FORMAT, "gpu": "GPU", "torch": "t", "cudnn": 91900, "rows": rows}
-    held = {FftShape(1, 32, 640, 640, 2120).gemm_dims}
-    block, fit = fft_calibration(survey, "s.json", bandwidth, 132, held)
-    assert [(s["size"], s["in_channels"], s["out_channels"], s["kernels"]) for s in block["shapes"]] == [
-        (32, 224, 640, 2120), (32, 448, 640, 2120), (32, 640, 640, 2120), (16, 224, 224, 6)]
-    assert fit.samples == 3  # the held-out shape is recorded but not fitted on
-    assert fit.params.memory_efficiency == pytest.approx(0.2, rel=0.05)
-    assert fit.params.kernel_s == pytest.approx(2.4e-6, rel=0.1)
-    with pytest.raises(SurveyError, match=r"s\.json: 1 FFT convolutions to fit the FFT class on; at least 2"):
-        fft_calibration(dict(survey, rows=rows[:2] + rows[4:]), "s.json", bandwidth, 132,
-                        held | {FftShape(1, 32, 224, 640, 2120).gemm_dims})
-    with pytest.raises(SurveyError, match="not a convolution survey"):
-        fft_calibration({"format": "x"}, "s.json", bandwidth, 132)
-
-
 def test_hw_calibrate_end_to_end_on_cpu(tmp_path, capsys):
     out = tmp_path / "cpu.yaml"
     assert main(["hw", "calibrate", "--device", "cpu", "--quick", "-o", str(out), "--name", "cpu-test"]) == 0
