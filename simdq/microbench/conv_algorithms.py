@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from hw_models.engines.calibrated import FFT_CLASS, FftShape
 from hw_models.fit import Sample, fit_class
@@ -36,15 +37,29 @@ def family(name: str) -> str:
 
 def read_survey(path) -> dict:
     try:
-        data = json.loads(open(path, encoding="utf-8").read())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SurveyError(f"{path}: not a readable convolution survey ({err})") from None
     return check_survey(data, str(path))
 
 
+def _row_is_whole(row) -> bool:
+    return (isinstance(row, dict) and isinstance(row.get("precision"), str)
+            and all(isinstance(row.get(key), int) and row[key] > 0 for key in ("batch", "in", "out", "size"))
+            and isinstance(row.get("seconds"), (int, float)) and row["seconds"] > 0
+            and isinstance(row.get("kernels"), list)
+            and all(isinstance(k, list) and len(k) == 3 and isinstance(k[0], str) and isinstance(k[2], int)
+                    and k[2] > 0 for k in row["kernels"]))
+
+
 def check_survey(data, where: str) -> dict:
+    """The survey, or SurveyError naming the first row that is not whole (a damaged file)."""
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("rows"), list):
         raise SurveyError(f"{where}: not a convolution survey (format {FORMAT!r} expected)")
+    for index, row in enumerate(data["rows"]):
+        if not _row_is_whole(row):
+            raise SurveyError(f"{where}: row {index} is malformed (precision, batch, in, out, size, seconds and "
+                              "kernels as [name, microseconds, launches] expected)")
     return data
 
 

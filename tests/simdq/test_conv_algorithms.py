@@ -52,6 +52,11 @@ def test_the_report_names_each_shapes_algorithm_and_lists_those_not_run_as_an_im
 @pytest.mark.parametrize("content, message", [
     (json.dumps({"format": "simdq-kernel-census-1"}), "not a convolution survey"),
     ("{", "not a readable convolution survey"),
+    (json.dumps({"format": survey.FORMAT, "rows": [_row(320, 320, 8e-5, "k"), {"precision": "fp32"}]}),
+     "row 1 is malformed"),
+    (json.dumps({"format": survey.FORMAT, "rows": [dict(_row(320, 320, 8e-5, "k"), kernels=[["k", 1.0]])]}),
+     "row 0 is malformed"),
+    (json.dumps({"format": survey.FORMAT, "rows": [_row(320, 320, -1.0, "k")]}), "row 0 is malformed"),
 ])
 def test_a_file_that_is_not_a_survey_gets_one_line_and_exit_code_2(tmp_path, capsys, content, message):
     path = tmp_path / "x.json"
