@@ -385,15 +385,15 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     samples_path = samples_from or measurements_paths[0]
     samples = _read_json(samples_from, "microbenchmark record") if samples_from else data
     survey = read_survey(conv_algorithms) if conv_algorithms else None
-    record, held = held_out(_checked_record(data, samples, samples_path), validated_gemm_shapes(runs))
+    validated = validated_gemm_shapes(runs)  # traces every model: once
+    record, held = held_out(_checked_record(data, samples, samples_path), validated)
     base = load_device(base_name)
     spec = calibrated_spec(base, record, base.name)
     calibration = spec["engines"][spec["default_engine"]]["calibration"]
     calibration["source"] += (f" (the record's other {held} time GEMM shapes of layers validated in {output} and "
                               "are held out of the fit)")
     if survey:
-        add_fft_convolutions(calibration, survey, str(conv_algorithms), base.primary.dram_bandwidth,
-                             validated_gemm_shapes(runs))
+        add_fft_convolutions(calibration, survey, str(conv_algorithms), base.primary.dram_bandwidth, validated)
     calibrated = load_device_spec(spec)
     roofline = without_calibration(calibrated)
 
