@@ -375,7 +375,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     from hw_models import load_device
     from hw_models.catalog import without_calibration
     from simdq.microbench import calibrated_spec
-    from simdq.microbench.conv_algorithms import add_fft_convolutions, read_survey
+    from simdq.microbench.conv_algorithms import add_fft_calibration, fft_calibration, read_survey
     from simdq.output import replacing
 
     files = [_read_json(path, "measurements file") for path in measurements_paths]
@@ -388,12 +388,14 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     validated = validated_gemm_shapes(runs)  # traces every model: once
     record, held = held_out(_checked_record(data, samples, samples_path), validated)
     base = load_device(base_name)
+    fft = (fft_calibration(survey, str(conv_algorithms), base.primary.dram_bandwidth, record["sms"], validated)
+           if survey else None)
     spec = calibrated_spec(base, record, base.name)
     calibration = spec["engines"][spec["default_engine"]]["calibration"]
     calibration["source"] += (f" (the record's other {held} time GEMM shapes of layers validated in {output} and "
                               "are held out of the fit)")
-    if survey:
-        add_fft_convolutions(calibration, survey, str(conv_algorithms), base.primary.dram_bandwidth, validated)
+    if fft:
+        add_fft_calibration(calibration, fft)
     calibrated = load_device_spec(spec)
     roofline = without_calibration(calibrated)
 

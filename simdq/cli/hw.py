@@ -112,15 +112,16 @@ def _write_fitted(record: dict, base_name: str, name: str, output: str, survey_p
     from hw_models import load_device
 
     from ..microbench import calibrated_spec
-    from ..microbench.conv_algorithms import add_fft_convolutions, read_survey
+    from ..microbench.conv_algorithms import add_fft_calibration, fft_calibration, read_survey
     from ..output import write_text
 
-    survey = read_survey(survey_path) if survey_path else None
     base = load_device(base_name)
+    fft = (fft_calibration(read_survey(survey_path), survey_path, base.primary.dram_bandwidth, record["sms"])
+           if survey_path else None)
     spec = calibrated_spec(base, record, name or f"{base_name}-calibrated")
     calibration = spec["engines"][spec["default_engine"]]["calibration"]
-    if survey:
-        add_fft_convolutions(calibration, survey, survey_path, base.primary.dram_bandwidth)
+    if fft:
+        add_fft_calibration(calibration, fft)
     write_text(output, yaml.safe_dump(spec, sort_keys=False, width=120))
     rows = [[c, f"{p['kernel_s'] * 1e6:.2f} us", p["efficiency"], p["memory_efficiency"],
              f"{p['tile_m']}x{p['tile_n']}" if "tile_m" in p else "-", p.get("transform_efficiency") or "-",

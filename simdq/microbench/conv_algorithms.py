@@ -72,24 +72,29 @@ def fft_rows(survey: dict) -> list:
             if row["precision"] == "fp32" and any(family(name) == "fft" for name, *_ in row["kernels"])]
 
 
-def add_fft_convolutions(calibration: dict, survey: dict, where: str, bandwidth: float,
-                         held_out: set = frozenset()) -> None:
-    """Add to a device file's `calibration:` block every FFT shape of a survey, and the FFT class fitted on those
-    whose GEMM shape is not in `held_out` (the validated layers')."""
+def fft_calibration(survey: dict, where: str, bandwidth: float, sms: int, held_out: set = frozenset()) -> tuple:
+    """(a device file's `fft_convolutions` block, its FFT class) from a survey: every FFT shape is recorded, the
+    class is fitted on those whose GEMM shape is not in `held_out` (the validated layers'). Cheap: call it before
+    the other classes' fit, so that a survey it cannot use is refused first."""
     rows = fft_rows(check_survey(survey, where))
     training = [Sample(FFT_CLASS, shape.kernels, (), 0.0, shape.traffic_bytes, 1.0, seconds)
                 for shape, seconds in rows if shape.gemm_dims not in held_out]
     if len(training) < 2:
         raise SurveyError(f"{where}: {len(training)} FFT convolutions to fit the FFT class on; at least 2 needed")
-    fit = fit_class(training, bandwidth, calibration["sms"])
-    calibration["fft_convolutions"] = {
+    fit = fit_class(training, bandwidth, sms)
+    block = {
         "source": (f"cuDNN {survey['cudnn']} on {survey['gpu']}, torch {survey['torch']}, cudnn.benchmark off "
                    f"(benchmarks/gpu_conv_algorithms.py, {where}); the FFT class fitted on {fit.samples} of its "
                    f"{len(rows)} FFT shapes" + (" (the others are validated layers')" if fit.samples < len(rows)
                                                 else "")),
         "shapes": [{"batch": s.batch, "size": s.size, "in_channels": s.in_channels, "out_channels": s.out_channels,
                     "kernels": s.kernels} for s, _ in rows]}
-    calibration["classes"][FFT_CLASS] = {
-        "kernel_s": float(f"{fit.params.kernel_s:.4g}"), "efficiency": 1.0,
-        "memory_efficiency": round(fit.params.memory_efficiency, 4), "median_error": round(fit.median_error, 4),
-        "samples": fit.samples}
+    entry = {"kernel_s": float(f"{fit.params.kernel_s:.4g}"), "efficiency": 1.0,
+             "memory_efficiency": round(fit.params.memory_efficiency, 4), "median_error": round(fit.median_error, 4),
+             "samples": fit.samples}
+    return block, entry
+
+
+def add_fft_calibration(calibration: dict, fft: tuple) -> None:
+    """Put fft_calibration's block and class into a device file's `calibration:` block."""
+    calibration["fft_convolutions"], calibration["classes"][FFT_CLASS] = fft
