@@ -1,7 +1,7 @@
 """Which kernels cuDNN runs for a 3x3 convolution, shape by shape, and how fast: the algorithm choices behind the
 calibrated model's per-shape misses (with TF32 off, SD-1.5's 640-channel convolutions at 32x32 run as an FFT,
-about 30x slower than as an implicit GEMM). The shapes run as an FFT feed the device file's `fft_convolutions`
-(`benchmarks/gpu_validation.py report --conv-algorithms SURVEY`).
+about 30x slower than as an implicit GEMM). The shapes run as an FFT feed the device file's `fft_convolutions`,
+the others the conv classes' fit (`benchmarks/gpu_validation.py report --conv-algorithms SURVEY`).
 
 On the GPU (`measure`), each convolution of a grid of UNet shapes (batch, input and output channels, square size;
 padding 1, stride 1, NCHW as PyTorch's UNets hold them, cudnn.benchmark off as a user runs them) is timed under
@@ -10,6 +10,8 @@ is set beside the algorithm cuDNN chose, and the shapes it ran otherwise than as
 
     python benchmarks/gpu_conv_algorithms.py measure -o OUT/conv-algorithms.json     # on the GPU
     python benchmarks/gpu_conv_algorithms.py report reports/gpu-conv-algorithms-h100.json -o FILE.md
+    python benchmarks/gpu_conv_algorithms.py compare reports/gpu-conv-algorithms-h100-4calls.json \
+        reports/gpu-conv-algorithms-h100.json
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import re
 import statistics
 import sys
+from datetime import date
 from itertools import product
 from pathlib import Path
 
@@ -27,13 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from simdq.microbench.conv_algorithms import FORMAT, SurveyError, family, read_survey  # noqa: E402
 from simdq.output import replacing  # noqa: E402
 
-PRECISIONS = ("fp32", "tf32", "fp16")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 BATCHES = (1, 2)
 SIZES = (16, 32, 64)
 INPUT_CHANNELS = (224, 320, 448, 640, 960, 1280, 1920)
 OUTPUT_CHANNELS = (224, 320, 448, 640, 1280)
-# few calls per graph and few replays: a slow fp32 shape takes 15 ms a call
-CALLS, REPLAYS = 4, 3
 
 
 def tile(name: str) -> str:
@@ -52,24 +53,28 @@ def measure(output: Path, precisions=PRECISIONS) -> None:
     import torch.nn.functional as F
     from torch.profiler import ProfilerActivity, profile
 
-    from simdq.microbench.timing import capture, replay_seconds, tf32_mode
+    from simdq.microbench.suite import float_dtype
+    from simdq.microbench.timing import REPLAYS, REPS, capture, replay_seconds, tf32_mode
 
     device = torch.device("cuda")
     torch.backends.cudnn.benchmark = False
-    data = {"format": FORMAT, "gpu": torch.cuda.get_device_name(device), "torch": torch.__version__,
+    data = {"format": FORMAT, "gpu": torch.cuda.get_device_name(device), "date": date.today().isoformat(),
+            "torch": torch.__version__,
             "cudnn": torch.backends.cudnn.version(),
-            "timing": f"CUDA graphs, median of {REPLAYS} replays of {CALLS} calls; kernels from one profiled call",
+            # timed as simdq hw calibrate times its microbenchmarks, which the survey's convolutions join in a fit:
+            # each replay's launch costs a few microseconds, shared by the calls of the graph
+            "timing": f"CUDA graphs, median of {REPLAYS} replays of {REPS} calls; kernels from one profiled call",
             "rows": []}
     output.parent.mkdir(parents=True, exist_ok=True)
     for index, (precision, batch, cin, cout, size) in enumerate(grid(precisions)):
-        dtype = torch.float16 if precision == "fp16" else torch.float32
+        dtype = float_dtype(precision)
         x = torch.randn(batch, cin, size, size, device=device, dtype=dtype)
         weight = torch.randn(cout, cin, 3, 3, device=device, dtype=dtype) * 0.02
         bias = torch.zeros(cout, device=device, dtype=dtype)
         with torch.no_grad(), tf32_mode(precision == "tf32"):
             def run():
                 return F.conv2d(x, weight, bias, padding=1)
-            seconds = replay_seconds(capture(run, device, CALLS), REPLAYS)
+            seconds = replay_seconds(capture(run, device))
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 run()
                 torch.cuda.synchronize()
@@ -141,6 +146,30 @@ def report(path: Path, output: Path) -> None:
     print(f"wrote {output}")
 
 
+def compare(first: Path, second: Path) -> list:
+    """Two surveys' common shapes, per precision: how many ran the same kernel, and how far apart their times are
+    (a second board, or the same one another day: which of cuDNN's choices and times are the GPU's own)."""
+    a, b = read_survey(first), read_survey(second)
+
+    def key(row):
+        return row["precision"], row["batch"], row["in"], row["out"], row["size"]
+
+    theirs = {key(r): r for r in b["rows"]}
+    lines = [f"{first} ({a['gpu']}, {a.get('date', 'undated')}) against {second} ({b['gpu']}, "
+             f"{b.get('date', 'undated')}):"]
+    for precision in PRECISIONS:
+        pairs = [(r, theirs[key(r)]) for r in a["rows"] if r["precision"] == precision and key(r) in theirs]
+        if not pairs:
+            continue
+        same = sum(main_kernel(r) == main_kernel(s) for r, s in pairs)
+        changes = sorted(abs(s["seconds"] / r["seconds"] - 1) for r, s in pairs)
+        ratio = statistics.median(s["seconds"] / r["seconds"] for r, s in pairs)
+        lines.append(f"{precision}: {len(pairs)} shapes, the same kernel in {same}; the second's times a median "
+                     f"{ratio - 1:+.1%} off the first's (median |change| {statistics.median(changes):.1%}, "
+                     f"largest {changes[-1]:.1%})")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -150,12 +179,18 @@ def main(argv=None) -> int:
     r = commands.add_parser("report", help="tabulate a survey (no GPU needed)")
     r.add_argument("survey", type=Path)
     r.add_argument("-o", "--out", type=Path, required=True)
+    c = commands.add_parser("compare", help="two surveys' kernel choices and times, shape by shape")
+    c.add_argument("first", type=Path)
+    c.add_argument("second", type=Path)
     args = parser.parse_args(argv)
     if args.command == "measure":
         measure(args.out, tuple(args.precision or PRECISIONS))
         return 0
     try:
-        report(args.survey, args.out)
+        if args.command == "compare":
+            print("\n".join(compare(args.first, args.second)))
+        else:
+            report(args.survey, args.out)
     except SurveyError as err:
         print(err, file=sys.stderr)
         return 2

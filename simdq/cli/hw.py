@@ -39,7 +39,8 @@ def add_parser(commands) -> None:
     fit.add_argument("--name", help="name of the new device (default: BASE-calibrated)")
     fit.add_argument("--conv-algorithms", metavar="SURVEY.json",
                      help="a benchmarks/gpu_conv_algorithms.py survey of the same GPU: record the convolutions "
-                          "cuDNN runs as an FFT and fit their class")
+                          "cuDNN runs as an FFT and fit their class; fit the conv classes on its other "
+                          "convolutions too")
     fit.set_defaults(run=run_fit)
     quality = hw_commands.add_parser("crossval", help="how well a record's fit predicts microbenchmarks it was "
                                      "fitted without (k-fold), and another record's")
@@ -54,6 +55,9 @@ def add_parser(commands) -> None:
                          "move (the model before them)")
     quality.add_argument("--without-strided-energy", action="store_true",
                          help="fit energy without the strided classes' extra per byte (the model before it)")
+    quality.add_argument("--conv-algorithms", metavar="SURVEY.json",
+                         help="fit the conv classes on this survey's convolutions too (they join the record's "
+                         "samples, in the folds as well)")
     quality.set_defaults(run=run_crossval)
 
 
@@ -112,12 +116,15 @@ def _write_fitted(record: dict, base_name: str, name: str, output: str, survey_p
     from hw_models import load_device
 
     from ..microbench import calibrated_spec
-    from ..microbench.conv_algorithms import add_fft_calibration, fft_calibration, read_survey
+    from ..microbench.conv_algorithms import (add_fft_calibration, fft_calibration, read_survey,
+                                              with_survey_convolutions)
     from ..output import write_text
 
     base = load_device(base_name)
-    fft = (fft_calibration(read_survey(survey_path), survey_path, base.primary.dram_bandwidth, record["sms"])
-           if survey_path else None)
+    survey = read_survey(survey_path) if survey_path else None
+    fft = fft_calibration(survey, survey_path, base.primary.dram_bandwidth, record["sms"]) if survey else None
+    if survey:
+        record = with_survey_convolutions(record, survey)
     spec = calibrated_spec(base, record, name or f"{base_name}-calibrated")
     calibration = spec["engines"][spec["default_engine"]]["calibration"]
     if fft:
@@ -170,9 +177,12 @@ def run_crossval(args) -> int:
 
     from ..errors import SimdqError
     from ..microbench import read_record
+    from ..microbench.conv_algorithms import read_survey, with_survey_convolutions
     from ..microbench.quality import fit_quality
 
     record = read_record(args.record)
+    if args.conv_algorithms:
+        record = with_survey_convolutions(record, read_survey(args.conv_algorithms))
     against = read_record(args.against) if args.against else None
     base = load_device(args.base or record["base"])
     try:

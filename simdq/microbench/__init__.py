@@ -125,6 +125,7 @@ def calibrated_spec(base, record: dict, name: str) -> dict:
     import copy
 
     samples = samples_of(record)
+    surveyed = record.get("survey_convolutions", 0)  # simdq.microbench.conv_algorithms.with_survey_convolutions
     fits = fit_classes(samples, base.primary.dram_bandwidth, record["sms"])
     spec = copy.deepcopy(base.spec)
     spec["name"] = name
@@ -136,7 +137,10 @@ def calibrated_spec(base, record: dict, name: str) -> dict:
     engine = spec["engines"][spec["default_engine"]]
     engine["calibration"] = {
         "source": (f"fitted by simdq hw calibrate on {record['gpu']}, {record['date']}, torch {record['torch']}, "
-                   f"{len(samples)} microbenchmarks under CUDA graphs"),
+                   f"{len(samples) - surveyed} microbenchmarks" + (f" and {surveyed} convolutions of a cuDNN "
+                                                                    f"algorithm survey on {record['survey_gpu']}"
+                                                                    if surveyed else "")
+                   + " under CUDA graphs"),
         "sms": record["sms"],
         "classes": {
             op_class: {

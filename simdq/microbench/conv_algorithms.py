@@ -2,7 +2,8 @@
 (benchmarks/gpu_conv_algorithms.py): which kernels each shape ran, and, for the shapes that ran as an FFT in full
 fp32, the calibrated model's FFT class. cuDNN's heuristics (cudnn.benchmark off, as users run) pick FFT for a few
 shapes with no pattern a model could learn from the others (at 32x32, batch 1: every 224- to 960-channel input
-into 640 channels, none into 448 or 1280), so which shapes do is recorded, and only their time is fitted.
+into 640 channels, none into 448 or 1280), so which shapes do is recorded, and only their time is fitted. The
+survey's other convolutions are measurements of the conv classes like the microbenchmarks' own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from hw_models.engines.calibrated import FFT_CLASS, FftShape
 from hw_models.fit import Sample, fit_class
 
 from ..errors import SimdqError
+from .suite import FLOAT_BYTES, conv_shape, tf32_flag
 
 FORMAT = "simdq-conv-algorithms-1"
 # first match wins: kernel name pattern -> algorithm family
@@ -56,11 +58,18 @@ def check_survey(data, where: str) -> dict:
     """The survey, or SurveyError naming the first row that is not whole (a damaged file)."""
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("rows"), list):
         raise SurveyError(f"{where}: not a convolution survey (format {FORMAT!r} expected)")
+    if not (isinstance(data.get("gpu"), str) and isinstance(data.get("torch"), str)
+            and isinstance(data.get("cudnn"), int)):
+        raise SurveyError(f"{where}: the survey does not say what it ran on (gpu, torch and cudnn expected)")
     for index, row in enumerate(data["rows"]):
         if not _row_is_whole(row):
             raise SurveyError(f"{where}: row {index} is malformed (precision, batch, in, out, size, seconds and "
                               "kernels as [name, microseconds, launches] expected)")
     return data
+
+
+def ran_as_fft(row: dict) -> bool:
+    return any(family(name) == "fft" for name, *_ in row["kernels"])
 
 
 def fft_rows(survey: dict) -> list:
@@ -69,7 +78,7 @@ def fft_rows(survey: dict) -> list:
     return [(FftShape(row["batch"], row["size"], row["in"], row["out"], sum(k[2] for k in row["kernels"])),
              row["seconds"])
             for row in survey["rows"]
-            if row["precision"] == "fp32" and any(family(name) == "fft" for name, *_ in row["kernels"])]
+            if row["precision"] == "fp32" and ran_as_fft(row)]
 
 
 def fft_calibration(survey: dict, where: str, bandwidth: float, sms: int, held_out: set = frozenset()) -> tuple:
@@ -98,3 +107,37 @@ def fft_calibration(survey: dict, where: str, bandwidth: float, sms: int, held_o
 def add_fft_calibration(calibration: dict, fft: tuple) -> None:
     """Put fft_calibration's block and class into a device file's `calibration:` block."""
     calibration["fft_convolutions"], calibration["classes"][FFT_CLASS] = fft
+
+
+def survey_measurements(survey: dict, record: dict) -> list:
+    """The survey's convolutions that did not run as an FFT, as measurements of a record's conv classes, described
+    as simdq.microbench.suite describes the convolutions it times alike (NCHW, a bias, padding 1). Its grid (batch
+    1-2, 16x16 to 64x64, 224 to 1920 channels) is where cuDNN's choice of kernel scatters a convolution's time
+    most, which the record's few convolutions of each precision sample thinly. A precision the record has no
+    conv class of is left out: the record gives each class its compute peak."""
+    peaks = {m["precision"]: m["peak"] for m in record["measurements"]
+             if m["op_class"].startswith("conv_") and m["precision"] in FLOAT_BYTES}
+    measurements = []
+    for row in survey["rows"]:
+        precision = row["precision"]
+        if precision not in peaks or ran_as_fft(row):
+            continue
+        dims, elements = conv_shape(row["batch"], row["in"], row["out"], row["size"])
+        traffic = elements * FLOAT_BYTES[precision]
+        measurements.append({
+            "label": f"survey conv_{precision} {row['batch']}x{row['in']}->{row['out']} {row['size']}x{row['size']}",
+            "tf32": tf32_flag(precision), "op_class": f"conv_{precision}", "kernels": 1,
+            "gemm_dims": [list(d) for d in dims], "vector_flops": 0, "traffic_bytes": traffic,
+            "peak": peaks[precision], "measured_s": row["seconds"], "precision": precision, "parallel_rows": 0,
+            "channels_first_bytes": traffic})
+    return measurements
+
+
+def with_survey_convolutions(record: dict, survey: dict, held_out: set = frozenset()) -> dict:
+    """The record, its conv classes measured by the survey's convolutions too, less those of a GEMM shape in
+    `held_out` (the validated layers'); `survey_convolutions` and `survey_held_out` say how many of each, and
+    `survey_gpu` which GPU the survey timed (a survey as check_survey passes it)."""
+    measurements = survey_measurements(survey, record)
+    added = [m for m in measurements if tuple(m["gemm_dims"][0]) not in held_out]
+    return dict(record, measurements=record["measurements"] + added, survey_convolutions=len(added),
+                survey_held_out=len(measurements) - len(added), survey_gpu=survey["gpu"])

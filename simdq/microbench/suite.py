@@ -16,6 +16,7 @@ from ..model.trace import FLOPS_PER_ELEMENT, NORM_FLOPS_PER_ELEMENT, SOFTMAX_FLO
 
 
 FLOAT_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32", "tf32": "float32"}
+FLOAT_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "tf32": 4}
 FP8_MAX = 448.0  # e4m3fn
 INT8_MAX = 127.0
 OPERANDS = {"fp8": OperandFormat("e4m3", "float", 8, True, 4, 8, -9), "int8": OperandFormat("int8", "int", 8)}
@@ -109,6 +110,14 @@ def _int8_epilogue(rows, cols, device):
     return _work_benchmark(dequantize_work("y", acc.numel(), 2), lambda: (acc * scale).to(torch.float16) + bias)
 
 
+def conv_shape(batch, c_in, c_out, size, kernel=3, stride=1) -> tuple:
+    """A square, zero-padded convolution as the device model sees it: its GEMM dimensions and the elements of its
+    input, weights and output."""
+    out_size = (size + 2 * (kernel // 2) - kernel) // stride + 1
+    elements = batch * c_in * size * size + c_out * c_in * kernel * kernel + batch * c_out * out_size * out_size
+    return ((1, batch * out_size * out_size, c_out, c_in * kernel * kernel),), elements
+
+
 def _conv(batch, c_in, c_out, size, kernel, precision, device, stride=1):
     import torch
     import torch.nn.functional as F
@@ -117,9 +126,7 @@ def _conv(batch, c_in, c_out, size, kernel, precision, device, stride=1):
     x = torch.randn(batch, c_in, size, size, device=device, dtype=dtype)
     w = torch.randn(c_out, c_in, kernel, kernel, device=device, dtype=dtype)
     bias = torch.randn(c_out, device=device, dtype=dtype)
-    out_size = (size + 2 * (kernel // 2) - kernel) // stride + 1
-    elements = batch * c_in * size * size + w.numel() + batch * c_out * out_size * out_size
-    dims = ((1, batch * out_size * out_size, c_out, c_in * kernel * kernel),)
+    dims, elements = conv_shape(batch, c_in, c_out, size, kernel, stride)
     # cuDNN runs a 1x1 convolution as a GEMM over the pixels, and picks other kernels for a strided one
     name = "pointwise" if kernel == 1 else "downsample" if stride > 1 else "conv"
     traffic = elements * x.element_size()

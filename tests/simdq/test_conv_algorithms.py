@@ -26,6 +26,9 @@ def test_kernels_are_named_by_the_algorithm_family_and_tile_cudnn_chose(name, fa
     assert survey.family(name) == family and survey.tile(name) == tile
 
 
+HEADER = {"format": survey.FORMAT, "gpu": "GPU", "torch": "t", "cudnn": 1, "rows": []}
+
+
 def _row(cin, cout, seconds, kernel):
     return {"precision": "fp32", "batch": 1, "in": cin, "out": cout, "size": 32, "seconds": seconds,
             "kernels": [["void cudnn::engines_precompiled::nchwToNhwcKernel<float>", 900.0, 1], [kernel, 100.0, 1]]}
@@ -37,8 +40,7 @@ def test_the_report_names_each_shapes_algorithm_and_lists_those_not_run_as_an_im
     rows = [_row(320, 320, 80e-6, fast), _row(640, 320, 160e-6, fast), _row(320, 640, 160e-6, fast),
             _row(640, 640, 3.2e-3, slow)]  # 1/10 of the others' throughput
     path = tmp_path / "survey.json"
-    path.write_text(json.dumps({"format": survey.FORMAT, "gpu": "GPU", "torch": "t", "cudnn": 1, "timing": "graphs",
-                                "rows": rows}))
+    path.write_text(json.dumps({**HEADER, "timing": "graphs", "rows": rows}))
     out = tmp_path / "survey.md"
     survey.report(path, out)
     text = out.read_text()
@@ -52,11 +54,11 @@ def test_the_report_names_each_shapes_algorithm_and_lists_those_not_run_as_an_im
 @pytest.mark.parametrize("content, message", [
     (json.dumps({"format": "simdq-kernel-census-1"}), "not a convolution survey"),
     ("{", "not a readable convolution survey"),
-    (json.dumps({"format": survey.FORMAT, "rows": [_row(320, 320, 8e-5, "k"), {"precision": "fp32"}]}),
-     "row 1 is malformed"),
-    (json.dumps({"format": survey.FORMAT, "rows": [dict(_row(320, 320, 8e-5, "k"), kernels=[["k", 1.0]])]}),
-     "row 0 is malformed"),
-    (json.dumps({"format": survey.FORMAT, "rows": [_row(320, 320, -1.0, "k")]}), "row 0 is malformed"),
+    (json.dumps({"format": survey.FORMAT, "rows": []}), "does not say what it ran on"),
+    (json.dumps({**HEADER, "cudnn": "9.19"}), "does not say what it ran on"),
+    (json.dumps({**HEADER, "rows": [_row(320, 320, 8e-5, "k"), {"precision": "fp32"}]}), "row 1 is malformed"),
+    (json.dumps({**HEADER, "rows": [dict(_row(320, 320, 8e-5, "k"), kernels=[["k", 1.0]])]}), "row 0 is malformed"),
+    (json.dumps({**HEADER, "rows": [_row(320, 320, -1.0, "k")]}), "row 0 is malformed"),
 ])
 def test_a_file_that_is_not_a_survey_gets_one_line_and_exit_code_2(tmp_path, capsys, content, message):
     path = tmp_path / "x.json"
@@ -78,7 +80,7 @@ def _fft_survey(truth, bandwidth):
                      "kernels": [["void fft2d_r2c_64x64<float>", 9.0, 2], [gemv, 5e3, kernels - 2]]})
     implicit = [["sm80_xmma_fprop_implicit_gemm_f32f32_tilesize32x32x8", 50.0, 1]]
     rows += [dict(rows[0], precision="tf32", kernels=implicit), dict(rows[1], out=448, kernels=implicit)]
-    return {"format": survey.FORMAT, "gpu": "GPU", "torch": "t", "cudnn": 91900, "rows": rows}
+    return {**HEADER, "cudnn": 91900, "rows": rows}
 
 
 def test_a_survey_records_every_fft_shape_and_fits_the_fft_class_only_on_those_not_held_out():
@@ -127,3 +129,111 @@ def test_hw_fit_with_a_survey_writes_a_device_that_prices_its_fft_convolutions(t
     err = capsys.readouterr().err.strip()
     assert "not a readable convolution survey" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "other.yaml").exists()
+
+
+def _implicit(precision, batch, cin, cout, size, seconds):
+    return {"precision": precision, "batch": batch, "in": cin, "out": cout, "size": size, "seconds": seconds,
+            "kernels": [["void cudnn::engines_precompiled::nchwToNhwcKernel<__half>", 3.0, 2],
+                        ["sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_tilesize128x64x32", 20.0, 1]]}
+
+
+def test_a_surveys_convolutions_that_did_not_run_as_an_fft_measure_the_records_conv_classes_held_out_apart():
+    from simdq.microbench import samples_of
+    from simdq.microbench.conv_algorithms import with_survey_convolutions
+
+    record = {"measurements": [
+        {"op_class": "conv_fp16", "precision": "fp16", "peak": 9.0e14, "kernels": 1, "gemm_dims": [[1, 64, 8, 72]],
+         "vector_flops": 0, "traffic_bytes": 100, "measured_s": 1e-5, "channels_first_bytes": 100},
+        {"op_class": "conv_fp32", "precision": "fp32", "peak": 6.0e13, "kernels": 1, "gemm_dims": [[1, 64, 8, 72]],
+         "vector_flops": 0, "traffic_bytes": 200, "measured_s": 2e-5, "channels_first_bytes": 200}]}
+    fft = dict(_implicit("fp32", 1, 640, 640, 32, 9e-3), kernels=[["void fft2d_r2c_64x64<float>", 9.0, 2]])
+    survey = {**HEADER, "rows": [_implicit("fp16", 2, 320, 640, 16, 40e-6), _implicit("fp16", 1, 448, 448, 32, 45e-6),
+                       _implicit("fp32", 1, 224, 320, 64, 300e-6), fft,
+                       _implicit("bf16", 1, 320, 320, 16, 30e-6)]}  # no conv_bf16 in the record: no peak
+    held = {(1, 1024, 448, 448 * 9)}
+    merged = with_survey_convolutions(record, survey, held)
+    assert merged["survey_convolutions"] == 2 and merged["survey_held_out"] == 1
+    assert merged["survey_gpu"] == "GPU"
+    added = samples_of(merged)[2:]
+    assert [(s.op_class, s.gemm_dims, s.measured_s, s.peak) for s in added] == [
+        ("conv_fp16", ((1, 2 * 16 * 16, 640, 320 * 9),), 40e-6, 9.0e14),
+        ("conv_fp32", ((1, 64 * 64, 320, 224 * 9),), 300e-6, 6.0e13)]
+    # input, weights and output, at the precision's element size, all NCHW (cuDNN transforms them)
+    assert added[0].traffic_bytes == 2 * (2 * 320 * 256 + 640 * 320 * 9 + 2 * 640 * 256)
+    assert added[1].traffic_bytes == added[1].channels_first_bytes == 4 * (224 * 4096 + 320 * 224 * 9 + 320 * 4096)
+    assert record["measurements"] == merged["measurements"][:2] and "survey_convolutions" not in record
+
+
+def test_hw_fit_with_a_survey_fits_the_conv_classes_on_its_convolutions_too(tmp_path, capsys):
+    import yaml
+
+    from hw_models import load_device
+    from hw_models.engines.calibrated import ClassParams
+    from hw_models.fit import predicted_seconds
+    from simdq.cli import main
+    from simdq.microbench import samples_of
+    from simdq.microbench.conv_algorithms import survey_measurements
+
+    full = json.loads((Path(__file__).resolve().parents[2] / "reports" / "gpu-microbenchmarks-h100.json").read_text())
+    micro = [m for m in full["measurements"] if m["op_class"] == "conv_fp16"][:4]
+    base = load_device("h100-sxm")
+    bandwidth, sms = base.primary.dram_bandwidth, full["sms"]
+    # the survey's convolutions run at under half the microbenchmarks' efficiency: a fit that counts them moves
+    truth = ClassParams(kernel_s=12e-6, efficiency=0.2, memory_efficiency=0.5, tile_m=64, tile_n=128)
+    ffts = _fft_survey(ClassParams(2.4e-6, 1.0, 0.2), bandwidth)
+    rows = [_implicit("fp16", b, cin, cout, size, 1.0) for b in (1, 2) for size in (16, 32, 64)
+            for cin, cout in ((224, 320), (640, 1280), (960, 448))]
+    as_measured = survey_measurements({"rows": rows}, {"measurements": micro})
+    times = predicted_seconds(truth, samples_of({"measurements": as_measured}), bandwidth, sms)
+    survey = dict(ffts, rows=ffts["rows"] + [dict(r, seconds=float(t)) for r, t in zip(rows, times)])
+    record, path, out = tmp_path / "record.json", tmp_path / "survey.json", tmp_path / "mine.yaml"
+    record.write_text(json.dumps(dict(full, measurements=micro)))
+    path.write_text(json.dumps(survey))
+    assert main(["hw", "fit", str(record), "-o", str(out), "--conv-algorithms", str(path)]) == 0
+    calibration = yaml.safe_load(out.read_text())["engines"]["gpu"]["calibration"]
+    fitted = calibration["classes"]["conv_fp16"]
+    assert fitted["samples"] == 4 + len(rows)
+    assert fitted["efficiency"] < 0.3  # the 18 survey rows outweigh the 4 microbenchmarks
+    assert "4 microbenchmarks and 18 convolutions of a cuDNN algorithm survey on GPU" in calibration["source"]
+    capsys.readouterr()
+    assert main(["hw", "fit", str(record), "-o", str(tmp_path / "plain.yaml")]) == 0
+    plain = yaml.safe_load((tmp_path / "plain.yaml").read_text())["engines"]["gpu"]["calibration"]
+    assert plain["classes"]["conv_fp16"]["samples"] == 4 and "survey" not in plain["source"]
+    assert plain["classes"]["conv_fp16"]["efficiency"] > 0.3
+
+
+def test_compare_counts_the_shapes_that_ran_the_same_kernel_and_how_far_their_times_moved(tmp_path):
+    first = {**HEADER, "date": "d1",
+             "rows": [_implicit("fp16", 1, 320, 320, 16, 10e-6), _implicit("fp16", 1, 640, 640, 16, 20e-6),
+                      _implicit("fp16", 2, 640, 640, 16, 40e-6)]}
+    second = dict(first, date="d2", rows=[dict(first["rows"][0], seconds=11e-6),
+                                          dict(first["rows"][1], seconds=17e-6,
+                                               kernels=[["void fft2d_r2c_32x32<__half>", 15.0, 2]])])
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(first))
+    b.write_text(json.dumps(second))
+    lines = survey.compare(a, b)
+    assert lines[1] == ("fp16: 2 shapes, the same kernel in 1; the second's times a median -2.5% off the first's "
+                        "(median |change| 12.5%, largest 15.0%)")
+    assert len(lines) == 2 and "(GPU, d1)" in lines[0] and "(GPU, d2)" in lines[0]
+
+
+def test_hw_crossval_with_a_survey_counts_its_convolutions_among_the_conv_classes_samples(tmp_path, capsys):
+    from simdq.cli import main
+
+    full = json.loads((Path(__file__).resolve().parents[2] / "reports" / "gpu-microbenchmarks-h100.json").read_text())
+    micro = [m for m in full["measurements"] if m["op_class"] == "conv_fp16"][:4]
+    record, path = tmp_path / "record.json", tmp_path / "survey.json"
+    record.write_text(json.dumps(dict(full, measurements=micro)))
+    rows = [_implicit("fp16", 1, cin, 320, 32, 1e-9 * cin) for cin in (224, 320, 448, 640, 960, 1280)]
+    path.write_text(json.dumps({**HEADER, "rows": rows}))
+
+    def conv_samples(*flags):
+        assert main(["hw", "crossval", str(record), "--folds", "2", *flags]) == 0
+        return next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("conv_fp16"))[1]
+
+    assert conv_samples() == "4" and conv_samples("--conv-algorithms", str(path)) == "10"
+    path.write_text(json.dumps({**HEADER, "rows": [{"precision": "fp16"}]}))
+    assert main(["hw", "crossval", str(record), "--conv-algorithms", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "row 0 is malformed" in err and len(err.splitlines()) == 1
