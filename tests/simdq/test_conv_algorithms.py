@@ -147,9 +147,10 @@ def test_a_surveys_convolutions_that_did_not_run_as_an_fft_measure_the_records_c
         {"op_class": "conv_fp32", "precision": "fp32", "peak": 6.0e13, "kernels": 1, "gemm_dims": [[1, 64, 8, 72]],
          "vector_flops": 0, "traffic_bytes": 200, "measured_s": 2e-5, "channels_first_bytes": 200}]}
     fft = dict(_implicit("fp32", 1, 640, 640, 32, 9e-3), kernels=[["void fft2d_r2c_64x64<float>", 9.0, 2]])
-    survey = {**HEADER, "rows": [_implicit("fp16", 2, 320, 640, 16, 40e-6), _implicit("fp16", 1, 448, 448, 32, 45e-6),
-                       _implicit("fp32", 1, 224, 320, 64, 300e-6), fft,
-                       _implicit("bf16", 1, 320, 320, 16, 30e-6)]}  # no conv_bf16 in the record: no peak
+    rows = [_implicit("fp16", 2, 320, 640, 16, 40e-6), _implicit("fp16", 1, 448, 448, 32, 45e-6),
+            _implicit("fp32", 1, 224, 320, 64, 300e-6), fft,
+            _implicit("bf16", 1, 320, 320, 16, 30e-6)]  # no conv_bf16 in the record: no peak
+    survey = {**HEADER, "rows": rows}
     held = {(1, 1024, 448, 448 * 9)}
     merged = with_survey_convolutions(record, survey, held)
     assert merged["survey_convolutions"] == 2 and merged["survey_held_out"] == 1
