@@ -116,7 +116,7 @@ def survey_measurements(survey: dict, record: dict) -> list:
     most, which the record's few convolutions of each precision sample thinly. A precision the record has no
     conv class of is left out: the record gives each class its compute peak."""
     peaks = {m["precision"]: m["peak"] for m in record["measurements"]
-             if m["op_class"].startswith("conv_") and m["precision"] in FLOAT_BYTES}
+             if m["op_class"].startswith("conv_") and m.get("precision") in FLOAT_BYTES}  # older records lack it
     measurements = []
     for row in survey["rows"]:
         precision = row["precision"]

@@ -145,7 +145,9 @@ def test_a_surveys_convolutions_that_did_not_run_as_an_fft_measure_the_records_c
         {"op_class": "conv_fp16", "precision": "fp16", "peak": 9.0e14, "kernels": 1, "gemm_dims": [[1, 64, 8, 72]],
          "vector_flops": 0, "traffic_bytes": 100, "measured_s": 1e-5, "channels_first_bytes": 100},
         {"op_class": "conv_fp32", "precision": "fp32", "peak": 6.0e13, "kernels": 1, "gemm_dims": [[1, 64, 8, 72]],
-         "vector_flops": 0, "traffic_bytes": 200, "measured_s": 2e-5, "channels_first_bytes": 200}]}
+         "vector_flops": 0, "traffic_bytes": 200, "measured_s": 2e-5, "channels_first_bytes": 200},
+        {"op_class": "conv_bf16", "peak": 9.0e14, "kernels": 1, "gemm_dims": [[1, 64, 8, 72]],  # a record from
+         "vector_flops": 0, "traffic_bytes": 100, "measured_s": 1e-5}]}  # before precisions: no peak to take
     fft = dict(_implicit("fp32", 1, 640, 640, 32, 9e-3), kernels=[["void fft2d_r2c_64x64<float>", 9.0, 2]])
     rows = [_implicit("fp16", 2, 320, 640, 16, 40e-6), _implicit("fp16", 1, 448, 448, 32, 45e-6),
             _implicit("fp32", 1, 224, 320, 64, 300e-6), fft,
@@ -155,14 +157,14 @@ def test_a_surveys_convolutions_that_did_not_run_as_an_fft_measure_the_records_c
     merged = with_survey_convolutions(record, survey, held)
     assert merged["survey_convolutions"] == 2 and merged["survey_held_out"] == 1
     assert merged["survey_gpu"] == "GPU"
-    added = samples_of(merged)[2:]
+    added = samples_of(merged)[3:]
     assert [(s.op_class, s.gemm_dims, s.measured_s, s.peak) for s in added] == [
         ("conv_fp16", ((1, 2 * 16 * 16, 640, 320 * 9),), 40e-6, 9.0e14),
         ("conv_fp32", ((1, 64 * 64, 320, 224 * 9),), 300e-6, 6.0e13)]
     # input, weights and output, at the precision's element size, all NCHW (cuDNN transforms them)
     assert added[0].traffic_bytes == 2 * (2 * 320 * 256 + 640 * 320 * 9 + 2 * 640 * 256)
     assert added[1].traffic_bytes == added[1].channels_first_bytes == 4 * (224 * 4096 + 320 * 224 * 9 + 320 * 4096)
-    assert record["measurements"] == merged["measurements"][:2] and "survey_convolutions" not in record
+    assert record["measurements"] == merged["measurements"][:3] and "survey_convolutions" not in record
 
 
 def test_hw_fit_with_a_survey_fits_the_conv_classes_on_its_convolutions_too(tmp_path, capsys):
