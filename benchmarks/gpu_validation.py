@@ -114,12 +114,16 @@ def _kernel_profile(device) -> dict:
     return profile
 
 
-def measure(out_dir: Path, device_name: str, quick: bool, only: str, energy_only: bool = False, run=None) -> None:
+def measure(out_dir: Path, device_name: str, quick: bool, only: str, energy_only: bool = False, run=None,
+            leave_free_gb=()) -> None:
+    """Each run of the plan (or `run` alone) timed and saved to OUT/measurements.json; with `leave_free_gb`, once
+    with each of those GB left free on the GPU beside the model (the rest taken), for cuDNN's workspace."""
     import torch
 
     from gpu_quantized import quantize_linears
     from simdq.microbench import energy_meter
     from simdq.microbench.energy import energy_calls
+    from simdq.microbench.gpu_memory import GB, leave_free
     from simdq.microbench.timing import capture, replay_seconds, tf32_mode
     from simdq.model.unets import build_unet
     from simdq.output import replacing
@@ -159,33 +163,38 @@ def measure(out_dir: Path, device_name: str, quick: bool, only: str, energy_only
             model = build_unet(preset_spec(preset), str(device)).to(dtype)
             for batch in batches:
                 inputs = _inputs(model, batch, device, dtype)
-                run = {"preset": preset, "precision": precision, "variant": variant, "batch": batch}
-                try:
-                    if variant != "plain" and batch == batches[0]:
-                        kept_fp16 = quantize_linears(model, variant, inputs)
-                    if variant != "plain":
-                        run["kept_in_model_precision"] = kept_fp16
-                    graph = capture(lambda: model(**inputs), device)
-                    run["forward_s"] = replay_seconds(graph)
-                    if meter is not None and batch in energy_batches:
-                        calls = energy_calls(run["forward_s"], meter.window())
-                        graph = graph if calls == graph.calls else capture(lambda: model(**inputs), device, calls)
-                        reading = meter.busy_power(graph.graph.replay, run["forward_s"] * calls)
-                        sustained_s = reading.sustained_replay_s / calls
-                        run.update(power_w=reading.watts, energy_j=reading.watts * sustained_s,
-                                   sustained_s=sustained_s, energy_window_s=reading.window_s,
-                                   sm_clock_mhz=reading.sm_clock_mhz, temperature_c=reading.temperature_c)
-                    del graph
-                    if batch in layer_batches:
-                        run["layers"] = _layer_times(model, inputs, device)
-                except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
-                    run["error"] = str(err).splitlines()[0]
-                data["runs"].append(run)
-                print(f"{preset} {precision} {variant} batch {batch}: "
-                      + (f"{run['forward_s'] * 1e3:.3f} ms" if "forward_s" in run else run.get("error", "?"))
-                      + (f", {run['energy_j']:.3f} J at {run['power_w']:.0f} W" if "energy_j" in run else ""),
-                      flush=True)
-                save()
+                for free_gb in leave_free_gb or (None,):
+                    taken = []  # memory held while this run is measured
+                    run = {"preset": preset, "precision": precision, "variant": variant, "batch": batch}
+                    if free_gb is not None:
+                        run["gpu_memory_free_gb"] = round(leave_free(free_gb * GB, taken, device) / GB, 3)
+                    try:
+                        if variant != "plain" and batch == batches[0]:
+                            kept_fp16 = quantize_linears(model, variant, inputs)
+                        if variant != "plain":
+                            run["kept_in_model_precision"] = kept_fp16
+                        graph = capture(lambda: model(**inputs), device)
+                        run["forward_s"] = replay_seconds(graph)
+                        if meter is not None and batch in energy_batches:
+                            calls = energy_calls(run["forward_s"], meter.window())
+                            graph = graph if calls == graph.calls else capture(lambda: model(**inputs), device, calls)
+                            reading = meter.busy_power(graph.graph.replay, run["forward_s"] * calls)
+                            sustained_s = reading.sustained_replay_s / calls
+                            run.update(power_w=reading.watts, energy_j=reading.watts * sustained_s,
+                                       sustained_s=sustained_s, energy_window_s=reading.window_s,
+                                       sm_clock_mhz=reading.sm_clock_mhz, temperature_c=reading.temperature_c)
+                        del graph
+                        if batch in layer_batches:
+                            run["layers"] = _layer_times(model, inputs, device)
+                    except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
+                        run["error"] = str(err).splitlines()[0]
+                    del taken
+                    data["runs"].append(run)
+                    print(f"{preset} {precision} {variant_label(run)} batch {batch}: "
+                          + (f"{run['forward_s'] * 1e3:.3f} ms" if "forward_s" in run else run.get("error", "?"))
+                          + (f", {run['energy_j']:.3f} J at {run['power_w']:.0f} W" if "energy_j" in run else ""),
+                          flush=True)
+                    save()
         model = inputs = None  # the next preset's model gets the memory
         if cuda:
             torch.cuda.empty_cache()
@@ -208,6 +217,8 @@ def run_config(run: dict, activation_quantization: str = "dynamic") -> dict:
     config = {"model": {"preset": run["preset"], "dtype": "fp32" if fp32 else run["precision"]},
               "input": {"batch": run["batch"]},
               "runtime": {"tf32": {"fp32": "none", "tf32": "all"}.get(run["precision"], "convolutions")}}
+    if "gpu_memory_free_gb" in run:
+        config["runtime"]["gpu_memory_free_gb"] = run["gpu_memory_free_gb"]
     if run["variant"] != "plain":
         kept = set(run.get("kept_in_model_precision", ()))
         names = [l.name for l in traced_layers(parse_config(config, "run")) if l.kind == "linear" and l.name not in kept]
@@ -248,11 +259,21 @@ def _checked_runs(data: dict, path: Path) -> list:
         for run in runs:
             if "forward_s" in run:
                 _ = (str(run["preset"]), str(run["precision"]), str(run["variant"]), int(run["batch"]),
-                     float(run["forward_s"]))
+                     float(run["forward_s"]), float(run.get("gpu_memory_free_gb", 0)))
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise MeasurementsError(f"{path}: not a measurements file of gpu_validation.py measure (a run is "
                                 f"malformed: {err!r})") from None
     return runs
+
+
+def variant_label(run: dict) -> str:
+    """A run's variant, with the GPU memory it left free where it left only some."""
+    free = run.get("gpu_memory_free_gb")
+    return run["variant"] + ("" if free is None else f", {free:.1f} GB free")
+
+
+def run_key(run: dict) -> tuple:
+    return run["preset"], run["precision"], variant_label(run), int(run["batch"])
 
 
 def first_of_each_run(runs: list) -> list:
@@ -261,7 +282,7 @@ def first_of_each_run(runs: list) -> list:
     device's time limit cut short, a batch timed layer by layer on its own)."""
     kept = {}
     for run in runs:
-        key = (run["preset"], run["precision"], run["variant"], int(run["batch"]))
+        key = run_key(run)
         if key not in kept:
             kept[key] = run
         elif "layers" in run and "layers" not in kept[key]:
@@ -339,11 +360,9 @@ def compare(first: Path, second: Path) -> list:
 
 def _compared(a: dict, b: dict, first: Path, second: Path) -> list:
     if "runs" in a and "runs" in b:
-        def key(run):
-            return run["preset"], run["precision"], run["variant"], int(run["batch"])
-        firsts = {key(run): run for run in _checked_runs(a, first) if "forward_s" in run}
-        pairs = {"forwards": [(firsts[key(run)], run) for run in _checked_runs(b, second)
-                              if "forward_s" in run and key(run) in firsts]}
+        firsts = {run_key(run): run for run in _checked_runs(a, first) if "forward_s" in run}
+        pairs = {"forwards": [(firsts[run_key(run)], run) for run in _checked_runs(b, second)
+                              if "forward_s" in run and run_key(run) in firsts]}
         time_field = "forward_s"
     elif "measurements" in a and "measurements" in b:
         firsts = {m["label"]: m for m in _checked_record(a, a, first)["measurements"]}
@@ -369,7 +388,7 @@ def _pct(value) -> str:
 
 
 def report(measurements_paths: list, output: Path, device_file: Path, samples_from: Path, base_name: str,
-           conv_algorithms: Path = None) -> None:
+           conv_algorithms: Path = None, fft_shapes: Path = None) -> None:
     import yaml
 
     from hw_models import load_device
@@ -386,6 +405,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     samples_path = samples_from or measurements_paths[0]
     samples = _read_json(samples_from, "microbenchmark record") if samples_from else data
     survey = read_survey(conv_algorithms) if conv_algorithms else None
+    fft_data = read_fft_shapes(fft_shapes) if fft_shapes else None
     validated = validated_gemm_shapes(runs)  # traces every model: once
     record, held = held_out(_checked_record(data, samples, samples_path), validated)
     base = load_device(base_name)
@@ -409,7 +429,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
         roof_layers, roof_total, roof_energy = _predict(roofline, run)
         error = cal_total / run["forward_s"] - 1
         errors.append(error)
-        label = f"{run['preset']} | {run['precision']} | {run['variant']} | {run['batch']}"
+        label = f"{run['preset']} | {run['precision']} | {variant_label(run)} | {run['batch']}"
         median = roof_median = None
         if run.get("layers"):
             measured = run["layers"]
@@ -440,6 +460,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
 
     within = sum(abs(e) <= FORWARD_GOAL for e in errors)
     surveyed, survey_held = record.get("survey_convolutions", 0), record.get("survey_held_out", 0)
+    as_fft = record.get("record_ran_as_fft", 0)
     fitted = len(record["measurements"]) - surveyed
     lines = [
         f"# GPU validation: the calibrated model vs a real {data['gpu']}",
@@ -450,13 +471,18 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
         f"Commands: on the GPU `simdq hw calibrate --base {base_name} -o FILE.yaml --record OUT/microbenchmarks.json` "
         "and `python benchmarks/gpu_validation.py measure -o OUT`"
         + (" and `python benchmarks/gpu_conv_algorithms.py measure -o OUT/survey.json`" if survey else "")
+        + (" and `python benchmarks/gpu_fft_workspace.py shapes OUT/survey.json -o OUT/fft-shapes.json`"
+           if fft_shapes else "")
         + ", then `python "
         f"benchmarks/gpu_validation.py report {measurements_path} --samples-from {samples_from or measurements_path} "
         f"--base {base_name}" + (f" --conv-algorithms {conv_algorithms}" if survey else "")
+        + (f" --fft-shapes {fft_shapes}" if fft_shapes else "")
         + f" -o {output}` (no GPU needed).",
         f"The calibrated model is fitted from {fitted} of the {fitted + held} microbenchmarks in {samples_path} (a "
-        f"grid of UNet-like shapes)" + (f" and {surveyed} of the survey's {surveyed + survey_held} convolutions that "
-                                        "cuDNN did not run as an FFT" if survey else "")
+        f"grid of UNet-like shapes" + (f"; {as_fft} more, which the survey saw run as an FFT, go to the FFT class"
+                                       if as_fft else "") + ")"
+        + (f" and {surveyed} of the survey's {surveyed + survey_held} convolutions that cuDNN did not run as an FFT"
+           if survey else "")
         + f": the {held}" + (f" and {survey_held}" if survey else "") + " that time a GEMM shape (batch, M, N, K) "
         "of a layer validated below are held out, so every number below is a prediction. "
         f"The fitted device, `{device_file.relative_to(Path(__file__).resolve().parents[1])}`, is this fit.",
@@ -498,7 +524,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
                   "| variant | batch | measured | fp16 measured | dynamic (predicted) | error | fused (predicted) |",
                   "|---|---|---|---|---|---|---|"]
         for run in quantized:
-            plain = next((r for r in runs if r["variant"] == "plain" and r["preset"] == run["preset"]
+            plain = next((r for r in runs if variant_label(r) == "plain" and r["preset"] == run["preset"]
                           and r["precision"] == run["precision"] and r["batch"] == run["batch"]), None)
             _, dynamic, _ = _predict(calibrated, run)
             _, fused, _ = _predict(calibrated, run, "fused")
@@ -506,6 +532,8 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
             lines.append(f"| {run['variant']} | {run['batch']} | {run['forward_s'] * 1e3:.3f} ms | "
                          f"{plain_ms} | {dynamic * 1e3:.3f} ms | "
                          f"{dynamic / run['forward_s'] - 1:+.1%} | {fused * 1e3:.3f} ms |")
+    if fft_data:
+        lines += fft_shape_lines(calibrated, fft_data, fft_shapes)
     classes = calibration["classes"]
     lines += ["", "## Fitted classes", "",
               "| class | kernel us | efficiency | memory efficiency | tile | split-K min | layout transforms "
@@ -531,6 +559,56 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     with replacing(device_file, "device file") as temporary:
         temporary.write_text(header + yaml.safe_dump(spec, sort_keys=False, width=120))
     print("\n".join(lines[:12]))
+
+
+def _conv_latency(device, row: dict, free_gb) -> float:
+    """The model's time for one 3x3 fp32 convolution of a gpu_fft_workspace.py row (TF32 off), with `free_gb`
+    free (None: the device's default)."""
+    from simdq.cli.estimate import run_estimate
+    from simdq.config import parse_config
+
+    layer = {"kind": "conv", "in_channels": row["in"], "out_channels": row["out"], "size": row["size"]}
+    config = {"model": {"layer": layer, "dtype": "fp32"}, "input": {"batch": row["batch"]},
+              "runtime": {"tf32": "none", "gpu_memory_free_gb": free_gb}}
+    estimate = run_estimate(parse_config(config, "FFT shape"), device)
+    return sum(r.device.latency_s for r in estimate.layers if r.device and r.layer.kind == "conv")
+
+
+def read_fft_shapes(path: Path) -> dict:
+    """A benchmarks/gpu_fft_workspace.py shapes file, each row with what fft_shape_lines reads, or one line."""
+    data = _read_json(path, "FFT shapes file")
+    try:
+        for row in data["rows"]:
+            _ = ([int(row[key]) for key in ("batch", "in", "out", "size")], float(row["workspace_bytes"]),
+                 float(row["free"]["seconds"]), float(row["below"]["seconds"]), float(row["below"]["free_bytes"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise MeasurementsError(f"{path}: not a gpu_fft_workspace.py shapes file (a row is malformed: {err!r})") \
+            from None
+    return data
+
+
+def fft_shape_lines(device, data: dict, path: Path) -> list:
+    """A section on the convolutions cuDNN runs as an FFT, each timed with its workspace free and with a little
+    less than it free (read_fft_shapes), beside the model's price of each."""
+    from hw_models.engines.calibrated import FftShape
+
+    lines = ["", "## FFT convolutions, with and without their workspace free", "",
+             f"{path}: on {data.get('gpu', '?')}, each convolution cuDNN ran as an FFT in the survey, timed with "
+             "all memory free and again with a little less free than its workspace (cuDNN then runs an implicit "
+             "GEMM). Predicted with `runtime.gpu_memory_free_gb` at what was free. The FFT times are the FFT "
+             "class's training data, except for validated layers' shapes; the fallback times were fitted on "
+             "nothing.", "",
+             "| batch | in | out | size | workspace measured | model | FFT measured | predicted | error | "
+             "without it: measured | predicted | error |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in data["rows"]:
+        workspace = FftShape(row["batch"], row["size"], row["in"], row["out"], 0).workspace_bytes
+        cells = []
+        for case, free_gb in (("free", None), ("below", row["below"]["free_bytes"] / 1e9)):
+            measured, predicted = row[case]["seconds"], _conv_latency(device, row, free_gb)
+            cells.append(f"{measured * 1e3:.3f} ms | {predicted * 1e3:.3f} ms | {predicted / measured - 1:+.1%}")
+        lines.append(f"| {row['batch']} | {row['in']} | {row['out']} | {row['size']}x{row['size']} | "
+                     f"{row['workspace_bytes'] / 1e9:.2f} GB | {workspace / 1e9:.2f} GB | {' | '.join(cells)} |")
+    return lines
 
 
 def _tile(p: dict) -> str:
@@ -599,8 +677,9 @@ NOTES = [
     "forwards 5-12% under at batch 1-4 (profiled at batch 2 and 4, reports/gpu-kernel-census-h100-misses.md: "
     "convolutions 8-11% under, 14% in fp32 at batch 1, and GroupNorm 7-17%). The 3x3 classes are now also "
     "fitted on the convolutions of a survey of cuDNN's kernels (see FFT convolutions below: 840 shapes at batch "
-    "1-2, 16x16 to 64x64, 224 to 1920 channels, in fp32, TF32, fp16 and bf16; the 197 of a validated layer's "
-    "shape held out). That took the H100's forwards from 32 to 36 of 36 within 10% (LDM-4 at batch 1-4: -5% to "
+    "1-2, 16x16 to 64x64, 224 to 1920 channels, in fp32, TF32, fp16 and bf16, and the suite's 26 fp32 ones, "
+    "which the record times itself; those of a validated layer's shape held out). That took the H100's "
+    "forwards from 32 to 36 of 36 within 10% (LDM-4 at batch 1-4: -5% to "
     "-12% before, -2.5% to -9% now), its per-layer medians from 15 to 18 of 18 within 15%, and the H200's forwards "
     "from 32 to 35. What it costs: fitted with the survey, the conv classes predict the suite's own "
     "convolutions less well, which are larger (`simdq hw crossval RECORD --against OTHER --conv-algorithms "
@@ -625,20 +704,40 @@ NOTES = [
     "then one GEMV per frequency bin (2,112 kernels of about 5 us): 7-17 ms each, about 30x an implicit GEMM "
     "(1280 channels into 640 at 32x32, twice the MACs, runs as one in 0.72 ms; "
     "reports/gpu-kernel-census-h100-misses.md). Which shapes cuDNN runs so follows no pattern a fit could learn "
-    "(benchmarks/gpu_conv_algorithms.py, reports/gpu-conv-algorithms-h100.md: over 210 fp32 "
-    "shapes on the H100, every 224- to 960-channel input into 640 channels at 32x32 and batch 1, none into 448 "
-    "or 1280, and three other shapes): the device file records them (`fft_convolutions`), and the `conv_fft_fp32` "
-    "class prices them as a time per kernel plus the frequency-domain weights (bins x Cin x Cout complex64) at "
-    "a fitted share of DRAM bandwidth, fitted on the survey's FFT shapes that no validated layer has (5 of 8); "
-    "their energy counts those weights four times through DRAM (the weight FFT writes them, a transpose reads "
-    "and writes them, the GEMVs read them), a count taken from the kernels, not fitted. Without it sd15 fp32 "
-    "came out at -66% on the H100 and -62% on the H200 (energy -69% and -72%). cuDNN takes the FFT only where "
-    "its workspace fits in the memory left free (13.9 GB for the 640-channel one; with 12 GB or less free it "
-    "runs as an implicit GEMM in 0.41 ms: benchmarks/gpu_fft_workspace.py, reports/gpu-fft-workspace-h100.json); "
-    "the survey and these forwards ran with the GPU's memory free. There is no H200 survey yet: "
-    "the H200's report is fitted on the H100's survey (the two GPUs time the suite's convolutions a median 0.2% "
-    "apart), its FFT class at the H200's bandwidth, which puts those convolutions 19-37% over the H200's own "
-    "per-layer times, hence sd15 fp32 at +25% there.",
+    "(benchmarks/gpu_conv_algorithms.py, reports/gpu-conv-algorithms-h100.md: of the grid's 210 fp32 shapes on "
+    "the H100, every 224- to 960-channel input into 640 channels at 32x32 and batch 1, none into 448 or 1280, "
+    "and three other shapes; of the suite's own 26 fp32 convolutions, which the survey profiles too, 640 into "
+    "640 channels at 16x16 and batch 4 and 720 into 240 at 16x16): the device file records them "
+    "(`fft_convolutions`, by batch and GEMM shape: 4 x 16 x 16 pixels make the same GEMM as 1 x 32 x 32), and the "
+    "`conv_fft_fp32` class prices them as a time per kernel plus the frequency-domain weights (bins x Cin x Cout "
+    "complex64) at a fitted share of DRAM bandwidth, fitted on the survey's FFT shapes whose GEMM shape no "
+    "validated layer has (6 of 10); their energy counts those weights four times through DRAM (the weight FFT "
+    "writes them, a transpose reads and writes them, the GEMVs read them), a count taken from the kernels, not "
+    "fitted. Without it sd15 fp32 came out at -66% on the H100 and -62% on the H200 (energy -69% and -72%). The "
+    "suite's batch-4 convolution timed 2.26 ms on both GPUs, 5x an implicit GEMM of its shape, and had been fitted "
+    "in the conv class; it now leaves that fit for the FFT class's, which moved the fp32 conv class (LDM-4 fp32 "
+    "at batch 1 went from -7.5% to -12%, at batch 8 from -2% to +7%).",
+    "- Memory left free: cuDNN takes an FFT only where its workspace can be allocated. The workspace is twice the "
+    "frequency-domain weights plus the input's and output's bins (13.9 GB for SD-1.5's 640-channel "
+    "convolution): within 0.6% of the memory one call added on the H100 for all ten FFT shapes (0.44 to 54.6 GB); "
+    "with 5% more than it free each ran as an FFT, with 5% less as an implicit GEMM (benchmarks/gpu_fft_workspace.py "
+    "shapes, reports/gpu-fft-shapes-h100.json, the table above; that fallback is priced by the conv class: within "
+    "18% but for the two at 16x16 and batch 1, 34% and 42% under). In a forward the FFTs also compete with each "
+    "other: PyTorch's allocator keeps each workspace cached, a later FFT reuses a cached block as large, and a "
+    "failed allocation releases none of them. SD-1.5 in fp32 with some memory taken (the 'GB free' rows above, "
+    "reports/gpu-measurements-h100-memory.json, `measure --run sd15:fp32:1 --leave-free-gb GB`): with 48 GB free "
+    "beside the model every FFT ran (133 ms); with 24 and 32 GB all but the 960->640 one (20.8 GB; 117 ms); with "
+    "20 GB or less none under CUDA graphs (54.5 ms), while timed layer by layer (eager, after the graph) the "
+    "320->640 one (6.9 GB) still ran with 16 and 20 GB free and the 640->640 ones (13.9 GB) did not. "
+    "`runtime.gpu_memory_free_gb` is the memory free beside the weights (by default the GPU's memory less the "
+    "weights, as the other forwards ran), and the model takes the FFT workspaces from it in forward order as the "
+    "allocator does (simdq.cost.estimate.CachedWorkspaces): 143, 128 and 59 ms, all seven within 10% (+7.7% to "
+    "+9.7%). What it misses: at 8 to 20 GB it still prices the 320->640 convolution as an FFT (8.5 ms; the graph "
+    "ran an implicit GEMM, 0.2 ms; what else took the memory is not known), and SD-1.5's larger fp32 3x3 "
+    "convolutions come out 25-30% over (per-layer medians 17-20% in these seven runs). "
+    "There is no H200 survey yet: the H200's report is fitted on the H100's survey (the two GPUs time the "
+    "suite's convolutions a median 0.2% apart), its FFT class at the H200's bandwidth, which puts SD-1.5's FFT "
+    "convolutions over the H200's own per-layer times, hence sd15 fp32 at +21% there.",
     "- Each GPU's record and its reports/gpu-measurements-*.json come from one call on one board (2026-12-06: "
     "calibrate, then the 36 forwards). The -repeat.json files hold the same 36 forwards from an earlier call "
     "(`gpu_validation.py compare REPEAT.json MEASUREMENTS.json`): "
@@ -673,6 +772,16 @@ NOTES = [
 ]
 
 
+def _gb_list(text: str) -> tuple:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(not 0 <= v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated GB (0 or more) expected, e.g. 16,8")
+    return values
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -683,6 +792,9 @@ def main(argv=None) -> int:
     m.add_argument("--only", metavar="PRESET", help="only this preset's rows of the plan")
     m.add_argument("--energy-only", action="store_true", help="only the runs whose energy the plan reads")
     m.add_argument("--run", metavar="PRESET:PRECISION:BATCH", help="one run, whole and layer by layer")
+    m.add_argument("--leave-free-gb", metavar="GB,GB", type=_gb_list, default=(),
+                   help="with --run: time it once with each of these GB left free beside the model (cuDNN runs an "
+                        "FFT convolution only where its workspace fits)")
     r = commands.add_parser("report")
     r.add_argument("measurements", type=Path, nargs="+",
                    help="measurements.json files of one GPU (a run in several is taken from the first)")
@@ -694,6 +806,9 @@ def main(argv=None) -> int:
     r.add_argument("--conv-algorithms", type=Path, metavar="SURVEY",
                    help="a benchmarks/gpu_conv_algorithms.py survey: the convolutions cuDNN runs as an FFT, the "
                         "FFT class's time, and its other convolutions as measurements of the conv classes")
+    r.add_argument("--fft-shapes", type=Path, metavar="FILE",
+                   help="a benchmarks/gpu_fft_workspace.py shapes file: the survey's FFT convolutions timed with "
+                        "their workspace free and not, set beside the model's price of each")
     c = commands.add_parser("compare", help="how a second measurements file or record differs from a first")
     c.add_argument("first", type=Path)
     c.add_argument("second", type=Path)
@@ -706,7 +821,9 @@ def main(argv=None) -> int:
             return 2
         return 0
     if args.command == "measure":
-        measure(args.out, args.device, args.quick, args.only, args.energy_only, args.run)
+        if args.leave_free_gb and not (args.run and args.device.startswith("cuda")):
+            parser.error("--leave-free-gb needs --run and a CUDA --device")
+        measure(args.out, args.device, args.quick, args.only, args.energy_only, args.run, args.leave_free_gb)
         return 0
     from hw_models.catalog import DEVICE_DIR, load_device
     from hw_models.device import DeviceFileError
@@ -714,7 +831,8 @@ def main(argv=None) -> int:
 
     try:
         device_file = DEVICE_DIR / f"{load_device(args.base).name}.yaml"
-        report(args.measurements, args.output, device_file, args.samples_from, args.base, args.conv_algorithms)
+        report(args.measurements, args.output, device_file, args.samples_from, args.base, args.conv_algorithms,
+               args.fft_shapes)
     except (MeasurementsError, DeviceFileError, SimdqError) as err:
         print(err, file=sys.stderr)
         return 2

@@ -36,6 +36,19 @@ class Device:
     def primary(self) -> EngineModel:
         return self.engines[self.order[0]]
 
+    @property
+    def memory_bytes(self):
+        """The DRAM capacity the device file gives (memory.dram.capacity), or None."""
+        return self.spec.get("memory", {}).get("dram", {}).get("capacity")
+
+    def workspace_bytes(self, layer: LayerWork) -> float:
+        """The workspace the engine that runs the layer asks for beside its operands (a cuDNN FFT's), else 0."""
+        for name in self.order:
+            engine = self.engines[name]
+            if engine.can_run(layer):
+                return engine.workspace_bytes(layer)
+        return 0.0
+
     def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
         for name in self.order:
             engine = self.engines[name]

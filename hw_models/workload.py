@@ -86,6 +86,9 @@ class LayerWork:
     # of a convolution's traffic: its operands stored channels-first (an NCHW input and the output it gets back,
     # OIHW weights), which a GPU's NHWC convolution kernels transform on every call
     channels_first_bytes: float = 0.0
+    # GPU memory free for a kernel's workspace while the layer runs (cuDNN takes an FFT only where its workspace fits)
+    free_memory_bytes: float = float("inf")
+    batch: int = 0  # a convolution's batch (0 where unknown): gemm_dims fold it into M with the pixels
 
     def __post_init__(self):
         if self.kind not in LAYER_KINDS:

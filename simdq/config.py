@@ -226,12 +226,18 @@ class RuntimeSection(_Strict):
     kernel reads the stored codes and converts them on the fly, as Marlin-style kernels do) or dequantize
     (the weights are converted to the activations' dtype and scaled by two eager kernels every forward, then
     a plain GEMM reads them at that width).
+    gpu_memory_free_gb: the GPU memory (GB, 1e9 bytes) left free while the UNet runs, beside its weights. With
+    TF32 off cuDNN runs some 3x3 fp32 convolutions as an FFT (on an H100 SD-1.5's 640-channel ones at 32x32,
+    about 30x slower than an implicit GEMM), but only where the FFT's workspace, twice its frequency-domain
+    weights (13.9 GB for 640 into 640 channels), can be allocated; else it runs an implicit GEMM. null: the
+    device's whole memory less the weights (nothing else on the GPU; activations, a few GB at most, ignored).
     """
 
     fused_attention: bool = True
     tf32: Literal[TF32_MODES] = "convolutions"
     activation_quantization: Literal[ACTIVATION_QUANTIZATION] = "fused"
     weight_only: Literal[WEIGHT_ONLY] = "mixed_input"
+    gpu_memory_free_gb: Optional[float] = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class EstimateConfig(_Strict):

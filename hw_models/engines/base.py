@@ -64,5 +64,9 @@ class EngineModel:
     def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
         raise NotImplementedError
 
+    def workspace_bytes(self, layer: LayerWork) -> float:
+        """Memory the layer's kernel asks for beside its operands, where that changes how it runs (none here)."""
+        return 0.0
+
     def describe(self) -> EngineDescription:
         raise NotImplementedError

@@ -15,7 +15,8 @@ Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
 A norm's time is divided by the share of SMs its rows occupy (GroupNorm runs one thread block per batch x group).
 A 3x3 fp32 convolution of a shape the file records as one cuDNN runs as an FFT (`fft_convolutions`) is priced by
 the `conv_fft_fp32` class instead: its kernels x kernel_s plus its frequency-domain weights at memory_efficiency x
-peak bandwidth (FftShape, fft_times).
+peak bandwidth (FftShape, fft_times); where its workspace exceeds the memory free (LayerWork.free_memory_bytes),
+cuDNN runs it as an implicit GEMM, priced by the conv class.
 The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions), `downsample_fp16` (strided
 convolutions; a file without either prices those as `conv`), `linear_int8`, `attention_bf16`, `norm`, `softmax`,
 `elementwise`, `memory` (concatenation), `resample` (nearest upsampling; a file without it prices it as `memory`),
@@ -103,6 +104,11 @@ class FftShape:
         return 1, self.batch * self.size ** 2, self.out_channels, self.in_channels * 9
 
     @property
+    def key(self) -> tuple:
+        """(batch, gemm_dims): what tells this shape from another of the same GEMM (LayerWork.batch, .gemm_dims)."""
+        return self.batch, self.gemm_dims
+
+    @property
     def frequency_bins(self) -> int:
         """Bins of the real 2-D FFT: the padded input (size + 2) rounded up to a power of two, times half of
         that plus one (cuDNN's fft2d_r2c_64x64 for a 32x32 input: 64 x 33 = 2,112, one GEMV each)."""
@@ -114,6 +120,14 @@ class FftShape:
         """The weights in the frequency domain, once (complex64, one Cout x Cin matrix per bin): what the weight
         FFT writes and each bin's GEMV reads; the class's memory efficiency absorbs the passes over them."""
         return float(self.frequency_bins * self.in_channels * self.out_channels * COMPLEX64_BYTES)
+
+    @property
+    def workspace_bytes(self) -> float:
+        """The memory cuDNN's FFT needs beside its operands: the frequency-domain weights twice (transformed, then
+        transposed) and the input's and output's bins. Within 0.6% of the peak memory one call added, over the ten
+        FFT shapes of reports/gpu-fft-shapes-h100.json (0.44 to 54.6 GB)."""
+        activations = self.batch * self.frequency_bins * (self.in_channels + self.out_channels) * COMPLEX64_BYTES
+        return 2 * self.traffic_bytes + activations
 
 
 def fft_times(shape: FftShape, params: ClassParams, bandwidth: float) -> tuple:
@@ -198,7 +212,8 @@ class CalibratedEngine(RooflineEngine):
         self.classes = classes
         self.sms = sms
         self.calibration_source = calibration_source
-        self.fft_shapes = {shape.gemm_dims: shape for shape in fft_shapes}
+        # keyed by batch too: 1x32x32 and 4x16x16 pixels make the same GEMM, but one FFT of 4x the bins
+        self.fft_shapes = {shape.key: shape for shape in fft_shapes}
 
     def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
         roofline = super().estimate_layer(layer)
@@ -207,8 +222,11 @@ class CalibratedEngine(RooflineEngine):
             return LayerEstimate(roofline.engine, None, "fused into the attention kernel (timed with it)",
                                  0.0, 0.0, 0.0, 0.0, "overhead", actions=roofline.actions)
         fft = self._fft_shape(layer, roofline.compute_precision)
-        if fft is not None:
+        if fft is not None and fft.workspace_bytes <= layer.free_memory_bytes:
             return self._fft_estimate(layer, roofline, fft)
+        if fft is not None:  # cuDNN falls back to the next algorithm it proposes: an implicit GEMM
+            roofline = replace(roofline, mapping=f"{roofline.mapping} (its FFT's {fft.workspace_bytes / 1e9:.1f} GB "
+                                                 "workspace not free)")
         family = layer.activation_format.family
         name = op_class(layer.kind, roofline.compute_precision, family, layer.window, layer.stride)
         params = (self._vector_params(name, layer.vector_dtype)
@@ -250,12 +268,21 @@ class CalibratedEngine(RooflineEngine):
             actions=self.actions(layer, roofline.compute_precision, extra, (params.tile_m, params.tile_n)),
         )
 
+    def workspace_bytes(self, layer: LayerWork) -> float:
+        """The workspace the layer's kernel asks for beside its operands: an FFT convolution's, else 0."""
+        if not layer.is_gemm:
+            return 0.0
+        precision = self.choose_precision(layer.weight_format or layer.activation_format, layer.activation_format,
+                                          layer.tf32)
+        fft = self._fft_shape(layer, precision)
+        return fft.workspace_bytes if fft is not None else 0.0
+
     def _fft_shape(self, layer: LayerWork, precision):
         """The recorded FFT shape this layer is (a 3x3, stride-1 convolution in full fp32), or None."""
         if (layer.kind != "conv" or precision != "fp32" or layer.window != 9 or layer.stride != 1
                 or FFT_CLASS not in self.classes):
             return None
-        return self.fft_shapes.get(tuple(layer.gemm_dims))
+        return self.fft_shapes.get((layer.batch, tuple(layer.gemm_dims)))
 
     def _fft_estimate(self, layer: LayerWork, roofline: LayerEstimate, shape: FftShape) -> LayerEstimate:
         params = self.classes[FFT_CLASS]

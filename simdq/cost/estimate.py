@@ -85,6 +85,36 @@ def _channels_first_bytes(layer: Layer, cost) -> float:
             + (cost.read_bytes + cost.write_bytes if activation != "channels_last" else 0.0))
 
 
+def free_memory_bytes(runtime, device, results) -> float:
+    """runtime.gpu_memory_free_gb in bytes; where it is null, the device's memory less the weights of `results`
+    (unbounded where the device file gives no capacity)."""
+    if runtime.gpu_memory_free_gb is not None:
+        return runtime.gpu_memory_free_gb * 1e9
+    capacity = device.memory_bytes
+    return float("inf") if capacity is None else max(0.0, capacity - sum(r.cost.weight_bytes for r in results))
+
+
+class CachedWorkspaces:
+    """The FFT workspaces PyTorch's caching allocator holds through a forward: a workspace stays cached once
+    freed, a later FFT reuses a cached block as large, and a failed allocation releases none of them. So each FFT
+    finds the memory left free less what earlier FFTs of other sizes cached (on an H100, SD-1.5 in fp32 with 20
+    GB free ran its 320->640 FFT, 6.9 GB, and then not its 640->640 ones, 13.9 GB, which alone would fit;
+    reports/gpu-validation-h100.md)."""
+
+    def __init__(self, free_bytes: float):
+        self.free_bytes = free_bytes
+        self.blocks = []
+
+    def free_for(self, workspace: float) -> float:
+        """The memory free for a layer asking for `workspace` bytes (0: none), its block kept if it fits."""
+        if not workspace or any(block >= workspace for block in self.blocks):
+            return self.free_bytes
+        available = self.free_bytes - sum(self.blocks)
+        if workspace <= available:
+            self.blocks.append(workspace)
+        return available
+
+
 def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
     layer, scheme, cost = result.layer, result.scheme, result.cost
     if layer.kind == "unused":
@@ -108,6 +138,7 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
         relayout_kernels=layer.relayout_kernels, relayout_bytes=layer.relayout * element_bytes,
         strided_kernels=layer.strided_kernels, strided_bytes=layer.strided * element_bytes,
         fused_attention=layer.fused_attention, channels_first_bytes=_channels_first_bytes(layer, cost),
+        batch=layer.input_shape[0] if layer.kind == "conv" and len(layer.input_shape) == 4 else 0,
     )
 
 
@@ -161,10 +192,12 @@ def cost_layers(layers, schemes, config: EstimateConfig, convention: str, device
     for layer, scheme in zip(layers, schemes):
         cost = layer_cost(layer, scheme, config.quant, model_format, scale_bits, convention)
         results.append(LayerResult(layer, scheme, cost, None))
+    workspaces = CachedWorkspaces(free_memory_bytes(runtime, device, results))
     for result in results:
         work = layer_work(result, config.model.dtype, tf32_kinds(runtime))
         if work is None:
             continue
+        work = replace(work, free_memory_bytes=workspaces.free_for(device.workspace_bytes(work)))
         dequantized = _dequantized_weights(result, work, model_format.bits // 8) \
             if runtime.weight_only == "dequantize" else None
         if dequantized:
@@ -211,7 +244,7 @@ def uncounted_of(results: list, convention: str) -> dict:
 
 def baseline_totals(layers: list, config: EstimateConfig, convention: str, device) -> dict:
     """Totals of the traced `layers` with every layer at the model's precision: they depend on the layers, the
-    model dtype, the convention, runtime.tf32 and the device, never on config.quant (a sweep prices them once
+    model dtype, the convention, the runtime section and the device, never on config.quant (a sweep prices them once
     per device)."""
     full = quant_format(config.model.dtype)
     unquantized = [LayerScheme(full if layer.is_weight_layer else None, full) for layer in layers]

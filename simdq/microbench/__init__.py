@@ -125,7 +125,8 @@ def calibrated_spec(base, record: dict, name: str) -> dict:
     import copy
 
     samples = samples_of(record)
-    surveyed = record.get("survey_convolutions", 0)  # simdq.microbench.conv_algorithms.with_survey_convolutions
+    # simdq.microbench.conv_algorithms.with_survey_convolutions
+    surveyed, as_fft = record.get("survey_convolutions", 0), record.get("record_ran_as_fft", 0)
     fits = fit_classes(samples, base.primary.dram_bandwidth, record["sms"])
     spec = copy.deepcopy(base.spec)
     spec["name"] = name
@@ -140,7 +141,8 @@ def calibrated_spec(base, record: dict, name: str) -> dict:
                    f"{len(samples) - surveyed} microbenchmarks" + (f" and {surveyed} convolutions of a cuDNN "
                                                                     f"algorithm survey on {record['survey_gpu']}"
                                                                     if surveyed else "")
-                   + " under CUDA graphs"),
+                   + " under CUDA graphs" + (f"; {as_fft} more microbenchmarks, which the survey saw run as an FFT, "
+                                             "go to the FFT class" if as_fft else "")),
         "sms": record["sms"],
         "classes": {
             op_class: {

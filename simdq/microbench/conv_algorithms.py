@@ -19,6 +19,8 @@ from ..errors import SimdqError
 from .suite import FLOAT_BYTES, conv_shape, tf32_flag
 
 FORMAT = "simdq-conv-algorithms-1"
+# cuDNN's heuristics pick an FFT only with TF32 off (no TF32, fp16 or bf16 convolution of the survey ran as one)
+FFT_PRECISION = "fp32"
 # first match wins: kernel name pattern -> algorithm family
 FAMILIES = ((r"winograd", "winograd"), (r"fft|gemvx|region_transform|flip_filter", "fft"),
             (r"implicit_convolve_sgemm|explicit_convolve", "direct"),
@@ -78,7 +80,7 @@ def fft_rows(survey: dict) -> list:
     return [(FftShape(row["batch"], row["size"], row["in"], row["out"], sum(k[2] for k in row["kernels"])),
              row["seconds"])
             for row in survey["rows"]
-            if row["precision"] == "fp32" and ran_as_fft(row)]
+            if row["precision"] == FFT_PRECISION and ran_as_fft(row)]
 
 
 def fft_calibration(survey: dict, where: str, bandwidth: float, sms: int, held_out: set = frozenset()) -> tuple:
@@ -114,15 +116,17 @@ def survey_measurements(survey: dict, record: dict) -> list:
     as simdq.microbench.suite describes the convolutions it times alike (NCHW, a bias, padding 1). Its grid (batch
     1-2, 16x16 to 64x64, 224 to 1920 channels) is where cuDNN's choice of kernel scatters a convolution's time
     most, which the record's few convolutions of each precision sample thinly. A precision the record has no
-    conv class of is left out: the record gives each class its compute peak."""
+    conv class of is left out: the record gives each class its compute peak; so is a shape the record times
+    itself in that class (the survey also profiles the suite's own fp32 convolutions, for their algorithm)."""
     peaks = {m["precision"]: m["peak"] for m in record["measurements"]
              if m["op_class"].startswith("conv_") and m.get("precision") in FLOAT_BYTES}  # older records lack it
+    recorded = {(m["op_class"], tuple(m["gemm_dims"][0])) for m in record["measurements"] if m["gemm_dims"]}
     measurements = []
     for row in survey["rows"]:
         precision = row["precision"]
-        if precision not in peaks or ran_as_fft(row):
-            continue
         dims, elements = conv_shape(row["batch"], row["in"], row["out"], row["size"])
+        if precision not in peaks or ran_as_fft(row) or (f"conv_{precision}", dims[0]) in recorded:
+            continue
         traffic = elements * FLOAT_BYTES[precision]
         measurements.append({
             "label": f"survey conv_{precision} {row['batch']}x{row['in']}->{row['out']} {row['size']}x{row['size']}",
@@ -133,11 +137,22 @@ def survey_measurements(survey: dict, record: dict) -> list:
     return measurements
 
 
+def fft_gemm_shapes(survey: dict) -> set:
+    """The GEMM shapes of the survey's convolutions that cuDNN ran as an FFT (all in full fp32)."""
+    return {shape.gemm_dims for shape, _ in fft_rows(survey)}
+
+
 def with_survey_convolutions(record: dict, survey: dict, held_out: set = frozenset()) -> dict:
     """The record, its conv classes measured by the survey's convolutions too, less those of a GEMM shape in
-    `held_out` (the validated layers'); `survey_convolutions` and `survey_held_out` say how many of each, and
+    `held_out` (the validated layers'), and less its own fp32 3x3 convolutions that the survey saw cuDNN run as
+    an FFT (the FFT class prices those: fft_calibration). `survey_convolutions` and `survey_held_out` say how
+    many of the survey's were added and held out, `record_ran_as_fft` how many of the record's were dropped, and
     `survey_gpu` which GPU the survey timed (a survey as check_survey passes it)."""
+    ffts = fft_gemm_shapes(survey)
+    kept = [m for m in record["measurements"] if not (
+        m["op_class"] == f"conv_{FFT_PRECISION}" and m["gemm_dims"] and tuple(m["gemm_dims"][0]) in ffts)]
     measurements = survey_measurements(survey, record)
     added = [m for m in measurements if tuple(m["gemm_dims"][0]) not in held_out]
-    return dict(record, measurements=record["measurements"] + added, survey_convolutions=len(added),
-                survey_held_out=len(measurements) - len(added), survey_gpu=survey["gpu"])
+    return dict(record, measurements=kept + added, survey_convolutions=len(added),
+                survey_held_out=len(measurements) - len(added), survey_gpu=survey["gpu"],
+                record_ran_as_fft=len(record["measurements"]) - len(kept))

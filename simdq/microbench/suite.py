@@ -223,6 +223,17 @@ def _norm(batch, channels, size, dtype, device):
                      lambda: F.group_norm(x, 32, w, b), parallel_rows=batch * 32)
 
 
+# (batch, input channels, output channels, square size) of the suite's 3x3 convolutions: channel counts off the
+# powers of two too (odd multiples of 32), which cuDNN tiles less evenly, and batch 1, where cuDNN's fixed costs
+# (layout transforms, a bias add) are most of a convolution
+CONVOLUTIONS = ((2, 128, 128, 64), (2, 256, 256, 32), (4, 320, 320, 32), (2, 320, 640, 32), (4, 640, 640, 16),
+                (2, 1280, 1280, 8), (4, 512, 512, 16), (2, 640, 1280, 16), (4, 1280, 1280, 16), (2, 256, 512, 64),
+                (4, 160, 160, 64), (2, 352, 352, 32), (4, 544, 544, 16), (2, 800, 800, 8), (2, 288, 576, 32),
+                (1, 192, 192, 64), (1, 288, 288, 64), (1, 384, 384, 32), (1, 576, 576, 16), (1, 768, 768, 8),
+                (1, 96, 192, 64), (1, 96, 96, 32), (1, 160, 160, 16), (1, 320, 320, 4), (1, 480, 160, 32),
+                (1, 720, 240, 16))
+
+
 def default_suite(device, quick: bool = False) -> list:
     """UNet-like shapes (not any preset's) for every op class simdq's layers map to, at every precision the
     device runs: on a GPU fp16, bf16, fp32 with TF32 off (fp32) and on (tf32), and for linears int8 and FP8
@@ -235,14 +246,7 @@ def default_suite(device, quick: bool = False) -> list:
     floats = ("fp16", "bf16", "fp32", "tf32") if cuda else ("fp32",)
     integers = ("int8", "fp8") if cuda and torch.cuda.get_device_capability(device) >= (8, 9) else ("int8",)
     suite = [_linear(m, n, k, p, device) for p in floats + (integers if cuda else ()) for m in rows for n, k in shapes]
-    # channel counts off the powers of two too (odd multiples of 32), which cuDNN tiles less evenly
-    # at batch 1 too, where cuDNN's fixed costs (layout transforms, a bias add) are most of a convolution
-    convs = ((2, 128, 128, 64), (2, 256, 256, 32), (4, 320, 320, 32), (2, 320, 640, 32), (4, 640, 640, 16),
-             (2, 1280, 1280, 8), (4, 512, 512, 16), (2, 640, 1280, 16), (4, 1280, 1280, 16), (2, 256, 512, 64),
-             (4, 160, 160, 64), (2, 352, 352, 32), (4, 544, 544, 16), (2, 800, 800, 8), (2, 288, 576, 32),
-             (1, 192, 192, 64), (1, 288, 288, 64), (1, 384, 384, 32), (1, 576, 576, 16), (1, 768, 768, 8),
-             (1, 96, 192, 64), (1, 96, 96, 32), (1, 160, 160, 16), (1, 320, 320, 4), (1, 480, 160, 32),
-             (1, 720, 240, 16))
+    convs = CONVOLUTIONS
     # the stride-2 convolutions of downsampling blocks (their own class, `downsample`)
     downsampling = ((1, 160, 160, 64), (1, 320, 320, 32), (2, 512, 512, 16), (4, 96, 96, 128), (2, 288, 288, 32),
                     (1, 640, 640, 16), (8, 96, 96, 32), (1, 352, 352, 64))

@@ -80,7 +80,8 @@ def _device(point):
     return device
 
 
-# full-precision totals per (trace, device, dtype, convention): the same for every scheme, priced once per process
+# full-precision totals per (trace, device, dtype, convention, runtime): the same for every scheme, priced once
+# per process
 _BASELINES: dict = {}
 _BASELINES_KEPT = 256
 
@@ -92,7 +93,8 @@ def estimate_row(point, layers) -> dict:
 
     config = parse_config(json.loads(point.config_json), f"sweep point {point.key}")
     device = _device(point.device)
-    reference = (point.trace.key, point.device, config.model.dtype, config.convention, config.runtime.tf32)
+    reference = (point.trace.key, point.device, config.model.dtype, config.convention,
+                 config.runtime.model_dump_json())
     if reference not in _BASELINES:
         if len(_BASELINES) >= _BASELINES_KEPT:
             _BASELINES.pop(next(iter(_BASELINES)))

@@ -1,5 +1,6 @@
 """The calibrated GPU model: wave arithmetic, the fit, the device file, and `simdq hw calibrate` end to end."""
 
+import json
 from dataclasses import replace
 from math import ceil
 
@@ -263,24 +264,31 @@ def _fft_conv(batch, size, cin, cout, precision="fp32", stride=1):
     pixels = batch * (size // stride) ** 2
     return LayerWork("c", "conv", pixels * cout * cin * 9, 0, 4.0 * cout * cin * 9, 4.0 * batch * size ** 2 * cin,
                      4.0 * pixels * cout, 1, FP32, FP32, "fp32", (1, pixels, cout, cin * 9),
-                     tf32=precision == "tf32", window=9, stride=stride)
+                     tf32=precision == "tf32", window=9, stride=stride, batch=batch)
+
+
+def _without_fft(calibration):
+    from hw_models.engines.calibrated import FFT_CLASS
+
+    calibration["classes"].pop(FFT_CLASS, None)
+    calibration.pop("fft_convolutions", None)
+
+
+def _one_fft_shape(calibration):
+    """The FFT class, and SD-1.5's 640-channel convolution at 32x32 as the one shape cuDNN runs as an FFT."""
+    from hw_models.engines.calibrated import FFT_CLASS
+
+    _without_fft(calibration)
+    calibration["classes"][FFT_CLASS] = {"kernel_s": 2e-6, "efficiency": 1.0, "memory_efficiency": 0.25}
+    calibration["fft_convolutions"] = {"source": "a survey", "shapes": [
+        {"batch": 1, "size": 32, "in_channels": 640, "out_channels": 640, "kernels": 2120}]}
 
 
 def test_a_convolution_cudnn_runs_as_an_fft_is_priced_by_the_fft_class_and_no_other(tmp_path):
     from hw_models.engines.calibrated import FFT_CLASS, FftShape
 
-    def without_fft(calibration):
-        calibration["classes"].pop(FFT_CLASS, None)
-        calibration.pop("fft_convolutions", None)
-
-    def mutate(calibration):
-        without_fft(calibration)
-        calibration["classes"][FFT_CLASS] = {"kernel_s": 2e-6, "efficiency": 1.0, "memory_efficiency": 0.25}
-        calibration["fft_convolutions"] = {"source": "a survey", "shapes": [
-            {"batch": 1, "size": 32, "in_channels": 640, "out_channels": 640, "kernels": 2120}]}
-
-    device = load_device(_calibrated_file(tmp_path, mutate, "fft"))
-    plain = load_device(_calibrated_file(tmp_path, without_fft, "plain"))
+    device = load_device(_calibrated_file(tmp_path, _one_fft_shape, "fft"))
+    plain = load_device(_calibrated_file(tmp_path, _without_fft, "plain"))
     fft = device.estimate_layer(_fft_conv(1, 32, 640, 640))
     # 32x32 padded to 34, FFT of 64 x 64: 64 x 33 bins, one 640 x 640 complex64 matrix each
     assert FftShape(1, 32, 640, 640, 2120).frequency_bins == 64 * 33
@@ -293,11 +301,42 @@ def test_a_convolution_cudnn_runs_as_an_fft_is_priced_by_the_fft_class_and_no_ot
     assert (fft.actions.kernels, fft.actions.transform_bytes) == (2120, 0.0)
     assert fft.latency_s > 10 * plain.estimate_layer(_fft_conv(1, 32, 640, 640)).latency_s
     # any other shape, TF32, a strided convolution, or a file without the FFT class: the implicit-GEMM classes
+    # 4 x 16 x 16 pixels make the same GEMM as 1 x 32 x 32, but not the recorded FFT
+    assert _fft_conv(4, 16, 640, 640).gemm_dims == layer.gemm_dims
     for layer in (_fft_conv(1, 32, 640, 448), _fft_conv(2, 32, 640, 640), _fft_conv(1, 32, 640, 640, "tf32"),
-                  _fft_conv(1, 64, 640, 640, stride=2)):
+                  _fft_conv(1, 64, 640, 640, stride=2), _fft_conv(4, 16, 640, 640)):
         assert device.estimate_layer(layer).latency_s == plain.estimate_layer(layer).latency_s
-    shapes_only = load_device(_calibrated_file(tmp_path, lambda c: (mutate(c), c["classes"].pop(FFT_CLASS)), "shapes"))
+    shapes_only = load_device(_calibrated_file(tmp_path, lambda c: (_one_fft_shape(c), c["classes"].pop(FFT_CLASS)),
+                                               "shapes"))
     assert shapes_only.estimate_layer(layer).latency_s == plain.estimate_layer(layer).latency_s
+
+
+def test_an_fft_convolution_whose_workspace_is_not_free_is_priced_as_the_implicit_gemm_cudnn_falls_back_to(tmp_path):
+    from hw_models.engines.calibrated import FftShape
+
+    device = load_device(_calibrated_file(tmp_path, _one_fft_shape, "fft"))
+    plain = load_device(_calibrated_file(tmp_path, _without_fft, "plain"))
+    workspace = FftShape(1, 32, 640, 640, 2120).workspace_bytes
+    layer = _fft_conv(1, 32, 640, 640)
+    as_gemm = plain.estimate_layer(layer)
+    fits = device.estimate_layer(replace(layer, free_memory_bytes=workspace))
+    assert fits.mapping.endswith("[calibrated: cuDNN FFT]") and fits.latency_s > 10 * as_gemm.latency_s
+    short = device.estimate_layer(replace(layer, free_memory_bytes=workspace - 1))
+    assert short.latency_s == as_gemm.latency_s and short.energy_j == as_gemm.energy_j
+    assert f"its FFT's {workspace / 1e9:.1f} GB workspace not free" in short.mapping
+
+
+def test_the_fft_workspace_is_what_cudnn_added_on_the_gpu_for_every_fft_shape_measured():
+    from hw_models.engines.calibrated import FftShape
+
+    measured = json.loads((DEVICE_DIR.parents[1] / "reports" / "gpu-fft-shapes-h100.json").read_text())
+    assert len(measured["rows"]) >= 10
+    for row in measured["rows"]:
+        shape = FftShape(row["batch"], row["size"], row["in"], row["out"], 0)
+        assert shape.workspace_bytes == pytest.approx(row["workspace_bytes"], rel=0.01)
+        # and cuDNN ran it as an FFT with a little more than that free, not with a little less
+        assert row["above"]["ran_as_fft"] and not row["below"]["ran_as_fft"]
+        assert row["below"]["free_bytes"] < shape.workspace_bytes < row["above"]["free_bytes"]
 
 
 def test_hw_calibrate_end_to_end_on_cpu(tmp_path, capsys):

@@ -51,6 +51,16 @@ def test_the_report_names_each_shapes_algorithm_and_lists_those_not_run_as_an_im
     assert table[0][5].strip() == f"{macs / 80e-6 / 1e12:.1f}"
 
 
+def test_an_fft_whose_longest_kernel_is_a_batched_gemm_over_the_bins_is_reported_as_an_fft(tmp_path):
+    fft = dict(_row(640, 640, 2.3e-3, "void fft2d_r2c_32x32<float>"), batch=4, size=16)
+    fft["kernels"].append(["sm80_xmma_gemm_cf32cf32_cf32f32_f32_nn_n_tilesize32x64x8", 1800.0, 1])
+    path, out = tmp_path / "survey.json", tmp_path / "survey.md"
+    path.write_text(json.dumps({**HEADER, "timing": "graphs", "rows": [fft]}))
+    survey.report(path, out)
+    (cells,) = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| 4 |")]
+    assert cells[6].strip() == "fft" and survey.family(survey.main_kernel(fft)) == "GEMM"
+
+
 @pytest.mark.parametrize("content, message", [
     (json.dumps({"format": "simdq-kernel-census-1"}), "not a convolution survey"),
     ("{", "not a readable convolution survey"),
@@ -113,8 +123,10 @@ def test_hw_fit_with_a_survey_writes_a_device_that_prices_its_fft_convolutions(t
     # one class of the H100's record: the FFT class is what the test is about, and the whole record takes 20 s
     full = json.loads((Path(__file__).resolve().parents[2] / "reports" / "gpu-microbenchmarks-h100.json").read_text())
     record = tmp_path / "record.json"
-    record.write_text(json.dumps(dict(full, measurements=[m for m in full["measurements"]
-                                                          if m["op_class"] == "linear_fp16"])))
+    # and its fp32 convolution of the GEMM shape the survey saw run as an FFT (4 x 16 x 16 pixels there)
+    record.write_text(json.dumps(dict(full, measurements=[
+        m for m in full["measurements"] if m["op_class"] == "linear_fp16"
+        or (m["op_class"] == "conv_fp32" and m["gemm_dims"] == [[1, 1024, 640, 640 * 9]])])))
     path = tmp_path / "survey.json"
     bandwidth = load_device("h100-sxm").primary.dram_bandwidth
     path.write_text(json.dumps(_fft_survey(ClassParams(2.4e-6, 1.0, 0.2), bandwidth)))
@@ -122,8 +134,11 @@ def test_hw_fit_with_a_survey_writes_a_device_that_prices_its_fft_convolutions(t
     assert main(["hw", "fit", str(record), "-o", str(out), "--conv-algorithms", str(path)]) == 0
     assert "conv_fft_fp32" in capsys.readouterr().out
     device = load_device(str(out))
-    assert set(device.primary.fft_shapes) == {(1, 1024, 640, 224 * 9), (1, 1024, 640, 448 * 9),
-                                              (1, 1024, 640, 640 * 9), (1, 256, 224, 224 * 9)}
+    assert "conv_fp32" not in device.primary.classes
+    assert "1 more microbenchmarks, which the survey saw run as an FFT, go to the FFT class" in \
+        device.primary.calibration_source
+    assert set(device.primary.fft_shapes) == {(1, (1, 1024, 640, 224 * 9)), (1, (1, 1024, 640, 448 * 9)),
+                                              (1, (1, 1024, 640, 640 * 9)), (1, (1, 256, 224, 224 * 9))}
     path.write_text("{")
     assert main(["hw", "fit", str(record), "-o", str(tmp_path / "other.yaml"), "--conv-algorithms", str(path)]) == 2
     err = capsys.readouterr().err.strip()
@@ -147,24 +162,32 @@ def test_a_surveys_convolutions_that_did_not_run_as_an_fft_measure_the_records_c
         {"op_class": "conv_fp32", "precision": "fp32", "peak": 6.0e13, "kernels": 1, "gemm_dims": [[1, 64, 8, 72]],
          "vector_flops": 0, "traffic_bytes": 200, "measured_s": 2e-5, "channels_first_bytes": 200},
         {"op_class": "conv_bf16", "peak": 9.0e14, "kernels": 1, "gemm_dims": [[1, 64, 8, 72]],  # a record from
-         "vector_flops": 0, "traffic_bytes": 100, "measured_s": 1e-5}]}  # before precisions: no peak to take
+         "vector_flops": 0, "traffic_bytes": 100, "measured_s": 1e-5},  # before precisions: no peak to take
+        {"op_class": "conv_fp32", "precision": "fp32", "peak": 6.0e13, "kernels": 1,  # the survey's FFT shape
+         "gemm_dims": [[1, 1024, 640, 640 * 9]], "vector_flops": 0, "traffic_bytes": 200, "measured_s": 9e-3},
+        {"op_class": "norm", "precision": "", "peak": 6.0e13, "kernels": 1, "gemm_dims": [], "vector_flops": 8,
+         "traffic_bytes": 200, "measured_s": 9e-6}]}
     fft = dict(_implicit("fp32", 1, 640, 640, 32, 9e-3), kernels=[["void fft2d_r2c_64x64<float>", 9.0, 2]])
     rows = [_implicit("fp16", 2, 320, 640, 16, 40e-6), _implicit("fp16", 1, 448, 448, 32, 45e-6),
             _implicit("fp32", 1, 224, 320, 64, 300e-6), fft,
+            _implicit("fp16", 1, 8, 8, 8, 2e-5),  # the record times this shape itself
             _implicit("bf16", 1, 320, 320, 16, 30e-6)]  # no conv_bf16 in the record: no peak
     survey = {**HEADER, "rows": rows}
     held = {(1, 1024, 448, 448 * 9)}
     merged = with_survey_convolutions(record, survey, held)
     assert merged["survey_convolutions"] == 2 and merged["survey_held_out"] == 1
-    assert merged["survey_gpu"] == "GPU"
-    added = samples_of(merged)[3:]
+    assert merged["survey_gpu"] == "GPU" and merged["record_ran_as_fft"] == 1
+    added = samples_of(merged)[4:]
     assert [(s.op_class, s.gemm_dims, s.measured_s, s.peak) for s in added] == [
         ("conv_fp16", ((1, 2 * 16 * 16, 640, 320 * 9),), 40e-6, 9.0e14),
         ("conv_fp32", ((1, 64 * 64, 320, 224 * 9),), 300e-6, 6.0e13)]
     # input, weights and output, at the precision's element size, all NCHW (cuDNN transforms them)
     assert added[0].traffic_bytes == 2 * (2 * 320 * 256 + 640 * 320 * 9 + 2 * 640 * 256)
     assert added[1].traffic_bytes == added[1].channels_first_bytes == 4 * (224 * 4096 + 320 * 224 * 9 + 320 * 4096)
-    assert record["measurements"] == merged["measurements"][:3] and "survey_convolutions" not in record
+    # the record's FFT convolution left the conv class (the FFT class prices it); its other measurements stay
+    kept = record["measurements"][:3] + record["measurements"][4:]
+    assert merged["measurements"][:4] == kept and len(merged["measurements"]) == 6
+    assert "survey_convolutions" not in record and len(record["measurements"]) == 5
 
 
 def test_hw_fit_with_a_survey_fits_the_conv_classes_on_its_convolutions_too(tmp_path, capsys):

@@ -1,5 +1,5 @@
-"""model.yaml's runtime options for GPUs (TF32, dynamic activation quantization) and the calibration record
-(`simdq hw calibrate --record`, `simdq hw fit`)."""
+"""model.yaml's runtime options for GPUs (TF32, dynamic activation quantization, GPU memory free) and the
+calibration record (`simdq hw calibrate --record`, `simdq hw fit`)."""
 
 import json
 
@@ -61,6 +61,86 @@ def test_fp8_dynamic_quantization_has_no_dequantize_step():
                          runtime={"activation_quantization": "dynamic"})
     mappings = [r.device.mapping for r in estimate.layers if r.device and r.layer.kind == "linear"]
     assert mappings and all("quantize (6 kernels)" in m and "dequantize" not in m for m in mappings)
+
+
+def _fp32_conv(free_gb=None, batch=1):
+    """SD-1.5's 640-channel 3x3 convolution at 32x32 in fp32 (TF32 off), which the H100's file records as one
+    cuDNN runs as an FFT, alone on the H100."""
+    config = {"model": {"layer": {"kind": "conv", "in_channels": 640, "out_channels": 640, "size": 32},
+                        "dtype": "fp32"}, "input": {"batch": batch},
+              "runtime": {"tf32": "none", "gpu_memory_free_gb": free_gb}}
+    (result,) = [r for r in run_estimate(parse_config(config, "test"), "h100").layers if r.layer.kind == "conv"]
+    return result.device
+
+
+def test_an_fft_convolution_runs_as_one_only_where_the_gpu_memory_free_holds_its_workspace():
+    from hw_models import load_device
+    from hw_models.engines.calibrated import FftShape
+
+    workspace_gb = FftShape(1, 32, 640, 640, 2120).workspace_bytes / 1e9
+    assert 13.8 < workspace_gb < 14.0  # reports/gpu-fft-shapes-h100.json: 13.88 GB added on the H100
+    default, fits = _fp32_conv(), _fp32_conv(workspace_gb + 0.01)
+    assert "cuDNN FFT" in default.mapping and default.latency_s == fits.latency_s  # an idle 80 GB GPU holds it
+    short = _fp32_conv(workspace_gb - 0.01)
+    assert "cuDNN FFT" not in short.mapping and "workspace not free" in short.mapping
+    assert short.latency_s < default.latency_s / 10
+    # at another batch the convolution is no FFT shape of the file, whatever is free
+    assert "cuDNN FFT" not in _fp32_conv(batch=3).mapping
+    assert load_device("h100").memory_bytes == 80e9
+
+
+def test_by_default_the_gpu_memory_free_is_the_devices_less_the_weights():
+    from types import SimpleNamespace
+
+    from simdq.config import RuntimeSection
+    from simdq.cost.estimate import free_memory_bytes
+
+    results = [SimpleNamespace(cost=SimpleNamespace(weight_bytes=w)) for w in (3e9, 0.0, 1e9)]
+    assert free_memory_bytes(RuntimeSection(), SimpleNamespace(memory_bytes=80e9), results) == 76e9
+    assert free_memory_bytes(RuntimeSection(), SimpleNamespace(memory_bytes=3e9), results) == 0.0
+    assert free_memory_bytes(RuntimeSection(), SimpleNamespace(memory_bytes=None), results) == float("inf")
+    given = RuntimeSection(gpu_memory_free_gb=12.5)
+    assert free_memory_bytes(given, SimpleNamespace(memory_bytes=80e9), results) == 12.5e9
+
+
+def test_an_fft_finds_the_memory_free_less_what_earlier_ffts_of_other_sizes_left_cached():
+    from simdq.cost.estimate import CachedWorkspaces
+
+    small, large, largest = 6.94e9, 13.88e9, 20.8e9  # SD-1.5's 320->640, 640->640 and 960->640 at 32x32
+    forward = (small, large, 0.0, large, largest, large)
+    at_20 = CachedWorkspaces(20e9)
+    assert [at_20.free_for(w) for w in forward] == [20e9, 20e9 - small, 20e9, 20e9 - small, 20e9 - small,
+                                                    20e9 - small]
+    assert at_20.blocks == [small]  # the 640->640 FFT's 13.9 GB would fit alone, not beside the cached 6.9 GB
+    at_48 = CachedWorkspaces(48e9)
+    free = [at_48.free_for(w) for w in forward]
+    assert at_48.blocks == [small, large, largest] and all(w <= f for w, f in zip(forward, free))
+    assert free[3] == 48e9  # the cached 13.9 GB block serves the next 640->640 FFT again
+
+
+def test_the_device_says_which_layers_ask_for_an_fft_workspace():
+    from dataclasses import replace
+
+    from hw_models import load_device
+    from hw_models.engines.calibrated import FftShape
+    from simdq.cost.estimate import layer_work
+
+    config = parse_config({"model": {"layer": {"kind": "conv", "in_channels": 640, "out_channels": 640, "size": 32},
+                                     "dtype": "fp32"}, "runtime": {"tf32": "none"}}, "test")
+    (result,) = [r for r in run_estimate(config, "h100").layers if r.layer.kind == "conv"]
+    work = layer_work(result, "fp32")
+    device = load_device("h100")
+    assert device.workspace_bytes(work) == FftShape(1, 32, 640, 640, 2120).workspace_bytes
+    assert device.workspace_bytes(replace(work, tf32=True)) == 0.0  # cuDNN runs no TF32 convolution as an FFT
+    assert load_device("h100-roofline").workspace_bytes(work) == 0.0
+
+
+def test_the_gpu_memory_free_is_a_number_of_gb_or_one_line(tmp_path, capsys):
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"model": {"preset": "ddpm-cifar10"}, "runtime": {"gpu_memory_free_gb": -1}}))
+    assert main(["estimate", str(path), "--hw", "h100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "runtime.gpu_memory_free_gb" in err and "greater than or equal to 0" in err and len(err.splitlines()) == 1
 
 
 def test_an_unknown_runtime_option_is_one_line(tmp_path, capsys):

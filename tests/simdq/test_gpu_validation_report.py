@@ -99,6 +99,43 @@ def test_a_run_in_several_files_is_taken_from_the_first():
         ("fp16", 1, 0.01, GOOD_RUN.get("layers")), ("bf16", 1, 0.01, {"conv_in": 1e-4}), ("fp16", 4, 0.03, None)]
 
 
+def test_a_run_with_only_some_memory_free_is_its_own_run_and_is_predicted_with_that_memory():
+    short = {**GOOD_RUN, "precision": "fp32", "gpu_memory_free_gb": 7.9}
+    runs = gpu_validation.first_of_each_run([{**GOOD_RUN, "precision": "fp32"}, short])
+    assert len(runs) == 2 and gpu_validation.variant_label(runs[1]) == "plain, 7.9 GB free"
+    assert gpu_validation.run_config(short)["runtime"] == {"tf32": "none", "gpu_memory_free_gb": 7.9}
+    assert "gpu_memory_free_gb" not in gpu_validation.run_config(GOOD_RUN)["runtime"]
+
+
+def test_a_fft_shapes_file_report_cannot_use_is_refused_in_one_line_before_any_fit(tmp_path, capsys):
+    before = H200_FILE.read_bytes()
+    shapes = json.loads((REPORTS / "gpu-fft-shapes-h100.json").read_text())
+    del shapes["rows"][3]["below"]["free_bytes"]
+    (tmp_path / "shapes.json").write_text(json.dumps(shapes))
+    (tmp_path / "m.json").write_text(json.dumps({"runs": [GOOD_RUN]}))
+    argv = ["report", str(tmp_path / "m.json"), "-o", str(tmp_path / "out.md"), "--fft-shapes",
+            str(tmp_path / "shapes.json")]
+    assert gpu_validation.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "shapes.json: not a gpu_fft_workspace.py shapes file" in err and err.count("\n") == 1
+    assert H200_FILE.read_bytes() == before and not (tmp_path / "out.md").exists()
+
+
+def test_the_fft_shapes_section_sets_each_measured_time_beside_the_models():
+    from hw_models import load_device
+
+    shapes = {"gpu": "G", "rows": [{"batch": 1, "in": 640, "out": 640, "size": 32, "workspace_bytes": 13.9e9,
+                                    "free": {"seconds": 0.011}, "below": {"seconds": 4e-4, "free_bytes": 13e9}}]}
+    device = load_device("h100")
+    lines = gpu_validation.fft_shape_lines(device, shapes, Path("s.json"))
+    row = lines[-1].split(" | ")
+    fft_ms, fallback_ms = (float(row[i].removesuffix(" ms")) for i in (7, 10))
+    config_fft = gpu_validation._conv_latency(device, shapes["rows"][0], None)
+    config_gemm = gpu_validation._conv_latency(device, shapes["rows"][0], 13.0)
+    assert (fft_ms, fallback_ms) == (round(config_fft * 1e3, 3), round(config_gemm * 1e3, 3))
+    assert config_fft > 10 * config_gemm and row[8] == f"{config_fft / 0.011 - 1:+.1%}"
+
+
 def test_compare_sets_two_measurement_files_side_by_side(tmp_path, capsys):
     first = {"runs": [GOOD_RUN, {**GOOD_RUN, "batch": 4, "forward_s": 0.04, "power_w": 400.0},
                       {**GOOD_RUN, "batch": 8, "error": "out of memory"}]}
