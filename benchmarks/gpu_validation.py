@@ -671,7 +671,7 @@ NOTES = [
     "category within 7% (attention 13% over). Of the convolution time, cuDNN's layout transforms take 1.4 of "
     "LDM-4's 2.7 ms at batch 1 and 3.2 of SD-1.5's 5.1 ms, and the model prices them as their own term. By "
     "category it puts the convolutions of LDM-4 1% under at batch 1 and 8% under at batch 8, LDM-8's at batch 8 "
-    "2% over, SD-1.5's 0.4% over and ddpm-cifar10's at batch 8 10% over. "
+    "2% over, SD-1.5's 0.7% over and ddpm-cifar10's at batch 8 10% over. "
     "At batch 1-2 cuDNN's choice of kernel scatters 3x3 convolution times 20-50% either side of one "
     "efficiency, and the suite times only 26 convolutions per precision: fitted on it alone, the model put LDM-4's "
     "forwards 5-12% under at batch 1-4 (profiled at batch 2 and 4, reports/gpu-kernel-census-h100-misses.md: "
