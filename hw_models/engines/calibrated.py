@@ -212,7 +212,7 @@ class CalibratedEngine(RooflineEngine):
         self.classes = classes
         self.sms = sms
         self.calibration_source = calibration_source
-        # keyed by batch too: 1x32x32 and 4x16x16 pixels make the same GEMM, but one FFT of 4x the bins
+        # keyed by batch too: 1x32x32 and 4x16x16 pixels make the same GEMM, not the same FFT (2,112 bins, 544)
         self.fft_shapes = {shape.key: shape for shape in fft_shapes}
 
     def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
