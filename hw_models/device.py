@@ -41,24 +41,24 @@ class Device:
         """The DRAM capacity the device file gives (memory.dram.capacity), or None."""
         return self.spec.get("memory", {}).get("dram", {}).get("capacity")
 
+    def engine_for(self, layer: LayerWork):
+        """The first engine, in order, that runs the layer, or None."""
+        return next((self.engines[name] for name in self.order if self.engines[name].can_run(layer)), None)
+
     def workspace_bytes(self, layer: LayerWork) -> float:
         """The workspace the engine that runs the layer asks for beside its operands (a cuDNN FFT's), else 0."""
-        for name in self.order:
-            engine = self.engines[name]
-            if engine.can_run(layer):
-                return engine.workspace_bytes(layer)
-        return 0.0
+        engine = self.engine_for(layer)
+        return engine.workspace_bytes(layer) if engine is not None else 0.0
 
     def estimate_layer(self, layer: LayerWork) -> LayerEstimate:
-        for name in self.order:
-            engine = self.engines[name]
-            if engine.can_run(layer):
-                estimate = engine.estimate_layer(layer)
-                if engine.energy is None:
-                    return estimate
-                return dataclasses.replace(estimate, energy_j=engine.energy.price(estimate.actions, estimate.latency_s))
-        raise DeviceFileError(f"{self.name}: no engine runs {layer.kind} layer {layer.name} (engines tried: "
-                              f"{', '.join(self.order)}); name one that does as the device's fallback_engine")
+        engine = self.engine_for(layer)
+        if engine is None:
+            raise DeviceFileError(f"{self.name}: no engine runs {layer.kind} layer {layer.name} (engines tried: "
+                                  f"{', '.join(self.order)}); name one that does as the device's fallback_engine")
+        estimate = engine.estimate_layer(layer)
+        if engine.energy is None:
+            return estimate
+        return dataclasses.replace(estimate, energy_j=engine.energy.price(estimate.actions, estimate.latency_s))
 
     def estimate(self, layers: Sequence[LayerWork]) -> list:
         return [self.estimate_layer(layer) for layer in layers]

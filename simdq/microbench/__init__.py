@@ -141,8 +141,8 @@ def calibrated_spec(base, record: dict, name: str) -> dict:
                    f"{len(samples) - surveyed} microbenchmarks" + (f" and {surveyed} convolutions of a cuDNN "
                                                                     f"algorithm survey on {record['survey_gpu']}"
                                                                     if surveyed else "")
-                   + " under CUDA graphs" + (f"; {as_fft} more microbenchmarks, which the survey saw run as an FFT, "
-                                             "go to the FFT class" if as_fft else "")),
+                   + " under CUDA graphs" + (f"; {as_fft} more, which the survey saw run as an FFT, go to the "
+                                             "FFT class" if as_fft else "")),
         "sms": record["sms"],
         "classes": {
             op_class: {

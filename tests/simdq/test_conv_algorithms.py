@@ -135,7 +135,7 @@ def test_hw_fit_with_a_survey_writes_a_device_that_prices_its_fft_convolutions(t
     assert "conv_fft_fp32" in capsys.readouterr().out
     device = load_device(str(out))
     assert "conv_fp32" not in device.primary.classes
-    assert "1 more microbenchmarks, which the survey saw run as an FFT, go to the FFT class" in \
+    assert "under CUDA graphs; 1 more, which the survey saw run as an FFT, go to the FFT class" in \
         device.primary.calibration_source
     assert set(device.primary.fft_shapes) == {(1, (1, 1024, 640, 224 * 9)), (1, (1, 1024, 640, 448 * 9)),
                                               (1, (1, 1024, 640, 640 * 9)), (1, (1, 256, 224, 224 * 9))}
