@@ -12,8 +12,19 @@ workspace its FFT adds (the peak memory of one eager call less its output), then
 a little less than that left free: the workspace the model's `runtime.gpu_memory_free_gb` is compared against
 (FftShape.workspace_bytes), and the algorithm, time and kernels of the fallback it prices.
 
+`forward` follows SD-1.5's 3x3 convolutions through a whole fp32 forward captured as the validation captures it
+(three eager warm-up calls on a side stream, then the graph), with some GB left free beside the model: for each
+such convolution of the first warm-up calls and captured calls, the peak memory it added and what the caching
+allocator held before it, so that which FFT workspaces were allocated, in which phase, shows (the memory model of
+`runtime.gpu_memory_free_gb` is checked against it); and the graph's time per forward. The levels run in one
+process, most memory first: PyTorch keeps the algorithm a shape last ran, so a fallback carries over to the
+levels below, where the capture would fall back too (reports/gpu-fft-forward-h100.json: each capture allocated
+exactly the FFTs simdq.cost.estimate.CachedWorkspaces takes, at 48 to 8 GB; the eager warm-up more, as a failed
+allocation there releases the cached blocks and retries).
+
     python benchmarks/gpu_fft_workspace.py sweep -o OUT/fft-workspace.json                  # on the GPU
     python benchmarks/gpu_fft_workspace.py shapes SURVEY.json -o OUT/fft-shapes.json        # on the GPU
+    python benchmarks/gpu_fft_workspace.py forward --leave-free-gb 32,24,20,8 -o OUT/fft-forward.json
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simdq.microbench.gpu_memory import GB  # noqa: E402
+from simdq.microbench.gpu_memory import GB, gb_list  # noqa: E402
 
 # GB left free after the first, unconstrained run
 LEFT_FREE_GB = (24, 16, 14, 12, 8, 2)
@@ -161,6 +172,102 @@ def shapes(survey_path: Path, output: Path) -> None:
     write_text(str(output), json.dumps(data, indent=1) + "\n")
 
 
+FORWARD_PRESET = "sd15"
+FORWARD_LEAVE_FREE_GB = (48, 32, 24, 20, 16, 12, 8)
+# calls whose convolutions are recorded: the three warm-up calls and the first two captured ones
+RECORDED_CALLS = 5
+WARM_UP_CALLS = 3
+
+
+def _allocator_state() -> dict:
+    """The caching allocator's own counters: host-side, so they can be read while a graph is being captured."""
+    import torch
+
+    stats = torch.cuda.memory_stats()
+    return {"allocated_bytes": stats["allocated_bytes.all.current"],
+            "reserved_bytes": stats["reserved_bytes.all.current"], "alloc_retries": stats["num_alloc_retries"],
+            "ooms": stats["num_ooms"]}
+
+
+def _forward_probe(model, inputs: dict, free_gb: float) -> dict:
+    import torch
+
+    from simdq.microbench.gpu_memory import leave_free
+    from simdq.microbench.timing import capture, replay_seconds
+
+    device = torch.device("cuda")
+    calls, convolutions, phases = [0], [], {}
+    convs = [(name, m) for name, m in model.named_modules()
+             if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1)]
+
+    def before(module, args):
+        module._probe = _allocator_state()
+        torch.cuda.reset_peak_memory_stats()
+
+    def after(module, args, output, name):
+        if calls[0] > RECORDED_CALLS:
+            return
+        state = module._probe
+        call = calls[0]
+        convolutions.append(dict(
+            name=name, phase="warm-up" if call <= WARM_UP_CALLS else "capture",
+            call=call if call <= WARM_UP_CALLS else call - WARM_UP_CALLS, in_channels=module.in_channels,
+            out_channels=module.out_channels, size=args[0].shape[-1],
+            peak_added_bytes=torch.cuda.max_memory_allocated() - state["allocated_bytes"]
+            - output.numel() * output.element_size(),
+            reserved_before=state["reserved_bytes"], reserved_after=_allocator_state()["reserved_bytes"],
+            alloc_retries=_allocator_state()["alloc_retries"] - state["alloc_retries"]))
+
+    def run():
+        calls[0] += 1
+        if calls[0] in (1, WARM_UP_CALLS + 1):
+            phases["warm-up" if calls[0] == 1 else "capture"] = _allocator_state()
+        return model(**inputs)
+
+    hooks = [h for name, m in convs for h in (m.register_forward_pre_hook(before), m.register_forward_hook(
+        lambda m, a, o, name=name: after(m, a, o, name)))]
+    taken = []
+    free = leave_free(free_gb * GB, taken, device)
+    try:
+        graph = capture(run, device)
+        phases["after capture"] = _allocator_state()
+        seconds = replay_seconds(graph)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    del graph, taken
+    torch.cuda.empty_cache()
+    return {"gpu_memory_free_gb": round(free / GB, 3), "forward_s": seconds, "allocator": phases,
+            "convolutions": convolutions}
+
+
+def forward(leave_free_gb: tuple, output: Path) -> None:
+    import torch
+
+    from gpu_validation import _inputs
+    from simdq.microbench.timing import tf32_mode
+    from simdq.model.unets import build_unet
+    from simdq.output import write_text
+    from simdq.presets import preset_spec
+
+    torch.backends.cudnn.benchmark = False
+    device = torch.device("cuda")
+    runs = []
+    with torch.no_grad(), tf32_mode(False):
+        model = build_unet(preset_spec(FORWARD_PRESET), str(device)).float()
+        inputs = _inputs(model, 1, device, torch.float32)
+        for free_gb in leave_free_gb:
+            run = _forward_probe(model, inputs, free_gb)
+            ffts = sorted({(c["phase"], c["call"], c["name"]) for c in run["convolutions"]
+                           if c["peak_added_bytes"] > 0.2 * GB})
+            print(f"{run['gpu_memory_free_gb']} GB free: {run['forward_s'] * 1e3:.1f} ms; workspaces over 0.2 GB: "
+                  f"{len(ffts)}: {ffts[:12]}", flush=True)
+            runs.append(run)
+    data = dict(_header(), model=f"{FORWARD_PRESET}, fp32 (TF32 off), batch 1, cudnn.benchmark off", runs=runs,
+                capture="simdq.microbench.timing.capture: 3 eager calls on a side stream, then 20 calls captured")
+    write_text(str(output), json.dumps(data, indent=1) + "\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -169,9 +276,14 @@ def main(argv=None) -> int:
     m = commands.add_parser("shapes", help="a survey's FFT convolutions: workspace, and time either side of it")
     m.add_argument("survey", type=Path)
     m.add_argument("-o", "--out", type=Path, required=True)
+    f = commands.add_parser("forward", help="SD-1.5 fp32: which FFT workspaces a captured forward allocates")
+    f.add_argument("--leave-free-gb", type=gb_list, default=FORWARD_LEAVE_FREE_GB)
+    f.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "sweep":
         sweep(args.out)
+    elif args.command == "forward":
+        forward(args.leave_free_gb, args.out)
     else:
         shapes(args.survey, args.out)
     return 0

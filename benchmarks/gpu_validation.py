@@ -650,7 +650,8 @@ NOTES = [
     "fitted share of DRAM bandwidth (the `layout transforms` column: 0.12 to 1.0 where the fit found them; the "
     "term trades against the GEMM's kernel time and efficiency, so the same class's value differs between the "
     "two GPUs' records). "
-    "`simdq hw crossval RECORD --against OTHER` measures what that term buys without the forwards: on the "
+    "`simdq hw crossval RECORD --against OTHER` measured what that term buys without the forwards when it was "
+    "chosen (before the narrow fp32 tiles below): on the "
     "H200's record the convolution classes' median error on microbenchmarks held out of their fit (5-fold) "
     "falls from 13.8% to 11.0%, and a fit on the H200's record predicts the H100's convolutions within 6.7% "
     "instead of 9.6% (on the H100's record: 10.9% to 10.7% held out, 7.3% to 5.7% on the H200's).",
@@ -683,8 +684,8 @@ NOTES = [
     "-12% before, -2.5% to -9% now), its per-layer medians from 15 to 18 of 18 within 15%, and the H200's forwards "
     "from 32 to 35. What it costs: fitted with the survey, the conv classes predict the suite's own "
     "convolutions less well, which are larger (`simdq hw crossval RECORD --against OTHER --conv-algorithms "
-    "SURVEY`: fitted on the H100's record, the H200's convolutions within a median 8.7% instead of 5.7%, its "
-    "fp16 3x3 ones 10.5% instead of 4.7%; 10.5% of the convolutions held out of the fit, survey included, "
+    "SURVEY`: fitted on the H100's record, the H200's convolutions within a median 7.4% instead of 5.9%, its "
+    "fp16 3x3 ones 10.9% instead of 4.7%; 7.8% of the convolutions held out of the fit, survey included, "
     "against 10.7% of the suite's alone). The survey is timed as the suite is (7 replays of a graph of 20 "
     "calls): with 4 calls per graph (reports/gpu-conv-algorithms-h100-4calls.json) each replay's launch "
     "cost, a few microseconds, weighs five times as much, and fp16 and TF32 convolutions came out a median 5-6% "
@@ -699,6 +700,23 @@ NOTES = [
     "forwards within 10%. In fp32 and TF32 the vector classes are fitted in fp32 (`norm_fp32`, ...): at "
     "batch 8 GroupNorm is priced 22% under, elementwise ops 5% and fp32 attention 20% over (at batch 1: 3% over, "
     "12% over, on the mark); TF32 convolutions are 1% under at batch 1 and 7% over at batch 8.",
+    "- Full-fp32 convolutions run on the CUDA cores, and cuDNN's kernels there tile the output 32x32 or 128x32 "
+    "(tilesize32x32x8 and 128x32x8 in the kernel names of reports/gpu-conv-algorithms-h100.md), narrower than "
+    "the tensor-core tiles the fit searched, so the `conv_fp32` and `downsample_fp32` classes also search 32x32, "
+    "32x64 and 64x32 tiles (hw_models.fit.NARROW_TILES); both GPUs' records fit 64x32 without split-K. This was "
+    "chosen on microbenchmarks held out of the fit (`simdq hw crossval RECORD --against OTHER --conv-algorithms "
+    "SURVEY`): conv_fp32's median error fell from 12.6% to 6.9% on the H100's record (predicting the H200's: "
+    "18.2% to 6.7%) and from 12.4% to 7.0% on the H200's (23.8% to 11.0%), downsample_fp32's from 40.9% to 6.8% "
+    "and from 35.2% to 5.9%. On the GPU: the FFT shapes' implicit-GEMM fallbacks, fitted on nothing, are now "
+    "predicted within 7% (were 34% and 42% under at 16x16); SD-1.5 fp32's larger 3x3 convolutions (over 300 us) "
+    "14% under to 21% over (were 5% to 33% over), its per-layer medians 14-17% (17-20%); LDM-4's strided fp32 "
+    "convolutions at batch 8 -16% to +2% (-48% to -26%). What it costs: LDM-4 fp32 at batch 8 went from +7.1% "
+    "to +12.7% on the H100 "
+    "(+5.4% to +12.3% on the H200). Its 3x3 convolutions at 64x64 (a GEMM of 32,768 rows, four times the "
+    "survey's largest) come out 21-24% over, as the suite's three largest-row fp32 convolutions do (19-27%): in "
+    "that forward cuDNN ran 24 of its 3x3 convolutions with 128x32 tiles (21.7 of 51 ms, "
+    "reports/gpu-kernel-census-h100.json), which a class of one tile cannot express. The fit before priced "
+    "them as far over (+28%), but that forward's strided convolutions 26-48% under, and the two cancelled.",
     "- FFT convolutions: with TF32 off, cuDNN's heuristics run SD-1.5's 640-channel 3x3 convolutions at 32x32 "
     "(from 320, 640 and 960 channels) as an FFT: a 64x64 FFT of the input and, on every call, of the weights, "
     "then one GEMV per frequency bin (2,112 kernels of about 5 us): 7-17 ms each, about 30x an implicit GEMM "
@@ -722,22 +740,30 @@ NOTES = [
     "convolution): within 0.6% of the memory one call added on the H100 for all ten FFT shapes (0.44 to 54.6 GB); "
     "with 5% more than it free each ran as an FFT, with 5% less as an implicit GEMM (benchmarks/gpu_fft_workspace.py "
     "shapes, reports/gpu-fft-shapes-h100.json, the table above; that fallback is priced by the conv class: within "
-    "18% but for the two at 16x16 and batch 1, 34% and 42% under). In a forward the FFTs also compete with each "
-    "other: PyTorch's allocator keeps each workspace cached, a later FFT reuses a cached block as large, and a "
-    "failed allocation releases none of them. SD-1.5 in fp32 with some memory taken (the 'GB free' rows above, "
+    "7%). In a forward the FFTs also compete with each "
+    "other: PyTorch's allocator keeps each workspace cached, a later FFT reuses a cached block as large, and while "
+    "a graph is captured a failed allocation releases none of them. SD-1.5 in fp32 with some memory taken "
+    "(the 'GB free' rows above, "
     "reports/gpu-measurements-h100-memory.json, `measure --run sd15:fp32:1 --leave-free-gb GB`): with 48 GB free "
     "beside the model every FFT ran (133 ms); with 24 and 32 GB all but the 960->640 one (20.8 GB; 117 ms); with "
-    "20 GB or less none under CUDA graphs (54.5 ms), while timed layer by layer (eager, after the graph) the "
-    "320->640 one (6.9 GB) still ran with 16 and 20 GB free and the 640->640 ones (13.9 GB) did not. "
-    "`runtime.gpu_memory_free_gb` is the memory free beside the weights (by default the GPU's memory less the "
-    "weights, as the other forwards ran), and the model takes the FFT workspaces from it in forward order as the "
-    "allocator does (simdq.cost.estimate.CachedWorkspaces): 143, 128 and 59 ms, all seven within 10% (+7.7% to "
-    "+9.7%). What it misses: at 8 to 20 GB it still prices the 320->640 convolution as an FFT (8.5 ms; the graph "
-    "ran an implicit GEMM, 0.2 ms; what else took the memory is not known), and SD-1.5's larger fp32 3x3 "
-    "convolutions come out 25-30% over (per-layer medians 17-20% in these seven runs). "
+    "20 GB or less only the 320->640 one (6.9 GB; 54.5 ms). Which workspaces a captured forward allocates, "
+    "convolution by convolution (benchmarks/gpu_fft_workspace.py forward, reports/gpu-fft-forward-h100.json, "
+    "48 down to 8 GB): during capture exactly those. The eager warm-up before it ran more, because a failed "
+    "allocation there frees the cached blocks and retries, which the allocator cannot do while a graph is "
+    "captured; and PyTorch keeps the algorithm a shape last ran, so a shape whose FFT failed once (the 640->640 "
+    "one at 20 GB, at its fourth call, once activations had been carved from its cached block, it appears) "
+    "stays an implicit GEMM "
+    "for the rest of the process. `runtime.gpu_memory_free_gb` is the memory free beside the weights (by default "
+    "the GPU's memory less the weights, as the other forwards ran), and the model takes the FFT workspaces from "
+    "it in forward order as the capture does (simdq.cost.estimate.CachedWorkspaces): 141, 126 and 56 ms, all "
+    "seven within 10% (+2.7% to +7.4%), with the FFTs each capture allocated. What it misses: these runs' "
+    "per-layer times were taken eagerly after the graph, while its memory pool still held the workspaces, so "
+    "there the 320->640 convolution ran as an implicit GEMM at 8 and 12 GB (0.2 ms, against the 8.5 ms priced "
+    "for the graph's FFT), and its 1280-channel 3x3 "
+    "convolutions come out 20% over at 16x16 and 14% under at 8x8 (per-layer medians 14-17% in these seven runs). "
     "There is no H200 survey yet: the H200's report is fitted on the H100's survey (the two GPUs time the "
     "suite's convolutions a median 0.2% apart), its FFT class at the H200's bandwidth, which puts SD-1.5's FFT "
-    "convolutions over the H200's own per-layer times, hence sd15 fp32 at +21% there.",
+    "convolutions over the H200's own per-layer times, hence sd15 fp32 at +19% there.",
     "- Each GPU's record and its reports/gpu-measurements-*.json come from one call on one board (2026-12-06: "
     "calibrate, then the 36 forwards). The -repeat.json files hold the same 36 forwards from an earlier call "
     "(`gpu_validation.py compare REPEAT.json MEASUREMENTS.json`): "
@@ -772,17 +798,9 @@ NOTES = [
 ]
 
 
-def _gb_list(text: str) -> tuple:
-    try:
-        values = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        values = ()
-    if not values or any(not 0 <= v < float("inf") for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated GB (0 or more) expected, e.g. 16,8")
-    return values
-
-
 def main(argv=None) -> int:
+    from simdq.microbench.gpu_memory import gb_list
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     m = commands.add_parser("measure")
@@ -792,7 +810,7 @@ def main(argv=None) -> int:
     m.add_argument("--only", metavar="PRESET", help="only this preset's rows of the plan")
     m.add_argument("--energy-only", action="store_true", help="only the runs whose energy the plan reads")
     m.add_argument("--run", metavar="PRESET:PRECISION:BATCH", help="one run, whole and layer by layer")
-    m.add_argument("--leave-free-gb", metavar="GB,GB", type=_gb_list, default=(),
+    m.add_argument("--leave-free-gb", metavar="GB,GB", type=gb_list, default=(),
                    help="with --run: time it once with each of these GB left free beside the model (cuDNN runs an "
                         "FFT convolution only where its workspace fits)")
     r = commands.add_parser("report")

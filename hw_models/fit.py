@@ -27,6 +27,12 @@ MEMORY_EFFICIENCY_GRID = np.linspace(0.1, 1.0, 19)
 # 0: no layout transforms (the class's kernels read their operands as stored)
 TRANSFORM_EFFICIENCY_GRID = np.array([0.0, 0.03, 0.05, 0.08, 0.12, 0.18, 0.27, 0.4, 0.6, 1.0])
 TILES = ((64, 64), (64, 128), (128, 64), (128, 128), (128, 256), (256, 128))
+# cuDNN runs full-fp32 convolutions on the CUDA cores, with narrower tiles than tensor-core kernels
+# (tilesize32x32x8 and 128x32x8 in the kernel names of reports/gpu-conv-algorithms-h100.md); these classes
+# also search them (fitted on 64x64 tiles with split-K, the H100's conv_fp32 missed its 222 samples by a
+# median 11.6%, on 64x32 without split-K by 5.9%)
+NARROW_TILES = ((32, 32), (32, 64), (64, 32))
+NARROW_TILE_CLASSES = ("conv_fp32", "downsample_fp32")
 SPLIT_K_MIN = (0, 128, 256, 512, 1024, 2048)
 # an attention class is also tried as one fused kernel whose head dimension is rounded up to each of these
 # (flash kernels are compiled per head size; on an H100, fp16 SDPA at head dim 32 takes as long per head as at 40)
@@ -79,7 +85,8 @@ def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -
     is_gemm = bool(samples[0].gemm_dims)
     if is_gemm:
         granules = (0, *HEAD_DIM_GRANULES) if samples[0].op_class.startswith("attention_") else (0,)
-        tilings = [tiling] if tiling else [(t, s, g) for t in TILES for s in SPLIT_K_MIN for g in granules]
+        tiles = TILES + NARROW_TILES if samples[0].op_class in NARROW_TILE_CLASSES else TILES
+        tilings = [tiling] if tiling else [(t, s, g) for t in tiles for s in SPLIT_K_MIN for g in granules]
         candidates = [(candidate, _tile_work(samples, sms, *candidate)) for candidate in tilings]
     else:
         candidates = [((TILES[3], 0, 0), np.array([s.vector_flops / s.peak for s in samples]) / busy)]

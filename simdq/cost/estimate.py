@@ -95,11 +95,11 @@ def free_memory_bytes(runtime, device, results) -> float:
 
 
 class CachedWorkspaces:
-    """The FFT workspaces PyTorch's caching allocator holds through a forward: a workspace stays cached once
-    freed, a later FFT reuses a cached block as large, and a failed allocation releases none of them. So each FFT
-    finds the memory left free less what earlier FFTs of other sizes cached (on an H100, SD-1.5 in fp32 with 20
-    GB free ran its 320->640 FFT, 6.9 GB, and then not its 640->640 ones, 13.9 GB, which alone would fit;
-    reports/gpu-validation-h100.md)."""
+    """The FFT workspaces PyTorch's caching allocator holds through a forward captured as a CUDA graph: a workspace
+    stays cached once freed, a later FFT reuses a cached block as large, and a failed allocation releases none of
+    them (during a capture it cannot). So each FFT finds the memory left free less what earlier FFTs of other
+    sizes cached (on an H100, SD-1.5 in fp32 with 20 GB free captured its 320->640 FFT, 6.9 GB, and then not its
+    640->640 ones, 13.9 GB, which alone would fit; reports/gpu-fft-forward-h100.json)."""
 
     def __init__(self, free_bytes: float):
         self.free_bytes = free_bytes

@@ -66,7 +66,7 @@ def test_fit_recovers_the_parameters_that_made_the_data():
     assert fit.median_error < 0.02
 
 
-def _convolutions(truth, transform_truth, seed=3, count=16, noise=0.0):
+def _convolutions(truth, transform_truth, seed=3, count=16, noise=0.0, op_class="conv_fp16"):
     """3x3 convolutions timed as cuDNN runs them: NCHW operands transformed, then an implicit GEMM."""
     rng = np.random.default_rng(seed)
     params = replace(truth, transform_efficiency=transform_truth)
@@ -79,8 +79,8 @@ def _convolutions(truth, transform_truth, seed=3, count=16, noise=0.0):
         traffic = 2.0 * (batch * size * size * (c_in + c_out) + 9 * c_in * c_out)
         time = calibrated_time(params, 1, gemm_compute_s(dims, params, peak, sms), traffic / bandwidth / 0.5,
                                transform_s(params, traffic, bandwidth))
-        samples.append(Sample("conv_fp16", 1, (dims,), 0, traffic, peak, time * (1 + noise * rng.standard_normal()),
-                              "fp16", channels_first_bytes=traffic))
+        samples.append(Sample(op_class, 1, (dims,), 0, traffic, peak, time * (1 + noise * rng.standard_normal()),
+                              op_class.split("_")[1], channels_first_bytes=traffic))
     return samples, bandwidth, sms
 
 
@@ -95,6 +95,18 @@ def test_fit_finds_the_layout_transforms_that_made_the_data_and_none_where_there
     linear = [Sample("linear_fp16", s.kernels, s.gemm_dims, 0, s.traffic_bytes, s.peak, s.measured_s, "fp16")
               for s in samples]
     assert fit_class(linear, bandwidth, sms).params.transform_efficiency == 0.0
+
+
+def test_only_full_fp32_convolutions_search_the_narrow_tiles_of_cudnns_simt_kernels():
+    truth = ClassParams(kernel_s=8.3e-6, efficiency=0.5, memory_efficiency=0.5, tile_m=32, tile_n=32)
+    fp32, bandwidth, sms = _convolutions(truth, 0.0, count=24, op_class="conv_fp32")
+    fit = fit_class(fp32, bandwidth, sms)
+    assert (fit.params.tile_m, fit.params.tile_n, fit.params.split_k_min) == (32, 32, 0) and fit.median_error < 0.02
+    # the same times in a tensor-core class: its kernels tile 64 wide or more, so the fit settles elsewhere
+    fp16 = [replace(s, op_class="conv_fp16", precision="fp16") for s in fp32]
+    tensor_core_fit = fit_class(fp16, bandwidth, sms)
+    assert min(tensor_core_fit.params.tile_m, tensor_core_fit.params.tile_n) >= 64
+    assert tensor_core_fit.median_error > fit.median_error
 
 
 def test_cross_validation_predicts_each_sample_once_from_a_fit_without_it(monkeypatch):

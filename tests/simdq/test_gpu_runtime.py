@@ -2,6 +2,7 @@
 calibration record (`simdq hw calibrate --record`, `simdq hw fit`)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -116,6 +117,28 @@ def test_an_fft_finds_the_memory_free_less_what_earlier_ffts_of_other_sizes_left
     free = [at_48.free_for(w) for w in forward]
     assert at_48.blocks == [small, large, largest] and all(w <= f for w, f in zip(forward, free))
     assert free[3] == 48e9  # the cached 13.9 GB block serves the next 640->640 FFT again
+
+
+def test_the_model_prices_as_ffts_exactly_the_workspaces_a_captured_sd15_forward_allocated():
+    """reports/gpu-fft-forward-h100.json: an H100 capturing SD-1.5 in fp32 with 48 down to 8 GB free beside it;
+    an FFT's workspace (6.9 GB and up) is what tells it from an implicit GEMM (a few MB)."""
+    from hw_models import load_device
+    from simdq.cost.estimate import layer_work
+
+    recorded = json.loads((Path(__file__).resolve().parents[2] / "reports" / "gpu-fft-forward-h100.json").read_text())
+    device = load_device("h100")
+    levels = set()
+    for run in recorded["runs"]:
+        config = parse_config({"model": {"preset": "sd15", "dtype": "fp32"},
+                               "runtime": {"tf32": "none", "gpu_memory_free_gb": run["gpu_memory_free_gb"]}}, "t")
+        layers = {r.layer.name: r for r in run_estimate(config, "h100").layers if r.device}
+        captured = {c["name"]: c["peak_added_bytes"] for c in run["convolutions"]
+                    if c["phase"] == "capture" and c["call"] == 1 and c["peak_added_bytes"] > 1e9}
+        assert {name for name, r in layers.items() if "cuDNN FFT" in r.device.mapping} == set(captured)
+        for name, peak in captured.items():
+            assert device.workspace_bytes(layer_work(layers[name], "fp32")) == pytest.approx(peak, rel=0.01)
+        levels.add(len(captured))
+    assert levels == {8, 7, 1}  # every FFT, all but the 960->640 one, only the 320->640 one
 
 
 def test_the_device_says_which_layers_ask_for_an_fft_workspace():

@@ -107,6 +107,21 @@ def test_a_run_with_only_some_memory_free_is_its_own_run_and_is_predicted_with_t
     assert "gpu_memory_free_gb" not in gpu_validation.run_config(GOOD_RUN)["runtime"]
 
 
+@pytest.mark.parametrize("text", ["abc", "", "16,,8", "-1", "inf", "nan"])
+def test_gb_to_leave_free_are_finite_and_not_negative_or_one_line(text, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_validation.main(["measure", "-o", "unused", "--leave-free-gb", text])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--leave-free-gb" in error and repr(text) in error and "e.g. 16,8" in error
+
+
+def test_gb_to_leave_free_are_read_in_order():
+    from simdq.microbench.gpu_memory import gb_list
+
+    assert gb_list("48,20.5,0") == (48.0, 20.5, 0.0)
+
+
 def test_a_fft_shapes_file_report_cannot_use_is_refused_in_one_line_before_any_fit(tmp_path, capsys):
     before = H200_FILE.read_bytes()
     shapes = json.loads((REPORTS / "gpu-fft-shapes-h100.json").read_text())
