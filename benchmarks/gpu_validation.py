@@ -757,7 +757,7 @@ NOTES = [
     "the GPU's memory less the weights, as the other forwards ran), and the model takes the FFT workspaces from "
     "it in forward order as the capture does (simdq.cost.estimate.CachedWorkspaces): 141, 126 and 56 ms, all "
     "seven within 10% (+2.7% to +7.4%), with the FFTs each capture allocated. What it misses: these runs' "
-    "per-layer times were taken eagerly after the graph, while its memory pool still held the workspaces, so "
+    "per-layer times were taken after the forward, while the workspaces it had cached were still held, so "
     "there the 320->640 convolution ran as an implicit GEMM at 8 and 12 GB (0.2 ms, against the 8.5 ms priced "
     "for the graph's FFT), and its 1280-channel 3x3 "
     "convolutions come out 20% over at 16x16 and 14% under at 8x8 (per-layer medians 14-17% in these seven runs). "
