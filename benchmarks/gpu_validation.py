@@ -393,7 +393,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
 
     from hw_models import load_device
     from hw_models.catalog import without_calibration
-    from simdq.microbench import calibrated_spec
+    from simdq.microbench import calibrated_spec, tiling_label
     from simdq.microbench.conv_algorithms import (add_fft_calibration, fft_calibration, read_survey,
                                                   with_survey_convolutions)
     from simdq.output import replacing
@@ -540,7 +540,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
               "| fit median error | samples |",
               "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {name} | {p['kernel_s'] * 1e6:.2f} | {p['efficiency']} | {p['memory_efficiency']} | "
-              f"{_tile(p)} | {p.get('split_k_min') or '-'} | {p.get('transform_efficiency') or '-'} | "
+              f"{tiling_label(p)} | {p.get('split_k_min') or '-'} | {p.get('transform_efficiency') or '-'} | "
               f"{p['median_error']:.1%} | {p['samples']} |"
               for name, p in classes.items()]
     measured_energy = (spec.get("energy") or {}).get("measured")
@@ -609,15 +609,6 @@ def fft_shape_lines(device, data: dict, path: Path) -> list:
         lines.append(f"| {row['batch']} | {row['in']} | {row['out']} | {row['size']}x{row['size']} | "
                      f"{row['workspace_bytes'] / 1e9:.2f} GB | {workspace / 1e9:.2f} GB | {' | '.join(cells)} |")
     return lines
-
-
-def _tile(p: dict) -> str:
-    """A class's output tile; a fused attention kernel's: queries x a key block, x the head dimension rounded up
-    to its granule; none for the FFT class (its kernels are the FFTs and a GEMV per frequency bin)."""
-    if "tile_m" not in p:
-        return "-"
-    fused = f" (fused, head dim rounded up to {p['head_dim_granule']})" if p.get("head_dim_granule") else ""
-    return f"{p['tile_m']}x{p['tile_n']}{fused}"
 
 
 def _energy_summary(fit: dict) -> str:
@@ -700,23 +691,33 @@ NOTES = [
     "forwards within 10%. In fp32 and TF32 the vector classes are fitted in fp32 (`norm_fp32`, ...): at "
     "batch 8 GroupNorm is priced 22% under, elementwise ops 5% and fp32 attention 20% over (at batch 1: 3% over, "
     "12% over, on the mark); TF32 convolutions are 1% under at batch 1 and 7% over at batch 8.",
-    "- Full-fp32 convolutions run on the CUDA cores, and cuDNN's kernels there tile the output 32x32 or 128x32 "
-    "(tilesize32x32x8 and 128x32x8 in the kernel names of reports/gpu-conv-algorithms-h100.md), narrower than "
-    "the tensor-core tiles the fit searched, so the `conv_fp32` and `downsample_fp32` classes also search 32x32, "
-    "32x64 and 64x32 tiles (hw_models.fit.NARROW_TILES); both GPUs' records fit 64x32 without split-K. This was "
-    "chosen on microbenchmarks held out of the fit (`simdq hw crossval RECORD --against OTHER --conv-algorithms "
-    "SURVEY`): conv_fp32's median error fell from 12.6% to 6.9% on the H100's record (predicting the H200's: "
-    "18.2% to 6.7%) and from 12.4% to 7.0% on the H200's (23.8% to 11.0%), downsample_fp32's from 40.9% to 6.8% "
-    "and from 35.2% to 5.9%. On the GPU: the FFT shapes' implicit-GEMM fallbacks, fitted on nothing, are now "
-    "predicted within 7% (were 34% and 42% under at 16x16); SD-1.5 fp32's larger 3x3 convolutions (over 300 us) "
-    "14% under to 21% over (were 5% to 33% over), its per-layer medians 14-17% (17-20%); LDM-4's strided fp32 "
-    "convolutions at batch 8 -16% to +2% (-48% to -26%). What it costs: LDM-4 fp32 at batch 8 went from +7.1% "
-    "to +12.7% on the H100 "
-    "(+5.4% to +12.3% on the H200). Its 3x3 convolutions at 64x64 (a GEMM of 32,768 rows, four times the "
-    "survey's largest) come out 21-24% over, as the suite's three largest-row fp32 convolutions do (19-27%): in "
-    "that forward cuDNN ran 24 of its 3x3 convolutions with 128x32 tiles (21.7 of 51 ms, "
-    "reports/gpu-kernel-census-h100.json), which a class of one tile cannot express. The fit before priced "
-    "them as far over (+28%), but that forward's strided convolutions 26-48% under, and the two cancelled.",
+    "- Full-fp32 convolutions run on the CUDA cores, with cuDNN's NCHW kernels (nchwkcrs_nchw in "
+    "reports/gpu-kernel-census-h100.md): they read an NCHW input as stored and transform only a channels-last one "
+    "and its output (not priced: the NCHW microbenchmarks fit no transforms; 0.16 and 0.38 ms of LDM-4's 14.2 and "
+    "53.4 ms of fp32 convolution at batch 1 and 8). Their kernels tile the output 32x32 where it is small and "
+    "128x32, at more of the fp32 peak, where it is large (tilesize32x32x8, 128x32x8 in "
+    "reports/gpu-conv-algorithms-h100.md), so the `conv_fp32` and `downsample_fp32` classes fit a narrow tiling "
+    "(hw_models.fit.NARROW_TILES) and a wide one (WIDE_TILES), each at its own efficiency, the faster per shape. "
+    "An SM with one or two of those tiles waits on every load of the weights, which in a forward come from DRAM: "
+    "timed alone with its weights cold, each of LDM-4's 3x3 convolutions on 8x8 and 16x16 outputs at batch 1 took "
+    "1.3-1.5x its time with them in L2 (benchmarks/gpu_cold_weights.py, reports/gpu-cold-weights-h100.json; "
+    "14.2 against 13.5 ms of convolution, and the same at batch 8), so the classes also fit the least time per K "
+    "of weights streamed from DRAM (`dram_latency_per_k_s`) on the microbenchmarks whose weights outgrow half "
+    "the L2 (they read them from DRAM on every call), and a forward's every layer pays it. Chosen on "
+    "microbenchmarks held out of the fit (`simdq hw crossval RECORD --against OTHER --conv-algorithms SURVEY`): "
+    "conv_fp32's median error went from 12.6% (one 64x64 tile) to 6.9% (64x32) to 4.3% on the H100's record "
+    "(predicting the H200's: 18.2%, 6.7%, 5.1%) and from 12.4% to 7.0% to 4.2% on the H200's (23.8%, 11.0%, "
+    "10.4%), downsample_fp32's from 40.9% to 6.8% to 3.7% and from 35.2% to 5.9% to 3.3%. On the GPU: LDM-4 "
+    "fp32 went from -11.6% to -3.8% at batch 1 and from +12.7% to +9.8% at batch 8 on the H100 (-12.1% to "
+    "-4.7%, +12.3% to +9.0% on the H200), its per-layer median at batch 8 from 10.2% to 7.7%; SD-1.5 fp32's "
+    "per-layer medians from 14-17% to 11-13%; the FFT shapes' implicit-GEMM fallbacks, fitted on nothing, are "
+    "predicted within 7%, but for three of those at 16x16, 32-39% over: they were timed with their weights in L2, "
+    "and the model prices a forward's layer, whose weights come from DRAM. LDM-4's 3x3 convolutions on 64x64 "
+    "outputs at batch 8 (GEMMs of 32,768 rows, four times "
+    "the survey's largest) stay 5-19% over: the survey's 128x32 kernels run at 0.36 to 0.45 of the fp32 peak, "
+    "shape by shape, and cuDNN's kernels run 19 of its 21 larger 448-channel shapes at 0.23-0.31, which one "
+    "efficiency per tiling averages; its 1x1 convolutions come out 21-110% over there (`pointwise_fp32` is "
+    "fitted on the suite's ten small ones alone).",
     "- FFT convolutions: with TF32 off, cuDNN's heuristics run SD-1.5's 640-channel 3x3 convolutions at 32x32 "
     "(from 320, 640 and 960 channels) as an FFT: a 64x64 FFT of the input and, on every call, of the weights, "
     "then one GEMV per frequency bin (2,112 kernels of about 5 us): 7-17 ms each, about 30x an implicit GEMM "
@@ -755,12 +756,12 @@ NOTES = [
     "stays an implicit GEMM "
     "for the rest of the process. `runtime.gpu_memory_free_gb` is the memory free beside the weights (by default "
     "the GPU's memory less the weights, as the other forwards ran), and the model takes the FFT workspaces from "
-    "it in forward order as the capture does (simdq.cost.estimate.CachedWorkspaces): 141, 126 and 56 ms, all "
-    "seven within 10% (+2.7% to +7.4%), with the FFTs each capture allocated. What it misses: these runs' "
+    "it in forward order as the capture does (simdq.cost.estimate.CachedWorkspaces): 141, 126 and 57 ms, all "
+    "seven within 10% (+3.9% to +7.8%), with the FFTs each capture allocated. What it misses: these runs' "
     "per-layer times were taken after the forward, while the workspaces it had cached were still held, so "
     "there the 320->640 convolution ran as an implicit GEMM at 8 and 12 GB (0.2 ms, against the 8.5 ms priced "
-    "for the graph's FFT), and its 1280-channel 3x3 "
-    "convolutions come out 20% over at 16x16 and 14% under at 8x8 (per-layer medians 14-17% in these seven runs). "
+    "for the graph's FFT); its other 3x3 convolutions are within 3% at 8x8 to 32x32 and 9-14% over at 64x64 "
+    "(per-layer medians 11-13% in these seven runs). "
     "There is no H200 survey yet: the H200's report is fitted on the H100's survey (the two GPUs time the "
     "suite's convolutions a median 0.2% apart), its FFT class at the H200's bandwidth, which puts SD-1.5's FFT "
     "convolutions over the H200's own per-layer times, hence sd15 fp32 at +19% there.",

@@ -34,8 +34,7 @@ def _roofline_engine(name: str, spec: RooflineSpec, dram_bandwidth: float, energ
         energy = dataclasses.replace(energy, op_scale=spec.energy_scale.value)
     if spec.calibration is None:
         return RooflineEngine(name, rates, dram_bandwidth, energy, kinds)
-    classes = {op_class: ClassParams(fit.kernel_s, fit.efficiency, fit.memory_efficiency, fit.tile_m, fit.tile_n,
-                                     fit.split_k_min, fit.head_dim_granule, fit.transform_efficiency)
+    classes = {op_class: ClassParams(**fit.model_dump(exclude={"median_error", "samples"}))
                for op_class, fit in spec.calibration.classes.items()}
     ffts = spec.calibration.fft_convolutions
     fft_shapes = [FftShape(**shape.model_dump()) for shape in ffts.shapes] if ffts else ()

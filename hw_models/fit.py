@@ -7,6 +7,11 @@ few percent of the optimum and coarse enough to run in well under a second per c
 whose samples carry channels-first bytes, also searches the efficiency of cuDNN's layout transforms, or none: a
 few seconds).
 
+A full-fp32 convolution class (cuDNN's CUDA-core kernels) also searches a narrow tiling beside a wide one, the
+faster of the two per shape, and, where some of its samples read their weights from DRAM on every call (they
+outgrew half the L2), the least time per unit of K such weights take to stream, which every layer of a forward
+pays (its weights are read once): one coordinate step with the rest fixed, then the rest again with it.
+
 A GEMM class searches five parameters; one with fewer than MIN_SAMPLES_FOR_TILING samples would fit its tile
 and split-K to the noise of a few shapes (an H100's four stride-2 TF32 convolutions came out at efficiency 0.98
 with split-K 2048), so it takes the tiling of the class it was split from and fits the other three.
@@ -14,12 +19,13 @@ with split-K 2048), so it takes the tiling of the class it was split from and fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import numpy as np
 
 from .energy import busy_seconds
-from .engines.calibrated import (ClassParams, fused_attention_compute_s, gemm_compute_s, occupancy, strided_class,
-                                 transform_s)
+from .engines.calibrated import (ClassParams, fused_attention_compute_s, gemm_compute_s, k_per_split, occupancy,
+                                 strided_class, transform_s)
+from .workload import layout_transform_bytes
 
 KERNEL_S_GRID = np.geomspace(0.5e-6, 40e-6, 40)
 EFFICIENCY_GRID = np.linspace(0.02, 1.0, 50)
@@ -33,6 +39,13 @@ TILES = ((64, 64), (64, 128), (128, 64), (128, 128), (128, 256), (256, 128))
 # median 11.6%, on 64x32 without split-K by 5.9%)
 NARROW_TILES = ((32, 32), (32, 64), (64, 32))
 NARROW_TILE_CLASSES = ("conv_fp32", "downsample_fp32")
+# and a second, wide tiling beside a narrow one, the faster of the two per shape (cuDNN picks 128x32 for large
+# outputs, where its survey times reach 0.45 of the fp32 peak against the 32x32 kernel's 0.40), whose efficiency
+# is searched relative to the narrow one's
+WIDE_TILES = ((128, 32), (256, 64))
+WIDE_EFFICIENCY_RATIO_GRID = np.linspace(0.8, 1.6, 17)
+# and the least time per unit of K where the weights come from DRAM (0: none)
+DRAM_LATENCY_PER_K_GRID = np.concatenate(([0.0], np.geomspace(5e-9, 100e-9, 41)))
 SPLIT_K_MIN = (0, 128, 256, 512, 1024, 2048)
 # an attention class is also tried as one fused kernel whose head dimension is rounded up to each of these
 # (flash kernels are compiled per head size; on an H100, fp16 SDPA at head dim 32 takes as long per head as at 40)
@@ -57,6 +70,13 @@ class Sample:
     energy_j: float = None  # the board's energy per call (the GPU's own counter, static power included)
     parallel_rows: int = 0  # a norm's independent rows (its occupancy of the SMs); 0 where unknown
     channels_first_bytes: float = 0.0  # a convolution's operands stored channels-first (LayerWork's)
+    channels_last_bytes: float = 0.0  # and those stored channels-last
+    weights_from_dram: bool = False  # its weights outgrew the L2 between calls (weights_from_dram)
+
+    @property
+    def layout_transform_bytes(self) -> float:
+        """What the class's kernels transform of its operands (LayerWork.layout_transform_bytes)."""
+        return layout_transform_bytes(self.precision, self.channels_first_bytes, self.channels_last_bytes)
 
 
 @dataclass(frozen=True)
@@ -66,65 +86,112 @@ class Fit:
     median_error: float  # median |predicted / measured - 1|
 
 
-def _tile_work(samples, sms, tile, split_k_min, head_dim_granule=0) -> np.ndarray:
+def _tile_work(samples, sms, tile, split_k_min, head_dim_granule=0, wide=None) -> np.ndarray:
     """Each GEMM sample's compute time at efficiency 1 under a tiling and split-K granularity (an attention
-    sample's, with a head-dimension granule, as one fused kernel of its QK^T's shape)."""
-    params = ClassParams(1.0, 1.0, 1.0, *tile, split_k_min, head_dim_granule)
+    sample's, with a head-dimension granule, as one fused kernel of its QK^T's shape); with `wide` (wide tile,
+    its efficiency relative to the narrow one's), the faster of the two tilings."""
+    wide_tile, ratio = wide or ((0, 0), 0.0)
+    params = ClassParams(1.0, 1.0, 1.0, *tile, split_k_min, head_dim_granule, 0.0, *wide_tile, ratio)
     if head_dim_granule:
         return np.array([fused_attention_compute_s(s.gemm_dims[0], params, s.peak, sms) for s in samples])
     return np.array([sum(gemm_compute_s(dims, params, s.peak, sms) for dims in s.gemm_dims) for s in samples])
 
 
+def _tilings(op_class: str) -> list:
+    """The tilings a GEMM class's fit searches: (tile, split_k_min, head_dim_granule, wide or None)."""
+    granules = (0, *HEAD_DIM_GRANULES) if op_class.startswith("attention_") else (0,)
+    narrow = op_class in NARROW_TILE_CLASSES
+    tilings = [(t, s, g, None) for t in TILES + (NARROW_TILES if narrow else ()) for s in SPLIT_K_MIN for g in granules]
+    if narrow:
+        tilings += [(t, 0, 0, (w, r)) for t in NARROW_TILES for w in WIDE_TILES for r in WIDE_EFFICIENCY_RATIO_GRID]
+    return tilings
+
+
+def _wide(params: ClassParams):
+    """A fit's wide tiling as _tile_work takes it, or None."""
+    if not params.wide_efficiency:
+        return None
+    return (params.wide_tile_m, params.wide_tile_n), params.wide_efficiency / params.efficiency
+
+
+def _dram_k(samples: list, sms: int, tiling: tuple) -> np.ndarray:
+    """Each sample's K per split under a tiling where its weights came from DRAM on every call, else 0: what
+    dram_latency_per_k_s multiplies."""
+    tile, split_k_min = tiling[:2]
+    params = ClassParams(1.0, 1.0, 1.0, *tile, split_k_min)
+    return np.array([k_per_split(s.gemm_dims[0], params, sms) if s.weights_from_dram else 0 for s in samples])
+
+
 def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -> Fit:
-    """Fit one class; `tiling` ((tile_m, tile_n), split_k_min, head_dim_granule) fixes a GEMM class's tiling
-    instead of searching it."""
+    """Fit one class; `tiling` ((tile_m, tile_n), split_k_min, head_dim_granule, wide) fixes a GEMM class's
+    tiling instead of searching it. A narrow-tile class whose samples include some with weights from DRAM then
+    searches its dram_latency_per_k_s, and its other parameters again with it."""
     measured = np.array([s.measured_s for s in samples])
     kernels = np.array([s.kernels for s in samples], dtype=float)
     busy = np.array([occupancy(s.parallel_rows, sms) for s in samples])
     memory = np.array([s.traffic_bytes for s in samples]) / bandwidth / busy
     is_gemm = bool(samples[0].gemm_dims)
     if is_gemm:
-        granules = (0, *HEAD_DIM_GRANULES) if samples[0].op_class.startswith("attention_") else (0,)
-        tiles = TILES + NARROW_TILES if samples[0].op_class in NARROW_TILE_CLASSES else TILES
-        tilings = [tiling] if tiling else [(t, s, g) for t in tiles for s in SPLIT_K_MIN for g in granules]
+        tilings = [tiling] if tiling else _tilings(samples[0].op_class)
         candidates = [(candidate, _tile_work(samples, sms, *candidate)) for candidate in tilings]
     else:
-        candidates = [((TILES[3], 0, 0), np.array([s.vector_flops / s.peak for s in samples]) / busy)]
-    transforms = np.array([s.channels_first_bytes for s in samples]) / bandwidth  # at transform efficiency 1
+        candidates = [((TILES[3], 0, 0, None), np.array([s.vector_flops / s.peak for s in samples]) / busy)]
+    transforms = np.array([s.layout_transform_bytes for s in samples]) / bandwidth  # at transform efficiency 1
     transform_grid = TRANSFORM_EFFICIENCY_GRID if transforms.any() else TRANSFORM_EFFICIENCY_GRID[:1]
-    best = None
     log_measured = np.log(measured)
     # axes: kernel time, efficiency, memory efficiency, sample
     overhead = KERNEL_S_GRID[:, None, None, None] * kernels
     memory_s = memory / MEMORY_EFFICIENCY_GRID[None, None, :, None]
-    for tile, ideal in candidates:
-        body_s = np.maximum(ideal / EFFICIENCY_GRID[None, :, None, None], memory_s)
-        for transform_efficiency in transform_grid:
-            fixed_s = overhead + (transforms / transform_efficiency if transform_efficiency else 0.0)
-            loss = np.mean((np.log(fixed_s + body_s) - log_measured) ** 2, axis=-1)
-            index = np.unravel_index(np.argmin(loss), loss.shape)
-            if best is None or loss[index] < best[0]:
-                best = (loss[index], tile, transform_efficiency, index)
-    _, (tile, split, granule), transform_efficiency, (ki, ei, mi) = best
+
+    def search(candidates, floor_s):
+        best = None
+        for candidate, ideal in candidates:
+            body_s = np.maximum(np.maximum(ideal / EFFICIENCY_GRID[None, :, None, None], floor_s), memory_s)
+            for transform_efficiency in transform_grid:
+                fixed_s = overhead + (transforms / transform_efficiency if transform_efficiency else 0.0)
+                loss = np.mean((np.log(fixed_s + body_s) - log_measured) ** 2, axis=-1)
+                index = np.unravel_index(np.argmin(loss), loss.shape)
+                if best is None or loss[index] < best[0]:
+                    best = (loss[index], candidate, ideal, transform_efficiency, index)
+        return best
+
+    loss, candidate, ideal, transform_efficiency, index = search(candidates, 0.0)
+    latency = 0.0
+    if is_gemm and samples[0].op_class in NARROW_TILE_CLASSES and any(s.weights_from_dram for s in samples):
+        dram_k = _dram_k(samples, sms, candidate)
+        for _ in range(2):  # the latency with the rest fixed, then the rest with the latency fixed
+            ki, ei, mi = index
+            fixed_s = overhead[ki, 0, 0] + (transforms / transform_efficiency if transform_efficiency else 0.0)
+            body_s = np.maximum(ideal / EFFICIENCY_GRID[ei], memory_s[0, 0, mi])
+            losses = [np.mean((np.log(fixed_s + np.maximum(body_s, dram_k * grid_value)) - log_measured) ** 2)
+                      for grid_value in DRAM_LATENCY_PER_K_GRID]
+            latency = float(DRAM_LATENCY_PER_K_GRID[int(np.argmin(losses))])
+            loss, candidate, ideal, transform_efficiency, index = search([(candidate, ideal)], dram_k * latency)
+    (tile, split, granule, wide), (ki, ei, mi) = candidate, index
+    (wide_tile_m, wide_tile_n), ratio = wide or ((0, 0), 0.0)
     params = ClassParams(
         kernel_s=float(KERNEL_S_GRID[ki]), efficiency=float(EFFICIENCY_GRID[ei]),
         memory_efficiency=float(MEMORY_EFFICIENCY_GRID[mi]), tile_m=tile[0], tile_n=tile[1], split_k_min=split,
-        head_dim_granule=granule, transform_efficiency=float(transform_efficiency),
+        head_dim_granule=granule, transform_efficiency=float(transform_efficiency), wide_tile_m=wide_tile_m,
+        wide_tile_n=wide_tile_n, wide_efficiency=min(1.0, float(ratio * EFFICIENCY_GRID[ei])),
+        dram_latency_per_k_s=latency,
     )
     predicted = predicted_seconds(params, samples, bandwidth, sms)
     return Fit(params, len(samples), float(np.median(np.abs(predicted / measured - 1))))
 
 
 def predicted_seconds(params: ClassParams, samples: list, bandwidth: float, sms: int) -> np.ndarray:
-    """What the calibrated model with `params` predicts for each sample."""
+    """What the calibrated model with `params` predicts for each sample (each sample's weights from DRAM or L2
+    as they were when it was timed)."""
     busy = np.array([occupancy(s.parallel_rows, sms) for s in samples])
     memory_s = np.array([s.traffic_bytes for s in samples]) / bandwidth / busy / params.memory_efficiency
     if samples[0].gemm_dims:
-        tiling = ((params.tile_m, params.tile_n), params.split_k_min, params.head_dim_granule)
-        compute_s = _tile_work(samples, sms, *tiling) / params.efficiency
+        tiling = ((params.tile_m, params.tile_n), params.split_k_min, params.head_dim_granule, _wide(params))
+        compute_s = np.maximum(_tile_work(samples, sms, *tiling) / params.efficiency,
+                               _dram_k(samples, sms, tiling) * params.dram_latency_per_k_s)
     else:
         compute_s = np.array([s.vector_flops / s.peak for s in samples]) / busy / params.efficiency
-    transforms = np.array([transform_s(params, s.channels_first_bytes, bandwidth) for s in samples])
+    transforms = np.array([transform_s(params, s.layout_transform_bytes, bandwidth) for s in samples])
     kernels = np.array([s.kernels for s in samples])
     return kernels * params.kernel_s + np.maximum(compute_s, memory_s) + transforms
 
@@ -155,8 +222,12 @@ def fit_classes(samples: list, bandwidth: float, sms: int) -> dict:
         source = fits.get(_tiling_source(name))
         tiling = None
         if group[0].gemm_dims and len(group) < MIN_SAMPLES_FOR_TILING and source:
-            tiling = ((source.params.tile_m, source.params.tile_n), source.params.split_k_min, 0)
-        fits[name] = fit_class(group, bandwidth, sms, tiling)
+            tiling = ((source.params.tile_m, source.params.tile_n), source.params.split_k_min, 0, _wide(source.params))
+        fit = fit_class(group, bandwidth, sms, tiling)
+        if source and source.params.dram_latency_per_k_s and not any(s.weights_from_dram for s in group):
+            # none of its own timed weights from DRAM: it streams them as the class it was split from does
+            fit = replace(fit, params=replace(fit.params, dram_latency_per_k_s=source.params.dram_latency_per_k_s))
+        fits[name] = fit
     return dict(sorted(fits.items()))
 
 
@@ -241,7 +312,7 @@ def _energy_features(sample: Sample, precisions: list, gap_s: float, l2_bytes: f
     # replayed back to back, a benchmark whose operands fit in L2 never leaves it; one that does not
     # streams all of them from DRAM on every call (a cyclic sweep evicts each line before its reuse); cuDNN's
     # layout transforms read and write each channels-first byte once more
-    moved = sample.traffic_bytes + 2 * sample.channels_first_bytes
+    moved = sample.traffic_bytes + 2 * sample.layout_transform_bytes
     resident = moved <= l2_bytes
     traffic = moved * 1e-12
     strided = sample.traffic_bytes * 1e-12 if strided_energy and strided_class(sample.op_class) else 0.0

@@ -124,8 +124,18 @@ class ClassFit(_Strict):
     split_k_min: Annotated[int, Field(ge=0)] = 0
     head_dim_granule: Annotated[int, Field(ge=0)] = 0
     transform_efficiency: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    wide_tile_m: Annotated[int, Field(ge=0)] = 0
+    wide_tile_n: Annotated[int, Field(ge=0)] = 0
+    wide_efficiency: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    dram_latency_per_k_s: Annotated[float, Field(ge=0, le=1e-6, allow_inf_nan=False)] = 0.0
     median_error: Optional[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = None
     samples: Optional[PositiveInteger] = None
+
+    @model_validator(mode="after")
+    def _wide_tiling_whole(self):
+        if self.wide_efficiency and not (self.wide_tile_m and self.wide_tile_n):
+            raise ValueError("wide_efficiency needs wide_tile_m and wide_tile_n (both > 0)")
+        return self
 
 
 class FftShapeSpec(_Strict):

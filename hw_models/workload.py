@@ -49,6 +49,13 @@ FULL_PRECISION = {f.name: f for f in (FP32, FP16, BF16)}
 INT32_ACCUMULATOR = OperandFormat("int32", "int", 32)
 
 
+def layout_transform_bytes(precision, channels_first_bytes: float, channels_last_bytes: float) -> float:
+    """What a GPU's convolution kernels at compute `precision` transform of operands stored channels-first or
+    channels-last: cuDNN's full-fp32 kernels read NCHW (`nchwkcrs_nchw` in reports/gpu-kernel-census-h100.md), so
+    they transform those stored channels-last; its tensor-core kernels read NHWC, so those stored channels-first."""
+    return channels_last_bytes if precision == FP32.name else channels_first_bytes
+
+
 @dataclass(frozen=True)
 class LayerWork:
     """One layer's work on a device.
@@ -84,8 +91,10 @@ class LayerWork:
     strided_bytes: float = 0.0  # of the traffic: what those ops read and write
     fused_attention: str = ""  # "qk" or "av": a half of one fused attention kernel (flash SDPA); "" otherwise
     # of a convolution's traffic: its operands stored channels-first (an NCHW input and the output it gets back,
-    # OIHW weights), which a GPU's NHWC convolution kernels transform on every call
+    # OIHW weights), which a GPU's NHWC convolution kernels transform on every call, and those stored channels-last,
+    # which its NCHW kernels transform (layout_transform_bytes)
     channels_first_bytes: float = 0.0
+    channels_last_bytes: float = 0.0
     # GPU memory free for a kernel's workspace while the layer runs (cuDNN takes an FFT only where its workspace fits)
     free_memory_bytes: float = float("inf")
     batch: int = 0  # a convolution's batch (0 where unknown): gemm_dims fold it into M with the pixels
@@ -93,6 +102,10 @@ class LayerWork:
     def __post_init__(self):
         if self.kind not in LAYER_KINDS:
             raise ValueError(f"layer kind must be one of {', '.join(LAYER_KINDS)}, got {self.kind!r}")
+
+    def layout_transform_bytes(self, precision) -> float:
+        """Of a convolution's traffic, the operands a GPU's kernels at compute `precision` transform on every call."""
+        return layout_transform_bytes(precision, self.channels_first_bytes, self.channels_last_bytes)
 
     @property
     def is_gemm(self) -> bool:

@@ -3,7 +3,9 @@
 Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
 - compute_s for a GEMM (conv, linear, attention): the tiles of a tile_m x tile_n output tiling spread over
   the SMs in waves; each wave costs tile_m x tile_n x K MACs per SM at efficiency x the SM's share of
-  the dense peak (this is what makes small and odd GEMM shapes slower than their MACs suggest); a fused
+  the dense peak (this is what makes small and odd GEMM shapes slower than their MACs suggest); where the
+  class's fit has a wide tiling too (cuDNN's full-fp32 convolutions: 32x32 tiles on small outputs, 128x32 on large
+  ones), the faster of the two, each at its own efficiency; a fused
   attention kernel, where its class's fit says so, by its own tiling: blocks of queries over the SMs, each
   looping over the keys with the head dimension rounded up to the kernel's compiled size;
 - compute_s otherwise: non-GEMM arithmetic at efficiency x the vector peak;
@@ -11,7 +13,9 @@ Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
 - plus, for a convolution class whose fit has a transform_efficiency, cuDNN's layout transforms: its NHWC
   kernels run between an NCHW -> NHWC transform of each operand stored channels-first (the input, the weights
   on every call) and one of the output back, serialised with the GEMM: those bytes at transform_efficiency x
-  peak bandwidth (reports/gpu-kernel-census-h100.md: 1.4 of LDM-4's 2.7 ms of convolution at batch 1).
+  peak bandwidth (reports/gpu-kernel-census-h100.md: 1.4 of LDM-4's 2.7 ms of convolution at batch 1); its
+  full-fp32 kernels read NCHW, and transform a channels-last input and its output instead
+  (LayerWork.layout_transform_bytes).
 A norm's time is divided by the share of SMs its rows occupy (GroupNorm runs one thread block per batch x group).
 A 3x3 fp32 convolution of a shape the file records as one cuDNN runs as an FFT (`fft_convolutions`) is priced by
 the `conv_fft_fp32` class instead: its kernels x kernel_s plus its frequency-domain weights at memory_efficiency x
@@ -82,9 +86,16 @@ class ClassParams:
     # attention classes: > 0 prices a fused attention kernel by its own tiling (fused_attention_compute_s), its
     # head dimension rounded up to this; 0 prices its two matmuls as GEMMs
     head_dim_granule: int = 0
-    # convolution classes: > 0 adds layout transforms of the operands stored channels-first at this share of the
-    # DRAM bandwidth (transform_s); 0: none (the class's kernels read their operands as stored)
+    # convolution classes: > 0 adds layout transforms of the operands stored in the other layout than the class's
+    # kernels read at this share of the DRAM bandwidth (transform_s); 0: none
     transform_efficiency: float = 0.0
+    # a second, wider output tiling the library picks where it is faster, at its own efficiency (0: none)
+    wide_tile_m: int = 0
+    wide_tile_n: int = 0
+    wide_efficiency: float = 0.0
+    # the least time per unit of K (per split) a GEMM takes when its weights stream from DRAM, as each layer's do in
+    # a forward: an SM with one or two tiles of a CUDA-core kernel waits on every load (0: none)
+    dram_latency_per_k_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -163,10 +174,23 @@ def _split_waves(tiles: int, k: int, params: ClassParams, sms: int) -> tuple:
 def gemm_compute_s(dims: tuple, params: ClassParams, peak: float, sms: int) -> float:
     """Time of the waves of output tiles: each SM computes tile_m x tile_n x K MACs per tile. When there
     are fewer tiles than SMs, libraries split K (cuBLAS split-K, cuDNN's equivalents) into chunks of at
-    least split_k_min to occupy more SMs."""
+    least split_k_min to occupy more SMs. Where the class has a wide tiling too, the faster of the two; and no less
+    than its K per split x dram_latency_per_k_s (a layer of a forward reads its weights from DRAM)."""
     batch, m, n, k = dims
     splits, waves = _split_waves(batch * ceil(m / params.tile_m) * ceil(n / params.tile_n), k, params, sms)
-    return waves * 2 * params.tile_m * params.tile_n * ceil(k / splits) / (peak / sms * params.efficiency)
+    compute_s = waves * 2 * params.tile_m * params.tile_n * ceil(k / splits) / (peak / sms * params.efficiency)
+    if params.wide_efficiency:
+        wide_waves = ceil(batch * ceil(m / params.wide_tile_m) * ceil(n / params.wide_tile_n) / sms)
+        compute_s = min(compute_s, wide_waves * 2 * params.wide_tile_m * params.wide_tile_n * k
+                        / (peak / sms * params.wide_efficiency))
+    return max(compute_s, ceil(k / splits) * params.dram_latency_per_k_s)
+
+
+def k_per_split(dims: tuple, params: ClassParams, sms: int) -> int:
+    """The K each tile of a GEMM loops over: all of it, or a chunk where split-K spreads it over idle SMs."""
+    batch, m, n, k = dims
+    splits, _ = _split_waves(batch * ceil(m / params.tile_m) * ceil(n / params.tile_n), k, params, sms)
+    return ceil(k / splits)
 
 
 def fused_attention_compute_s(shape: tuple, params: ClassParams, peak: float, sms: int) -> float:
@@ -193,12 +217,12 @@ def occupancy(rows: int, sms: int) -> float:
     return min(1.0, rows / sms) if rows > 0 else 1.0
 
 
-def transform_s(params: ClassParams, channels_first_bytes: float, bandwidth: float) -> float:
-    """The time of a convolution's layout transforms: what they read of `channels_first_bytes` (and write back,
+def transform_s(params: ClassParams, transformed_bytes: float, bandwidth: float) -> float:
+    """The time of a convolution's layout transforms: what they read of `transformed_bytes` (and write back,
     which transform_efficiency absorbs) at transform_efficiency x the DRAM bandwidth; 0 where the class has none."""
     if not params.transform_efficiency:
         return 0.0
-    return channels_first_bytes / bandwidth / params.transform_efficiency
+    return transformed_bytes / bandwidth / params.transform_efficiency
 
 
 def calibrated_time(params: ClassParams, kernels: int, compute_s: float, memory_s: float,
@@ -247,7 +271,7 @@ class CalibratedEngine(RooflineEngine):
             extra, _ = conversion_ops(layer, weight, layer.activation_format, roofline.compute_precision)
             compute_s += (layer.vector_flops + extra) / engine.vector_peak
             side_kernels, side_bytes, side_s = self._side_ops(layer)
-            side_s += transform_s(params, layer.channels_first_bytes, self.dram_bandwidth)
+            side_s += transform_s(params, layer.layout_transform_bytes(roofline.compute_precision), self.dram_bandwidth)
         else:
             compute_s = roofline.compute_s / params.efficiency
             side_kernels, side_bytes, side_s = self._relayouts(layer)
@@ -294,7 +318,8 @@ class CalibratedEngine(RooflineEngine):
             bottleneck="overhead" if overhead_s > memory_s else "memory",
             # its energy: the frequency-domain weights' DRAM passes, its own kernels, and no NHWC transforms
             actions=self.actions(replace(layer, read_bytes=layer.read_bytes + FFT_WEIGHT_PASSES * shape.traffic_bytes,
-                                         kernels=shape.kernels, channels_first_bytes=0.0),
+                                         kernels=shape.kernels, channels_first_bytes=0.0,
+                                         channels_last_bytes=0.0),
                                  roofline.compute_precision, 0, (params.tile_m, params.tile_n)),
         )
 

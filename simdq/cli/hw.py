@@ -115,7 +115,7 @@ def _write_fitted(record: dict, base_name: str, name: str, output: str, survey_p
 
     from hw_models import load_device
 
-    from ..microbench import calibrated_spec
+    from ..microbench import calibrated_spec, tiling_label
     from ..microbench.conv_algorithms import (add_fft_calibration, fft_calibration, read_survey,
                                               with_survey_convolutions)
     from ..output import write_text
@@ -131,7 +131,7 @@ def _write_fitted(record: dict, base_name: str, name: str, output: str, survey_p
         add_fft_calibration(calibration, fft)
     write_text(output, yaml.safe_dump(spec, sort_keys=False, width=120))
     rows = [[c, f"{p['kernel_s'] * 1e6:.2f} us", p["efficiency"], p["memory_efficiency"],
-             f"{p['tile_m']}x{p['tile_n']}" if "tile_m" in p else "-", p.get("transform_efficiency") or "-",
+             tiling_label(p), p.get("transform_efficiency") or "-",
              f"{p['median_error']:.1%}", p["samples"]] for c, p in calibration["classes"].items()]
     print(text_table(("class", "kernel", "efficiency", "memory eff.", "tile", "transforms", "median error",
                       "samples"), rows))

@@ -74,15 +74,18 @@ def _conv_stride(layer: Layer) -> int:
     return max(1, layer.input_shape[-1] // layer.output_shape[-1])
 
 
-def _channels_first_bytes(layer: Layer, cost) -> float:
-    """The bytes of a convolution's operands that a GPU's NHWC kernels transform (cuDNN's around its implicit
-    GEMMs): the weights unless they are channels-last, the input and the output it returns alike unless the input
-    is channels-last (cuDNN then computes and returns channels-last: model.trace.cudnn_output_format)."""
+def _layout_bytes(layer: Layer, cost) -> tuple:
+    """(channels-first, channels-last) bytes of a convolution's operands, what a GPU's NHWC or NCHW kernels
+    transform (LayerWork.layout_transform_bytes): the weights as they are stored; the input and the output it
+    returns alike, as the input is stored (cuDNN computes and returns channels-last for a channels-last input:
+    model.trace.cudnn_output_format)."""
     if layer.kind != "conv" or len(layer.operand_layouts) < 2:
-        return 0.0
+        return 0.0, 0.0
     activation, weight = layer.operand_layouts[:2]
-    return ((cost.weight_bytes if weight != "channels_last" else 0.0)
-            + (cost.read_bytes + cost.write_bytes if activation != "channels_last" else 0.0))
+    activations = cost.read_bytes + cost.write_bytes
+    weight_last, activation_last = weight == "channels_last", activation == "channels_last"
+    return ((0.0 if weight_last else cost.weight_bytes) + (0.0 if activation_last else activations),
+            (cost.weight_bytes if weight_last else 0.0) + (activations if activation_last else 0.0))
 
 
 def free_memory_bytes(runtime, device, results) -> float:
@@ -126,6 +129,7 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
     if planes > 1 and gemm_dims:
         gemm_dims = (*gemm_dims[:2], gemm_dims[2] * planes, gemm_dims[3])
     element_bytes = FULL_PRECISION.get(model_dtype, FP32).bits / 8
+    channels_first, channels_last = _layout_bytes(layer, cost)
     return LayerWork(
         name=layer.name, kind=layer.kind, macs=layer.macs * planes, vector_flops=layer.vector_flops,
         weight_bytes=cost.weight_bytes, read_bytes=cost.read_bytes, write_bytes=cost.write_bytes,
@@ -137,7 +141,7 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
         parallel_rows=layer.parallel_rows, input_elements=layer.gemm_read,
         relayout_kernels=layer.relayout_kernels, relayout_bytes=layer.relayout * element_bytes,
         strided_kernels=layer.strided_kernels, strided_bytes=layer.strided * element_bytes,
-        fused_attention=layer.fused_attention, channels_first_bytes=_channels_first_bytes(layer, cost),
+        fused_attention=layer.fused_attention, channels_first_bytes=channels_first, channels_last_bytes=channels_last,
         batch=layer.input_shape[0] if layer.kind == "conv" and len(layer.input_shape) == 4 else 0,
     )
 

@@ -14,7 +14,7 @@ from hw_models.fit import Sample, fit_classes, fit_energy
 
 from ..errors import SimdqError
 from .energy import EnergyMeter, energy_calls
-from .suite import default_suite, model_suite
+from .suite import FLOAT_BYTES, default_suite, model_suite
 from .timing import capture, precision_mode, replay_seconds
 
 RECORD_FORMAT = "simdq-microbenchmarks-1"
@@ -81,12 +81,23 @@ def _energy_usable(measurement: dict, top_clock: float) -> bool:
 CONVOLUTION_CLASSES = ("conv_", "pointwise_", "downsample_")
 
 
+def weights_from_dram(measurement: dict, l2_bytes: float) -> bool:
+    """Whether a GEMM benchmark's weights (N x K of its precision) outgrow half the L2 (an H100's is two halves),
+    so that each call reads them from DRAM as a layer of a forward does: on an H100, a 3x3 convolution's 16 MB of
+    fp32 weights stayed in L2 between calls and its 29 MB did not (reports/gpu-cold-weights-h100.json)."""
+    if not measurement["gemm_dims"] or not l2_bytes or measurement["op_class"].startswith("attention_"):
+        return False
+    element_bytes = FLOAT_BYTES.get(measurement.get("precision"), 1)
+    return sum(n * k for _, _, n, k in measurement["gemm_dims"]) * element_bytes > l2_bytes / 2
+
+
 def samples_of(record: dict) -> list:
     """The fit's Samples from a record's measurements."""
     top_clock = max((m.get("sm_clock_mhz", 0) for m in record["measurements"]), default=0)
     samples = []
     for m in record["measurements"]:
         fields_ = {k: (tuple(tuple(d) for d in v) if k == "gemm_dims" else v) for k, v in m.items() if k in SAMPLE_FIELDS}
+        fields_["weights_from_dram"] = weights_from_dram(m, record.get("l2_bytes", 0))
         if "channels_first_bytes" not in m and m["op_class"].startswith(CONVOLUTION_CLASSES):
             fields_["channels_first_bytes"] = m["traffic_bytes"]
         if "energy_j" in fields_ and not _energy_usable(m, top_clock):
@@ -118,6 +129,20 @@ def _measured_energy(samples: list, record: dict, l2_bytes: float):
                    f"back to back x its time" + (f"; idle {idle:.0f} W" if idle else "")),
         "median_error": round(fit.median_error, 4), "samples": fit.samples,
     }
+
+
+def tiling_label(fit: dict) -> str:
+    """A fitted class's output tiling as a device file states it: tile_m x tile_n, a fused attention kernel's
+    head dimension granule, a wide second tiling at its efficiency, the least time per K of weights streamed
+    from DRAM; "-" for a class without a tiling (the FFT's)."""
+    if "tile_m" not in fit:
+        return "-"
+    fused = f" (fused, head dim rounded up to {fit['head_dim_granule']})" if fit.get("head_dim_granule") else ""
+    wide = (f", or {fit['wide_tile_m']}x{fit['wide_tile_n']} at {fit['wide_efficiency']} where faster"
+            if fit.get("wide_efficiency") else "")
+    latency = (f"; weights from DRAM: at least {fit['dram_latency_per_k_s'] * 1e9:.1f} ns per K"
+               if fit.get("dram_latency_per_k_s") else "")
+    return f"{fit['tile_m']}x{fit['tile_n']}{fused}{wide}{latency}"
 
 
 def calibrated_spec(base, record: dict, name: str) -> dict:
@@ -152,6 +177,10 @@ def calibrated_spec(base, record: dict, name: str) -> dict:
                 **({"head_dim_granule": fit.params.head_dim_granule} if op_class.startswith("attention_") else {}),
                 **({"transform_efficiency": round(fit.params.transform_efficiency, 4)}
                    if fit.params.transform_efficiency else {}),
+                **({"wide_tile_m": fit.params.wide_tile_m, "wide_tile_n": fit.params.wide_tile_n,
+                    "wide_efficiency": round(fit.params.wide_efficiency, 4)} if fit.params.wide_efficiency else {}),
+                **({"dram_latency_per_k_s": float(f"{fit.params.dram_latency_per_k_s:.4g}")}
+                   if fit.params.dram_latency_per_k_s else {}),
                 "median_error": round(fit.median_error, 4), "samples": fit.samples,
             }
             for op_class, fit in fits.items()

@@ -20,7 +20,7 @@ from . import CONVOLUTION_CLASSES, l2_bytes_of, samples_of
 
 def _samples(record: dict, transforms: bool) -> list:
     samples = samples_of(record)
-    return samples if transforms else [replace(s, channels_first_bytes=0.0) for s in samples]
+    return samples if transforms else [replace(s, channels_first_bytes=0.0, channels_last_bytes=0.0) for s in samples]
 
 
 def _median(errors) -> float:

@@ -12,8 +12,8 @@ from hw_models import DeviceFileError, LayerWork, load_device
 from hw_models.engines.calibrated import (ClassParams, attention_shape, calibrated_time, fused_attention_compute_s,
                                          gemm_compute_s, op_class, transform_s)
 from hw_models.catalog import DEVICE_DIR
-from hw_models.fit import (MIN_SAMPLES_FOR_TILING, Sample, cross_validated_errors, fit_class, fit_classes,
-                           relative_errors)
+from hw_models.fit import (DRAM_LATENCY_PER_K_GRID, KERNEL_S_GRID, MIN_SAMPLES_FOR_TILING, Sample,
+                           cross_validated_errors, fit_class, fit_classes, relative_errors)
 from hw_models.workload import FP16
 from simdq.cli import main
 
@@ -30,6 +30,19 @@ def test_waves_of_tiles_by_hand():
     split = ClassParams(3e-6, 0.5, 1.0, 128, 128, split_k_min=1024)
     assert gemm_compute_s((1, 256, 256, 4096), split, peak, sms) == pytest.approx(
         2 * 128 * 128 * 1024 / 0.5e12)
+
+
+def test_a_class_with_a_wide_tiling_takes_the_faster_of_its_two_tilings():
+    narrow = ClassParams(kernel_s=3e-6, efficiency=0.25, memory_efficiency=1.0, tile_m=32, tile_n=32)
+    both = replace(narrow, wide_tile_m=128, wide_tile_n=32, wide_efficiency=0.5)
+    peak, sms = 132e12, 132  # 1e12 per SM
+    # 64 x 64 output: 4 narrow tiles at 0.25, or one wide 128 x 32 tile (mostly padding) at 0.5: the narrow wins
+    small = (1, 64, 64, 1024)
+    assert gemm_compute_s(small, both, peak, sms) == pytest.approx(2 * 32 * 32 * 1024 / 0.25e12)
+    # 132 x 128 rows of 32: 528 narrow tiles (4 waves) or 132 wide ones (one wave at twice the efficiency)
+    large = (1, 132 * 128, 32, 1024)
+    assert gemm_compute_s(large, narrow, peak, sms) == pytest.approx(4 * 2 * 32 * 32 * 1024 / 0.25e12)
+    assert gemm_compute_s(large, both, peak, sms) == pytest.approx(2 * 128 * 32 * 1024 / 0.5e12)
 
 
 def test_calibrated_device_prices_a_layer_as_documented():
@@ -107,6 +120,113 @@ def test_only_full_fp32_convolutions_search_the_narrow_tiles_of_cudnns_simt_kern
     tensor_core_fit = fit_class(fp16, bandwidth, sms)
     assert min(tensor_core_fit.params.tile_m, tensor_core_fit.params.tile_n) >= 64
     assert tensor_core_fit.median_error > fit.median_error
+
+
+def test_fit_recovers_a_narrow_and_a_wide_tiling_each_at_its_own_efficiency():
+    # cuDNN's full-fp32 convolutions: 32x64 tiles where the output is small, 128x32 at more of the peak where it is
+    # large; each alone misses the times of the other's shapes
+    truth = ClassParams(kernel_s=4e-6, efficiency=0.34, memory_efficiency=0.5, tile_m=32, tile_n=64,
+                        wide_tile_m=128, wide_tile_n=32, wide_efficiency=0.34 * 1.15)
+    samples, bandwidth, sms = _convolutions(truth, 0.0, count=40, op_class="conv_fp32")
+    fit = fit_class(samples, bandwidth, sms)
+    assert (fit.params.tile_m, fit.params.tile_n, fit.params.wide_tile_m, fit.params.wide_tile_n) == (32, 64, 128, 32)
+    assert fit.params.efficiency == pytest.approx(0.34, abs=0.01)
+    assert fit.params.wide_efficiency == pytest.approx(0.391, abs=0.01)
+    assert fit.median_error < 0.02
+    # a tensor-core class never searches a second tiling
+    fp16 = fit_class([replace(s, op_class="conv_fp16", precision="fp16") for s in samples], bandwidth, sms)
+    assert fp16.params.wide_efficiency == 0.0 and fp16.median_error > 0.04
+
+
+def test_a_gemm_whose_weights_stream_from_dram_takes_at_least_its_latency_per_k():
+    params = ClassParams(kernel_s=3e-6, efficiency=0.5, memory_efficiency=1.0, tile_m=32, tile_n=32,
+                         dram_latency_per_k_s=30e-9)
+    peak, sms = 132e12, 132  # 1e12 per SM
+    # 2 x 28 tiles, one per SM: each tile's 32 x 32 x 8064 MACs would take 33 us at full rate, its loads 242 us
+    lone = (1, 64, 896, 8064)
+    assert gemm_compute_s(lone, params, peak, sms) == pytest.approx(8064 * 30e-9)
+    # 64 tiles per SM keep it busy: the waves decide
+    busy = (1, 132 * 32 * 64, 32, 8064)
+    assert gemm_compute_s(busy, params, peak, sms) == pytest.approx(64 * 2 * 32 * 32 * 8064 / 0.5e12)
+    assert gemm_compute_s(lone, replace(params, dram_latency_per_k_s=0.0), peak, sms) == pytest.approx(
+        2 * 32 * 32 * 8064 / 0.5e12)
+
+
+def _dram_convolutions(truth, op_class="conv_fp32", seed=5, count=40):
+    """fp32 3x3 convolutions timed as a microbenchmark times them: from DRAM where their weights outgrow half a
+    50 MB L2, else from L2 (no latency floor)."""
+    from simdq.microbench import weights_from_dram
+
+    rng = np.random.default_rng(seed)
+    peak, bandwidth, sms = 67e12, 3.35e12, 132
+    samples = []
+    for _ in range(count):
+        batch, size = int(rng.choice([1, 2])), int(rng.choice([8, 16, 32]))
+        c_in, c_out = int(rng.choice([320, 640, 1280, 1920])), int(rng.choice([320, 640, 1280]))
+        dims = (1, batch * size * size, c_out, 9 * c_in)
+        traffic = 4.0 * (batch * size * size * (c_in + c_out) + 9 * c_in * c_out)
+        from_dram = weights_from_dram({"op_class": op_class, "gemm_dims": [dims], "precision": "fp32"}, 50e6)
+        timed = truth if from_dram else replace(truth, dram_latency_per_k_s=0.0)
+        time = calibrated_time(timed, 1, gemm_compute_s(dims, timed, peak, sms), traffic / bandwidth / 0.5)
+        samples.append(Sample(op_class, 1, (dims,), 0, traffic, peak, time, "fp32", weights_from_dram=from_dram))
+    return samples, bandwidth, sms
+
+
+def test_fit_finds_the_latency_of_weights_from_dram_in_the_samples_that_read_them_there():
+    truth = ClassParams(kernel_s=KERNEL_S_GRID[20], efficiency=0.34, memory_efficiency=0.5, tile_m=32, tile_n=64,
+                        dram_latency_per_k_s=DRAM_LATENCY_PER_K_GRID[25])
+    samples, bandwidth, sms = _dram_convolutions(truth)
+    assert 0 < sum(s.weights_from_dram for s in samples) < len(samples)
+    fit = fit_class(samples, bandwidth, sms)
+    assert fit.params.dram_latency_per_k_s == pytest.approx(truth.dram_latency_per_k_s)
+    assert fit.median_error < 0.01
+    # the same times, none of them flagged from DRAM: nothing to fit a latency on, and the lone tiles are missed
+    warm = fit_class([replace(s, weights_from_dram=False) for s in samples], bandwidth, sms)
+    assert warm.params.dram_latency_per_k_s == 0.0 and warm.median_error > fit.median_error
+    # a class split off it whose own samples all stayed in L2 streams its weights as its source does
+    downsample = [replace(s, op_class="downsample_fp32", weights_from_dram=False) for s in samples[:10]]
+    fits = fit_classes(samples + downsample, bandwidth, sms)
+    assert fits["downsample_fp32"].params.dram_latency_per_k_s == fits["conv_fp32"].params.dram_latency_per_k_s
+
+
+def test_weights_from_dram_where_they_outgrow_half_the_l2():
+    from simdq.microbench import weights_from_dram
+
+    def conv(c_in, c_out, precision="fp32", op_class="conv_fp32"):
+        return {"op_class": op_class, "gemm_dims": [[1, 64, c_out, 9 * c_in]], "precision": precision}
+
+    l2 = 50 * 2 ** 20
+    # LDM-4's 672-channel convolution (16 MB in fp32) stays in an H100's L2, its 896-channel one (29 MB) does not
+    assert not weights_from_dram(conv(672, 672), l2) and weights_from_dram(conv(896, 896), l2)
+    assert not weights_from_dram(conv(896, 896, "fp16", "conv_fp16"), l2)  # half the bytes
+    assert not weights_from_dram(conv(896, 896), 0)  # a record from before the L2 was read
+    attention = {"op_class": "attention_fp16", "gemm_dims": [[64, 4096, 4096, 64]], "precision": "fp16"}
+    assert not weights_from_dram(attention, l2)
+
+
+def test_full_fp32_convolutions_transform_a_channels_last_input_and_nothing_stored_channels_first(monkeypatch):
+    from hw_models.workload import FP32
+
+    device = load_device("h200")
+    params = replace(device.primary.classes["conv_fp32"], transform_efficiency=0.2)
+    monkeypatch.setitem(device.primary.classes, "conv_fp32", params)
+    dims = (1, 4096, 320, 2880)
+    weight, activations = 4.0 * 320 * 2880, 4.0 * 4096 * (320 + 320)
+
+    def conv(channels_first, channels_last):
+        return LayerWork("c", "conv", 4096 * 320 * 2880, 0, weight, activations / 2, activations / 2, 1, FP32, FP32,
+                         "fp32", dims, window=9, channels_first_bytes=channels_first,
+                         channels_last_bytes=channels_last)
+
+    bandwidth = device.primary.dram_bandwidth
+    compute = gemm_compute_s(dims, params, device.primary.rates.peaks["fp32"], device.primary.sms)
+    memory = (weight + activations) / bandwidth / params.memory_efficiency
+    # cuDNN's fp32 kernels read NCHW: an NCHW input and OIHW weights are read as stored
+    assert device.estimate_layer(conv(weight + activations, 0.0)).latency_s == pytest.approx(
+        calibrated_time(params, 1, compute, memory))
+    # a channels-last input is transformed to NCHW, and the output back
+    assert device.estimate_layer(conv(weight, activations)).latency_s == pytest.approx(
+        calibrated_time(params, 1, compute, memory, activations / bandwidth / 0.2))
 
 
 def test_cross_validation_predicts_each_sample_once_from_a_fit_without_it(monkeypatch):
@@ -264,6 +384,8 @@ def _calibrated_file(tmp_path, mutate, name="cal"):
                                                                      "out_channels": 640}]}),
      r"calibration\.fft_convolutions\.shapes\[0\]\.kernels: required key is missing$"),
     (lambda c: c.update(fft_convolutions={"source": "s", "shapes": []}), r"fft_convolutions\.shapes"),
+    (lambda c: c["classes"]["conv_fp32"].update(wide_efficiency=0.4, wide_tile_m=0),
+     r"classes\.conv_fp32: wide_efficiency needs wide_tile_m and wide_tile_n"),
 ])
 def test_calibration_block_errors(tmp_path, mutate, message):
     with pytest.raises(DeviceFileError, match=message):

@@ -280,10 +280,10 @@ class _TwoConvolutions(torch.nn.Module):
         return self.of_view(sequence.transpose(1, 2).reshape(residual.shape)), self.of_residual(residual)
 
 
-def test_a_convolution_transforms_the_operands_it_finds_channels_first():
+def test_a_convolution_transforms_the_operands_stored_in_the_other_layout_than_its_kernels_read():
     from types import SimpleNamespace
 
-    from simdq.cost.estimate import _channels_first_bytes
+    from simdq.cost.estimate import _layout_bytes
     from simdq.model.grouping import group_layers
 
     model = _TwoConvolutions().to("meta")
@@ -293,8 +293,9 @@ def test_a_convolution_transforms_the_operands_it_finds_channels_first():
     assert rows["of_view"].operand_layouts == ("channels_last", "contiguous")
     assert rows["of_residual"].operand_layouts == ("contiguous", "contiguous")
     cost = SimpleNamespace(weight_bytes=1000.0, read_bytes=30.0, write_bytes=20.0)
-    # cuDNN computes a channels-last input in place and returns it so: only the weights are transformed
-    assert _channels_first_bytes(rows["of_view"], cost) == 1000.0
-    assert _channels_first_bytes(rows["of_residual"], cost) == 1050.0
+    # cuDNN computes a channels-last input in place and returns it so: NHWC kernels transform only the weights,
+    # NCHW (full-fp32) kernels the input and the output
+    assert _layout_bytes(rows["of_view"], cost) == (1000.0, 50.0)
+    assert _layout_bytes(rows["of_residual"], cost) == (1050.0, 0.0)
     linear = SimpleNamespace(kind="linear", operand_layouts=("contiguous", "contiguous"))
-    assert _channels_first_bytes(linear, cost) == 0.0
+    assert _layout_bytes(linear, cost) == (0.0, 0.0)
