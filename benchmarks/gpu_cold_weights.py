@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 FORMAT = "simdq-cold-weights-1"
-RUNS = ("ldm4-lsun-bedrooms:fp32:1", "ldm4-lsun-bedrooms:fp32:8", "ldm4-lsun-bedrooms:tf32:1",
-        "ldm4-lsun-bedrooms:fp16:1")
+RUNS = "ldm4-lsun-bedrooms:fp32:1,ldm4-lsun-bedrooms:fp32:8,ldm4-lsun-bedrooms:tf32:1,ldm4-lsun-bedrooms:fp16:1"
 # the copies of a layer's weights span this many L2 capacities, and there are at least MIN_COPIES of them
 L2_SPAN, MIN_COPIES, MAX_COPIES = 3, 8, 512
 
@@ -104,23 +103,29 @@ def measure(runs: list, output: Path) -> None:
             "cudnn": torch.backends.cudnn.version(), "l2_bytes": properties.L2_cache_size,
             "timing": "CUDA graphs: median of 7 replays; warm: 20 calls of the module, cold: one call on each copy",
             "runs": []}
-    for spec in runs:
-        preset, precision, batch = spec.split(":")
+    for preset, precision, batch in runs:
         dtype = getattr(torch, DTYPES[precision])
         with torch.no_grad(), tf32_mode(precision == "tf32"):
             model = build_unet(preset_spec(preset), str(device)).to(dtype)
-            inputs = _inputs(model, int(batch), device, dtype)
+            inputs = _inputs(model, batch, device, dtype)
             forward_s = replay_seconds(capture(lambda: model(**inputs), device))
             layers = layer_times(model, inputs, device, properties.L2_cache_size)
-        data["runs"].append({"preset": preset, "precision": precision, "batch": int(batch), "forward_s": forward_s,
+        data["runs"].append({"preset": preset, "precision": precision, "batch": batch, "forward_s": forward_s,
                              "layers": layers})
         warm, cold = (sum(r[key] for r in layers.values()) for key in ("warm_s", "cold_s"))
-        print(f"{spec}: forward {forward_s * 1e3:.3f} ms; conv and linear layers warm {warm * 1e3:.3f} ms, "
-              f"cold {cold * 1e3:.3f} ms", flush=True)
+        print(f"{preset}:{precision}:{batch}: forward {forward_s * 1e3:.3f} ms; conv and linear layers warm "
+              f"{warm * 1e3:.3f} ms, cold {cold * 1e3:.3f} ms", flush=True)
         model = inputs = None
         torch.cuda.empty_cache()
         with replacing(output, "-o") as temporary:
             temporary.write_text(json.dumps(data, indent=1))
+
+
+def run_list(text: str) -> list:
+    """Comma-separated PRESET:PRECISION:BATCH runs (gpu_validation.run_spec each); an argparse type."""
+    from gpu_validation import run_spec
+
+    return [run_spec(part) for part in text.split(",")]
 
 
 def main(argv=None) -> int:
@@ -128,9 +133,9 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     m = commands.add_parser("measure", help="time each layer with warm and cold weights (needs a CUDA GPU)")
     m.add_argument("-o", "--out", type=Path, required=True)
-    m.add_argument("--runs", default=",".join(RUNS), help="PRESET:PRECISION:BATCH,... (default: %(default)s)")
+    m.add_argument("--runs", type=run_list, default=RUNS, help="PRESET:PRECISION:BATCH,... (default: %(default)s)")
     args = parser.parse_args(argv)
-    measure(args.runs.split(","), args.out)
+    measure(args.runs, args.out)
     return 0
 
 

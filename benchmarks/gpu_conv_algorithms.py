@@ -1,10 +1,12 @@
-"""Which kernels cuDNN runs for a 3x3 convolution, shape by shape, and how fast: the algorithm choices behind the
-calibrated model's per-shape misses (with TF32 off, SD-1.5's 640-channel convolutions at 32x32 run as an FFT,
-about 30x slower than as an implicit GEMM). The shapes run as an FFT feed the device file's `fft_convolutions`,
-the others the conv classes' fit (`benchmarks/gpu_validation.py report --conv-algorithms SURVEY`).
+"""Which kernels cuDNN runs for a 3x3 or 1x1 convolution, shape by shape, and how fast: the algorithm choices
+behind the calibrated model's per-shape misses (with TF32 off, SD-1.5's 640-channel convolutions at 32x32 run as
+an FFT, about 30x slower than as an implicit GEMM). The shapes run as an FFT feed the device file's
+`fft_convolutions`, the others the conv and pointwise classes' fit (`benchmarks/gpu_validation.py report
+--conv-algorithms SURVEY`).
 
-On the GPU (`measure`), each convolution of a grid of UNet shapes (batch, input and output channels, square size;
-padding 1, stride 1, NCHW as PyTorch's UNets hold them, cudnn.benchmark off as a user runs them) is timed under
+On the GPU (`measure`), each convolution of a grid of UNet shapes (batch, input and output channels, square size,
+3x3 or 1x1; zero padding, stride 1, NCHW as PyTorch's UNets hold them, cudnn.benchmark off as a user runs them;
+`--window 3` or `--window 1` surveys one kernel size alone) is timed under
 CUDA graphs and profiled once for its kernels' names and times. Without a GPU (`report`), each shape's throughput
 is set beside the algorithm cuDNN chose, and the shapes it ran otherwise than as an implicit GEMM are listed.
 
@@ -27,7 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simdq.microbench.conv_algorithms import FORMAT, SurveyError, family, ran_as_fft, read_survey  # noqa: E402
+from simdq.microbench.conv_algorithms import (FORMAT, SurveyError, family, ran_as_fft, read_survey,  # noqa: E402
+                                              window)
 from simdq.microbench.suite import CONVOLUTIONS  # noqa: E402
 from simdq.output import replacing  # noqa: E402
 
@@ -36,6 +39,9 @@ BATCHES = (1, 2)
 SIZES = (16, 32, 64)
 INPUT_CHANNELS = (224, 320, 448, 640, 960, 1280, 1920)
 OUTPUT_CHANNELS = (224, 320, 448, 640, 1280)
+# 1x1 convolutions (a UNet's shortcuts) also at batch 8, where LDM-4's reach GEMMs of 32,768 rows
+POINTWISE_BATCHES = (1, 2, 8)
+WINDOWS = (3, 1)
 
 
 def tile(name: str) -> str:
@@ -44,16 +50,23 @@ def tile(name: str) -> str:
     return found.group(1) if found else ""
 
 
-def grid(precisions=PRECISIONS) -> list:
-    """The grid's shapes, then, in fp32, the suite's own 3x3 convolutions (batch 1-4): cuDNN runs some of those as
-    an FFT too (at batch 4, 640 channels at 16x16), which the conv class's fit must leave to the FFT class."""
-    shapes = [(precision, batch, cin, cout, size) for precision, batch, size, cin, cout
-              in product(precisions, BATCHES, SIZES, INPUT_CHANNELS, OUTPUT_CHANNELS)]
-    suite = [("fp32", *shape) for shape in CONVOLUTIONS if "fp32" in precisions]
-    return shapes + [shape for shape in suite if shape not in shapes]
+def grid(precisions=PRECISIONS, windows=WINDOWS) -> list:
+    """(precision, batch, in, out, size, window) of the grid's 3x3 shapes, then, in fp32, the suite's own 3x3
+    convolutions (batch 1-4: cuDNN runs some of those as an FFT too, at batch 4, 640 channels at 16x16, which the
+    conv class's fit must leave to the FFT class), then the 1x1 grid."""
+    shapes = []
+    if 3 in windows:
+        shapes = [(precision, batch, cin, cout, size, 3) for precision, batch, size, cin, cout
+                  in product(precisions, BATCHES, SIZES, INPUT_CHANNELS, OUTPUT_CHANNELS)]
+        suite = [("fp32", *shape, 3) for shape in CONVOLUTIONS if "fp32" in precisions]
+        shapes += [shape for shape in suite if shape not in shapes]
+    if 1 in windows:
+        shapes += [(precision, batch, cin, cout, size, 1) for precision, batch, size, cin, cout
+                   in product(precisions, POINTWISE_BATCHES, SIZES, INPUT_CHANNELS, OUTPUT_CHANNELS)]
+    return shapes
 
 
-def measure(output: Path, precisions=PRECISIONS) -> None:
+def measure(output: Path, precisions=PRECISIONS, windows=WINDOWS) -> None:
     import torch
     import torch.nn.functional as F
     from torch.profiler import ProfilerActivity, profile
@@ -71,14 +84,14 @@ def measure(output: Path, precisions=PRECISIONS) -> None:
             "timing": f"CUDA graphs, median of {REPLAYS} replays of {REPS} calls; kernels from one profiled call",
             "rows": []}
     output.parent.mkdir(parents=True, exist_ok=True)
-    for index, (precision, batch, cin, cout, size) in enumerate(grid(precisions)):
+    for index, (precision, batch, cin, cout, size, window) in enumerate(grid(precisions, windows)):
         dtype = float_dtype(precision)
         x = torch.randn(batch, cin, size, size, device=device, dtype=dtype)
-        weight = torch.randn(cout, cin, 3, 3, device=device, dtype=dtype) * 0.02
+        weight = torch.randn(cout, cin, window, window, device=device, dtype=dtype) * 0.02
         bias = torch.zeros(cout, device=device, dtype=dtype)
         with torch.no_grad(), tf32_mode(precision == "tf32"):
             def run():
-                return F.conv2d(x, weight, bias, padding=1)
+                return F.conv2d(x, weight, bias, padding=window // 2)
             seconds = replay_seconds(capture(run, device))
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 run()
@@ -86,8 +99,8 @@ def measure(output: Path, precisions=PRECISIONS) -> None:
         kernels = by_name([[e.name, e.device_time] for e in prof.events()
                            if e.device_type == torch.autograd.DeviceType.CUDA])
         data["rows"].append({"precision": precision, "batch": batch, "in": cin, "out": cout, "size": size,
-                             "seconds": seconds, "kernels": kernels})
-        print(f"{precision} {batch}x{cin}->{cout} {size}x{size}: {seconds * 1e6:.1f} us, "
+                             "window": window, "seconds": seconds, "kernels": kernels})
+        print(f"{precision} {window}x{window} {batch}x{cin}->{cout} {size}x{size}: {seconds * 1e6:.1f} us, "
               f"{family(max(kernels, key=lambda k: k[1])[0]) if kernels else '-'}", flush=True)
         if index % 35 == 34:  # what was measured survives a run stopped at its time limit
             _write(output, data)
@@ -110,7 +123,7 @@ def by_name(kernels: list) -> list:
 
 
 def macs(row: dict) -> int:
-    return row["batch"] * row["size"] ** 2 * row["out"] * row["in"] * 9
+    return row["batch"] * row["size"] ** 2 * row["out"] * row["in"] * window(row) ** 2
 
 
 def main_kernel(row: dict) -> str:
@@ -124,12 +137,13 @@ def report(path: Path, output: Path) -> None:
     lines = [f"# cuDNN's convolution kernels shape by shape on {data['gpu']}", "",
              f"torch {data['torch']}, cuDNN {data['cudnn']}, cudnn.benchmark off; {data['timing']}.",
              f"Command: `python benchmarks/gpu_conv_algorithms.py report {path} -o {output}`.", ""]
-    for precision in PRECISIONS:
-        rows = [r for r in data["rows"] if r["precision"] == precision]
+    for size, precision in product(WINDOWS, PRECISIONS):
+        rows = [r for r in data["rows"] if r["precision"] == precision and window(r) == size]
         if not rows:
             continue
         median = statistics.median(macs(r) / r["seconds"] for r in rows)
-        lines += [f"## {precision}", "", f"Median {median / 1e12:.1f} TMAC/s over {len(rows)} shapes.", "",
+        lines += [f"## {precision}, {size}x{size}", "", f"Median {median / 1e12:.1f} TMAC/s over {len(rows)} shapes.",
+                  "",
                   "| batch | in | out | size | time | TMAC/s | algorithm | tile | kernels |",
                   "|---|---|---|---|---|---|---|---|---|"]
         others = {}
@@ -159,7 +173,7 @@ def compare(first: Path, second: Path) -> list:
     a, b = read_survey(first), read_survey(second)
 
     def key(row):
-        return row["precision"], row["batch"], row["in"], row["out"], row["size"]
+        return row["precision"], row["batch"], row["in"], row["out"], row["size"], window(row)
 
     theirs = {key(r): r for r in b["rows"]}
     lines = [f"{first} ({a['gpu']}, {a.get('date', 'undated')}) against {second} ({b['gpu']}, "
@@ -183,6 +197,8 @@ def main(argv=None) -> int:
     m = commands.add_parser("measure", help="time and profile the grid on the GPU")
     m.add_argument("-o", "--out", type=Path, required=True)
     m.add_argument("--precision", action="append", choices=PRECISIONS, help="survey only these (repeatable)")
+    m.add_argument("--window", action="append", type=int, choices=WINDOWS,
+                   help="survey only this kernel size (repeatable)")
     r = commands.add_parser("report", help="tabulate a survey (no GPU needed)")
     r.add_argument("survey", type=Path)
     r.add_argument("-o", "--out", type=Path, required=True)
@@ -191,7 +207,7 @@ def main(argv=None) -> int:
     c.add_argument("second", type=Path)
     args = parser.parse_args(argv)
     if args.command == "measure":
-        measure(args.out, tuple(args.precision or PRECISIONS))
+        measure(args.out, tuple(args.precision or PRECISIONS), tuple(args.window or WINDOWS))
         return 0
     try:
         if args.command == "compare":

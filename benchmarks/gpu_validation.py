@@ -152,9 +152,9 @@ def measure(out_dir: Path, device_name: str, quick: bool, only: str, energy_only
             temporary.write_text(json.dumps(data, indent=1))
 
     plan = QUICK_PLAN if quick else [p for p in PLAN if not only or p[0] == only]
-    if run:  # PRESET:PRECISION:BATCH, whole and layer by layer
-        preset, precision, batch = run.split(":")
-        plan = [(preset, precision, "plain", (int(batch),), (int(batch),), ())]
+    if run:  # (preset, precision, batch) as run_spec reads it, whole and layer by layer
+        preset, precision, batch = run
+        plan = [(preset, precision, "plain", (batch,), (batch,), ())]
     if energy_only:  # the energy rows again, without the per-layer timings
         plan = [(*p[:3], p[5], (), p[5]) for p in plan if p[5]]
     for preset, precision, variant, batches, layer_batches, energy_batches in plan:
@@ -388,13 +388,13 @@ def _pct(value) -> str:
 
 
 def report(measurements_paths: list, output: Path, device_file: Path, samples_from: Path, base_name: str,
-           conv_algorithms: Path = None, fft_shapes: Path = None) -> None:
+           conv_algorithms: list = (), fft_shapes: Path = None) -> None:
     import yaml
 
     from hw_models import load_device
     from hw_models.catalog import without_calibration
     from simdq.microbench import calibrated_spec, tiling_label
-    from simdq.microbench.conv_algorithms import (add_fft_calibration, fft_calibration, read_survey,
+    from simdq.microbench.conv_algorithms import (add_fft_calibration, fft_calibration, read_surveys,
                                                   with_survey_convolutions)
     from simdq.output import replacing
 
@@ -404,12 +404,13 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     data, measurements_path = files[0], " ".join(map(str, measurements_paths))
     samples_path = samples_from or measurements_paths[0]
     samples = _read_json(samples_from, "microbenchmark record") if samples_from else data
-    survey = read_survey(conv_algorithms) if conv_algorithms else None
+    survey = read_surveys(conv_algorithms) if conv_algorithms else None
     fft_data = read_fft_shapes(fft_shapes) if fft_shapes else None
     validated = validated_gemm_shapes(runs)  # traces every model: once
     record, held = held_out(_checked_record(data, samples, samples_path), validated)
     base = load_device(base_name)
-    fft = (fft_calibration(survey, str(conv_algorithms), base.primary.dram_bandwidth, record["sms"], validated)
+    fft = (fft_calibration(survey, " ".join(map(str, conv_algorithms)), base.primary.dram_bandwidth, record["sms"],
+                           validated)
            if survey else None)
     if survey:
         record = with_survey_convolutions(record, survey, validated)
@@ -475,7 +476,7 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
            if fft_shapes else "")
         + ", then `python "
         f"benchmarks/gpu_validation.py report {measurements_path} --samples-from {samples_from or measurements_path} "
-        f"--base {base_name}" + (f" --conv-algorithms {conv_algorithms}" if survey else "")
+        f"--base {base_name}" + "".join(f" --conv-algorithms {path}" for path in conv_algorithms)
         + (f" --fft-shapes {fft_shapes}" if fft_shapes else "")
         + f" -o {output}` (no GPU needed).",
         f"The calibrated model is fitted from {fitted} of the {fitted + held} microbenchmarks in {samples_path} (a "
@@ -799,6 +800,21 @@ NOTES = [
 ]
 
 
+def run_spec(text: str) -> tuple:
+    """PRESET:PRECISION:BATCH as (canonical preset, precision, batch); an argparse type."""
+    from simdq.presets import check_preset_name
+
+    parts = text.split(":")
+    if len(parts) != 3 or parts[1] not in DTYPES or not parts[2].isdigit() or int(parts[2]) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: PRESET:PRECISION:BATCH expected, with a precision of "
+                                         f"{', '.join(DTYPES)} and a batch of 1 or more, e.g. sd15:fp32:1")
+    try:
+        preset = check_preset_name(parts[0])
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return preset, parts[1], int(parts[2])
+
+
 def main(argv=None) -> int:
     from simdq.microbench.gpu_memory import gb_list
 
@@ -810,7 +826,8 @@ def main(argv=None) -> int:
     m.add_argument("--quick", action="store_true", help="one small model at batch 1 (a dry run of this script)")
     m.add_argument("--only", metavar="PRESET", help="only this preset's rows of the plan")
     m.add_argument("--energy-only", action="store_true", help="only the runs whose energy the plan reads")
-    m.add_argument("--run", metavar="PRESET:PRECISION:BATCH", help="one run, whole and layer by layer")
+    m.add_argument("--run", metavar="PRESET:PRECISION:BATCH", type=run_spec,
+                   help="one run, whole and layer by layer")
     m.add_argument("--leave-free-gb", metavar="GB,GB", type=gb_list, default=(),
                    help="with --run: time it once with each of these GB left free beside the model (cuDNN runs an "
                         "FFT convolution only where its workspace fits)")
@@ -822,9 +839,10 @@ def main(argv=None) -> int:
     r.add_argument("--samples-from", type=Path,
                    help="the microbenchmarks the fit uses: a `simdq hw calibrate --record` file (default: the "
                         "measurements file's own `samples`)")
-    r.add_argument("--conv-algorithms", type=Path, metavar="SURVEY",
-                   help="a benchmarks/gpu_conv_algorithms.py survey: the convolutions cuDNN runs as an FFT, the "
-                        "FFT class's time, and its other convolutions as measurements of the conv classes")
+    r.add_argument("--conv-algorithms", type=Path, metavar="SURVEY", action="append", default=[],
+                   help="a benchmarks/gpu_conv_algorithms.py survey (repeatable: 3x3 and 1x1 apart): the "
+                        "convolutions cuDNN runs as an FFT, the FFT class's time, and its other convolutions as "
+                        "measurements of the conv and pointwise classes")
     r.add_argument("--fft-shapes", type=Path, metavar="FILE",
                    help="a benchmarks/gpu_fft_workspace.py shapes file: the survey's FFT convolutions timed with "
                         "their workspace free and not, set beside the model's price of each")

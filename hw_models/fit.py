@@ -311,7 +311,7 @@ def _energy_features(sample: Sample, precisions: list, gap_s: float, l2_bytes: f
     convolution = sample.op_class.startswith(("conv_", "pointwise_", "downsample_"))
     # replayed back to back, a benchmark whose operands fit in L2 never leaves it; one that does not
     # streams all of them from DRAM on every call (a cyclic sweep evicts each line before its reuse); cuDNN's
-    # layout transforms read and write each channels-first byte once more
+    # layout transforms read and write each byte they transform once more
     moved = sample.traffic_bytes + 2 * sample.layout_transform_bytes
     resident = moved <= l2_bytes
     traffic = moved * 1e-12

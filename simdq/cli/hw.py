@@ -37,10 +37,10 @@ def add_parser(commands) -> None:
     fit.add_argument("-o", "--output", required=True, metavar="FILE", help="device .yaml to write")
     fit.add_argument("--base", metavar="DEVICE", help="catalogue device the fit starts from (default: the record's)")
     fit.add_argument("--name", help="name of the new device (default: BASE-calibrated)")
-    fit.add_argument("--conv-algorithms", metavar="SURVEY.json",
-                     help="a benchmarks/gpu_conv_algorithms.py survey of the same GPU: record the convolutions "
-                          "cuDNN runs as an FFT and fit their class; fit the conv classes on its other "
-                          "convolutions too")
+    fit.add_argument("--conv-algorithms", metavar="SURVEY.json", action="append",
+                     help="a benchmarks/gpu_conv_algorithms.py survey of the same GPU (repeatable: 3x3 and 1x1 "
+                          "apart): record the convolutions cuDNN runs as an FFT and fit their class; fit the conv "
+                          "and pointwise classes on its other convolutions too")
     fit.set_defaults(run=run_fit)
     quality = hw_commands.add_parser("crossval", help="how well a record's fit predicts microbenchmarks it was "
                                      "fitted without (k-fold), and another record's")
@@ -55,9 +55,9 @@ def add_parser(commands) -> None:
                          "move (the model before them)")
     quality.add_argument("--without-strided-energy", action="store_true",
                          help="fit energy without the strided classes' extra per byte (the model before it)")
-    quality.add_argument("--conv-algorithms", metavar="SURVEY.json",
-                         help="fit the conv classes on this survey's convolutions too (they join the record's "
-                         "samples, in the folds as well)")
+    quality.add_argument("--conv-algorithms", metavar="SURVEY.json", action="append",
+                         help="fit the conv and pointwise classes on this survey's convolutions too (they join "
+                         "the record's samples, in the folds as well; repeatable)")
     quality.set_defaults(run=run_crossval)
 
 
@@ -110,19 +110,20 @@ def device_file(name: str) -> str:
     return yaml.safe_dump(device.spec, sort_keys=False, width=120).rstrip()
 
 
-def _write_fitted(record: dict, base_name: str, name: str, output: str, survey_path: str = None) -> int:
+def _write_fitted(record: dict, base_name: str, name: str, output: str, survey_paths: list = None) -> int:
     import yaml
 
     from hw_models import load_device
 
     from ..microbench import calibrated_spec, tiling_label
-    from ..microbench.conv_algorithms import (add_fft_calibration, fft_calibration, read_survey,
+    from ..microbench.conv_algorithms import (add_fft_calibration, fft_calibration, read_surveys,
                                               with_survey_convolutions)
     from ..output import write_text
 
     base = load_device(base_name)
-    survey = read_survey(survey_path) if survey_path else None
-    fft = fft_calibration(survey, survey_path, base.primary.dram_bandwidth, record["sms"]) if survey else None
+    survey = read_surveys(survey_paths) if survey_paths else None
+    fft = (fft_calibration(survey, " ".join(survey_paths), base.primary.dram_bandwidth, record["sms"]) if survey
+           else None)
     if survey:
         record = with_survey_convolutions(record, survey)
     spec = calibrated_spec(base, record, name or f"{base_name}-calibrated")
@@ -177,12 +178,12 @@ def run_crossval(args) -> int:
 
     from ..errors import SimdqError
     from ..microbench import read_record
-    from ..microbench.conv_algorithms import read_survey, with_survey_convolutions
+    from ..microbench.conv_algorithms import read_surveys, with_survey_convolutions
     from ..microbench.quality import fit_quality
 
     record = read_record(args.record)
     if args.conv_algorithms:
-        record = with_survey_convolutions(record, read_survey(args.conv_algorithms))
+        record = with_survey_convolutions(record, read_surveys(args.conv_algorithms))
     against = read_record(args.against) if args.against else None
     base = load_device(args.base or record["base"])
     try:

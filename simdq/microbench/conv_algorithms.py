@@ -1,9 +1,10 @@
-"""cuDNN's algorithm choices for 3x3 convolutions, from a survey recorded on the GPU
-(benchmarks/gpu_conv_algorithms.py): which kernels each shape ran, and, for the shapes that ran as an FFT in full
-fp32, the calibrated model's FFT class. cuDNN's heuristics (cudnn.benchmark off, as users run) pick FFT for a few
+"""cuDNN's algorithm choices for 3x3 and 1x1 convolutions, from a survey recorded on the GPU
+(benchmarks/gpu_conv_algorithms.py): which kernels each shape ran, and, for the 3x3 shapes that ran as an FFT in
+full fp32, the calibrated model's FFT class. cuDNN's heuristics (cudnn.benchmark off, as users run) pick FFT for a few
 shapes with no pattern a model could learn from the others (at 32x32, batch 1: every 224- to 960-channel input
 into 640 channels, none into 448 or 1280), so which shapes do is recorded, and only their time is fitted. The
-survey's other convolutions are measurements of the conv classes like the microbenchmarks' own.
+survey's other convolutions are measurements of the conv (3x3) and pointwise (1x1) classes like the
+microbenchmarks' own.
 """
 
 from __future__ import annotations
@@ -47,8 +48,29 @@ def read_survey(path) -> dict:
     return check_survey(data, str(path))
 
 
+def read_surveys(paths: list) -> dict:
+    """Surveys of one GPU under one torch and cuDNN (a kernel size each, say) as one: their rows together."""
+    surveys = [read_survey(path) for path in paths]
+    first = surveys[0]
+    for path, survey in zip(paths[1:], surveys[1:]):
+        if (survey["gpu"], survey["torch"], survey["cudnn"]) != (first["gpu"], first["torch"], first["cudnn"]):
+            raise SurveyError(f"{path}: surveyed on {survey['gpu']}, torch {survey['torch']}, cuDNN {survey['cudnn']}; "
+                              f"{paths[0]} on {first['gpu']}, torch {first['torch']}, cuDNN {first['cudnn']}: "
+                              "surveys read together must be of one GPU and software")
+    dates = dict.fromkeys(survey.get("date", "undated") for survey in surveys)
+    return dict(first, date=", ".join(dates), rows=[row for survey in surveys for row in survey["rows"]])
+
+
+# a row's square kernel size (a survey from before 1x1 convolutions were surveyed has 3x3 rows only) -> its class
+WINDOW_CLASSES = {3: "conv", 1: "pointwise"}
+
+
+def window(row: dict) -> int:
+    return row.get("window", 3)
+
+
 def _row_is_whole(row) -> bool:
-    return (isinstance(row, dict) and isinstance(row.get("precision"), str)
+    return (isinstance(row, dict) and isinstance(row.get("precision"), str) and window(row) in WINDOW_CLASSES
             and all(isinstance(row.get(key), int) and row[key] > 0 for key in ("batch", "in", "out", "size"))
             and isinstance(row.get("seconds"), (int, float)) and row["seconds"] > 0
             and isinstance(row.get("kernels"), list)
@@ -65,8 +87,8 @@ def check_survey(data, where: str) -> dict:
         raise SurveyError(f"{where}: the survey does not say what it ran on (gpu, torch and cudnn expected)")
     for index, row in enumerate(data["rows"]):
         if not _row_is_whole(row):
-            raise SurveyError(f"{where}: row {index} is malformed (precision, batch, in, out, size, seconds and "
-                              "kernels as [name, microseconds, launches] expected)")
+            raise SurveyError(f"{where}: row {index} is malformed (precision, batch, in, out, size, seconds, "
+                              "kernels as [name, microseconds, launches] and a window of 1 or 3 expected)")
     return data
 
 
@@ -80,7 +102,7 @@ def fft_rows(survey: dict) -> list:
     return [(FftShape(row["batch"], row["size"], row["in"], row["out"], sum(k[2] for k in row["kernels"])),
              row["seconds"])
             for row in survey["rows"]
-            if row["precision"] == FFT_PRECISION and ran_as_fft(row)]
+            if row["precision"] == FFT_PRECISION and window(row) == 3 and ran_as_fft(row)]
 
 
 def fft_calibration(survey: dict, where: str, bandwidth: float, sms: int, held_out: set = frozenset()) -> tuple:
@@ -112,25 +134,27 @@ def add_fft_calibration(calibration: dict, fft: tuple) -> None:
 
 
 def survey_measurements(survey: dict, record: dict) -> list:
-    """The survey's convolutions that did not run as an FFT, as measurements of a record's conv classes, described
-    as simdq.microbench.suite describes the convolutions it times alike (NCHW, a bias, padding 1). Its grid (batch
-    1-2, 16x16 to 64x64, 224 to 1920 channels) is where cuDNN's choice of kernel scatters a convolution's time
-    most, which the record's few convolutions of each precision sample thinly. A precision the record has no
-    conv class of is left out: the record gives each class its compute peak; so is a shape the record times
-    itself in that class (the survey also profiles the suite's own fp32 convolutions, for their algorithm)."""
+    """The survey's convolutions that did not run as an FFT, as measurements of a record's conv (3x3) and pointwise
+    (1x1) classes, described as simdq.microbench.suite describes the convolutions it times alike (NCHW, a bias,
+    zero padding). Its grid (batch 1-2, 16x16 to 64x64, 224 to 1920 channels; 1x1 at batch 8 too) is where
+    cuDNN's choice of kernel scatters a convolution's time most, which the record's few convolutions of each
+    precision sample thinly. A precision the record has no conv class of is left out: the record gives each class
+    its compute peak; so is a shape the record times itself in that class (the survey also profiles the suite's
+    own fp32 convolutions, for their algorithm)."""
     peaks = {m["precision"]: m["peak"] for m in record["measurements"]
              if m["op_class"].startswith("conv_") and m.get("precision") in FLOAT_BYTES}  # older records lack it
     recorded = {(m["op_class"], tuple(m["gemm_dims"][0])) for m in record["measurements"] if m["gemm_dims"]}
     measurements = []
     for row in survey["rows"]:
-        precision = row["precision"]
-        dims, elements = conv_shape(row["batch"], row["in"], row["out"], row["size"])
-        if precision not in peaks or ran_as_fft(row) or (f"conv_{precision}", dims[0]) in recorded:
+        precision, size = row["precision"], window(row)
+        op_class = f"{WINDOW_CLASSES[size]}_{precision}"
+        dims, elements = conv_shape(row["batch"], row["in"], row["out"], row["size"], kernel=size)
+        if precision not in peaks or ran_as_fft(row) or (op_class, dims[0]) in recorded:
             continue
         traffic = elements * FLOAT_BYTES[precision]
         measurements.append({
-            "label": f"survey conv_{precision} {row['batch']}x{row['in']}->{row['out']} {row['size']}x{row['size']}",
-            "tf32": tf32_flag(precision), "op_class": f"conv_{precision}", "kernels": 1,
+            "label": f"survey {op_class} {row['batch']}x{row['in']}->{row['out']} {row['size']}x{row['size']}",
+            "tf32": tf32_flag(precision), "op_class": op_class, "kernels": 1,
             "gemm_dims": [list(d) for d in dims], "vector_flops": 0, "traffic_bytes": traffic,
             "peak": peaks[precision], "measured_s": row["seconds"], "precision": precision, "parallel_rows": 0,
             "channels_first_bytes": traffic})

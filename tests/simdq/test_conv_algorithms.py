@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import gpu_conv_algorithms as survey  # noqa: E402
+from simdq.microbench.conv_algorithms import window as survey_window  # noqa: E402
 
 
 @pytest.mark.parametrize("name, family, tile", [
@@ -69,6 +70,7 @@ def test_an_fft_whose_longest_kernel_is_a_batched_gemm_over_the_bins_is_reported
     (json.dumps({**HEADER, "rows": [_row(320, 320, 8e-5, "k"), {"precision": "fp32"}]}), "row 1 is malformed"),
     (json.dumps({**HEADER, "rows": [dict(_row(320, 320, 8e-5, "k"), kernels=[["k", 1.0]])]}), "row 0 is malformed"),
     (json.dumps({**HEADER, "rows": [_row(320, 320, -1.0, "k")]}), "row 0 is malformed"),
+    (json.dumps({**HEADER, "rows": [dict(_row(320, 320, 8e-5, "k"), window=5)]}), "a window of 1 or 3 expected"),
 ])
 def test_a_file_that_is_not_a_survey_gets_one_line_and_exit_code_2(tmp_path, capsys, content, message):
     path = tmp_path / "x.json"
@@ -263,3 +265,43 @@ def test_hw_crossval_with_a_survey_counts_its_convolutions_among_the_conv_classe
     assert main(["hw", "crossval", str(record), "--conv-algorithms", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "row 0 is malformed" in err and len(err.splitlines()) == 1
+
+
+def test_a_surveys_1x1_convolutions_measure_the_pointwise_classes():
+    from simdq.microbench import samples_of
+    from simdq.microbench.conv_algorithms import with_survey_convolutions
+
+    record = {"measurements": [
+        {"op_class": "conv_fp32", "precision": "fp32", "peak": 6.0e13, "kernels": 1, "gemm_dims": [[1, 64, 8, 72]],
+         "vector_flops": 0, "traffic_bytes": 200, "measured_s": 2e-5, "channels_first_bytes": 200}]}
+    rows = [dict(_implicit("fp32", 8, 448, 224, 64, 210e-6), window=1), _implicit("fp32", 1, 448, 224, 64, 300e-6)]
+    added = samples_of(with_survey_convolutions(record, {**HEADER, "rows": rows}))[1:]
+    # a 1x1 convolution is a GEMM over the pixels, its input and output unpadded
+    assert [(s.op_class, s.gemm_dims) for s in added] == [("pointwise_fp32", ((1, 8 * 64 * 64, 224, 448),)),
+                                                          ("conv_fp32", ((1, 64 * 64, 224, 448 * 9),))]
+    assert added[0].traffic_bytes == 4 * (8 * 448 * 4096 + 224 * 448 + 8 * 224 * 4096)
+    # none of a 1x1 survey's rows is taken for an FFT shape, whatever kernel it ran
+    from simdq.microbench.conv_algorithms import fft_rows
+
+    fft_named = dict(rows[0], kernels=[["void fft2d_r2c_32x32<float>", 9.0, 2]])
+    assert fft_rows({**HEADER, "rows": [fft_named]}) == []
+
+
+def test_surveys_of_one_gpu_read_together_and_of_two_are_refused_in_one_line(tmp_path, capsys):
+    from simdq.cli import main
+    from simdq.microbench.conv_algorithms import read_surveys
+
+    three = tmp_path / "3x3.json"
+    one = tmp_path / "1x1.json"
+    three.write_text(json.dumps({**HEADER, "date": "d1", "rows": [_implicit("fp16", 1, 320, 320, 16, 1e-5)]}))
+    one.write_text(json.dumps({**HEADER, "date": "d2",
+                               "rows": [dict(_implicit("fp16", 1, 320, 320, 16, 4e-6), window=1)]}))
+    both = read_surveys([three, one])
+    assert [survey_window(r) for r in both["rows"]] == [3, 1] and both["date"] == "d1, d2"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**HEADER, "gpu": "Another GPU", "rows": []}))
+    record = Path(__file__).resolve().parents[2] / "reports" / "gpu-microbenchmarks-h100.json"
+    assert main(["hw", "crossval", str(record), "--conv-algorithms", str(three), "--conv-algorithms",
+                 str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "surveys read together must be of one GPU and software" in err
