@@ -82,10 +82,13 @@ def _layout_bytes(layer: Layer, cost) -> tuple:
     if layer.kind != "conv" or len(layer.operand_layouts) < 2:
         return 0.0, 0.0
     activation, weight = layer.operand_layouts[:2]
-    activations = cost.read_bytes + cost.write_bytes
-    weight_last, activation_last = weight == "channels_last", activation == "channels_last"
-    return ((0.0 if weight_last else cost.weight_bytes) + (0.0 if activation_last else activations),
-            (cost.weight_bytes if weight_last else 0.0) + (activations if activation_last else 0.0))
+    channels_first = channels_last = 0.0
+    for layout, size in ((weight, cost.weight_bytes), (activation, cost.read_bytes + cost.write_bytes)):
+        if layout == "channels_last":
+            channels_last += size
+        else:
+            channels_first += size
+    return channels_first, channels_last
 
 
 def free_memory_bytes(runtime, device, results) -> float:
