@@ -548,8 +548,6 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
     if measured_energy:
         lines += ["", "## Fitted energy", "", _energy_summary(measured_energy)]
     lines += ["", "## Notes", ""] + NOTES + ["", "## Per layer"] + layer_sections
-    with replacing(output, "-o") as temporary:
-        temporary.write_text("\n".join(lines) + "\n")
     summary = (f"{data['gpu']}: {within} of {len(errors)} whole forwards within {FORWARD_GOAL:.0%} (largest "
                f"{max(errors, key=abs):+.1%}), per-layer median within {LAYER_GOAL:.0%} in "
                f"{sum(m <= LAYER_GOAL for m in layer_medians)} of {len(layer_medians)} runs"
@@ -557,8 +555,11 @@ def report(measurements_paths: list, output: Path, device_file: Path, samples_fr
                   f"{len(energy_errors)}" if energy_errors else "") + f" ({output})")
     calibration["validation"] = summary
     header = "".join(line + "\n" for line in device_file.read_text().splitlines() if line.startswith("#"))
+    device_text = header + yaml.safe_dump(spec, sort_keys=False, width=120)  # before either file is replaced
+    with replacing(output, "-o") as temporary:
+        temporary.write_text("\n".join(lines) + "\n")
     with replacing(device_file, "device file") as temporary:
-        temporary.write_text(header + yaml.safe_dump(spec, sort_keys=False, width=120))
+        temporary.write_text(device_text)
     print("\n".join(lines[:12]))
 
 

@@ -2,10 +2,12 @@
 
 For each op class, a grid search over kernel time, efficiency, memory efficiency (and, for GEMMs, the
 output tile) minimises the mean squared log error of predicted against measured time; the log makes a
-2 us kernel count as much as a 2 ms one. The grids are fine enough that the fitted values sit within a
-few percent of the optimum and coarse enough to run in well under a second per class (a convolution class,
-whose samples carry channels-first bytes, also searches the efficiency of cuDNN's layout transforms, or none: a
-few seconds).
+2 us kernel count as much as a 2 ms one (a convolution class, whose samples carry channels-first bytes, also
+searches the efficiency of cuDNN's layout transforms, or none). The grids are coarse, so that each class's
+search over its tilings stays within seconds: a memory efficiency of 0.1 or 0.15 is a step of half, and an H200's
+strided copies, 0.87 of an H100's time where the DRAM bandwidths say 0.70, fell between them. So a second search,
+with the tiling fixed, refines those four values: a pattern search from a coarse step either side of each down to
+steps of 1%.
 
 A full-fp32 convolution class (cuDNN's CUDA-core kernels) also searches a narrow tiling beside a wide one, the
 faster of the two per shape, and, where some of its samples read their weights from DRAM on every call (they
@@ -48,6 +50,9 @@ WIDE_TILES = ((128, 32), (256, 64))
 WIDE_EFFICIENCY_RATIO_GRID = np.linspace(0.8, 1.6, 17)
 # and the least time per unit of K where the weights come from DRAM (0: none)
 DRAM_LATENCY_PER_K_GRID = np.concatenate(([0.0], np.geomspace(5e-9, 100e-9, 41)))
+# points of the fine search, a step either side of each value, and the step at which it stops (1%)
+REFINE_POINTS = 9
+REFINE_TOLERANCE = 1.01
 SPLIT_K_MIN = (0, 128, 256, 512, 1024, 2048)
 # an attention class is also tried as one fused kernel whose head dimension is rounded up to each of these
 # (flash kernels are compiled per head size; on an H100, fp16 SDPA at head dim 32 takes as long per head as at 40)
@@ -145,9 +150,10 @@ def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -
     overhead = KERNEL_S_GRID[:, None, None, None] * kernels
     memory_s = memory / MEMORY_EFFICIENCY_GRID[None, None, :, None]
 
-    def search(candidates, floor_s):
+    def search(candidates, latency):
         best = None
         for candidate, ideal in candidates:
+            floor_s = _dram_k(samples, sms, candidate) * latency if latency else 0.0
             body_s = np.maximum(np.maximum(ideal / EFFICIENCY_GRID[None, :, None, None], floor_s), memory_s)
             for transform_efficiency in transform_grid:
                 fixed_s = overhead + (transforms / transform_efficiency if transform_efficiency else 0.0)
@@ -160,26 +166,76 @@ def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -
     loss, candidate, ideal, transform_efficiency, index = search(candidates, 0.0)
     latency = 0.0
     if is_gemm and samples[0].op_class in NARROW_TILE_CLASSES and any(s.weights_from_dram for s in samples):
-        dram_k = _dram_k(samples, sms, candidate)
-        for _ in range(2):  # the latency with the rest fixed, then the rest with the latency fixed
+        for _ in range(2):  # the latency with the rest fixed, then the rest (the tiling too) with the latency fixed
+            dram_k = _dram_k(samples, sms, candidate)
             ki, ei, mi = index
             fixed_s = overhead[ki, 0, 0] + (transforms / transform_efficiency if transform_efficiency else 0.0)
             body_s = np.maximum(ideal / EFFICIENCY_GRID[ei], memory_s[0, 0, mi])
             losses = [np.mean((np.log(fixed_s + np.maximum(body_s, dram_k * grid_value)) - log_measured) ** 2)
                       for grid_value in DRAM_LATENCY_PER_K_GRID]
             latency = float(DRAM_LATENCY_PER_K_GRID[int(np.argmin(losses))])
-            loss, candidate, ideal, transform_efficiency, index = search([(candidate, ideal)], dram_k * latency)
+            loss, candidate, ideal, transform_efficiency, index = search(candidates, latency)
     (tile, split, granule, wide), (ki, ei, mi) = candidate, index
+    floor_s = _dram_k(samples, sms, candidate) * latency if latency else 0.0
+    kernel_s, efficiency, memory_efficiency, transform_efficiency = _refined(
+        log_measured, kernels, ideal, memory, transforms, floor_s,
+        (float(KERNEL_S_GRID[ki]), float(EFFICIENCY_GRID[ei]), float(MEMORY_EFFICIENCY_GRID[mi]),
+         float(transform_efficiency)))
     (wide_tile_m, wide_tile_n), ratio = wide or ((0, 0), 0.0)
     params = ClassParams(
-        kernel_s=float(KERNEL_S_GRID[ki]), efficiency=float(EFFICIENCY_GRID[ei]),
-        memory_efficiency=float(MEMORY_EFFICIENCY_GRID[mi]), tile_m=tile[0], tile_n=tile[1], split_k_min=split,
-        head_dim_granule=granule, transform_efficiency=float(transform_efficiency), wide_tile_m=wide_tile_m,
-        wide_tile_n=wide_tile_n, wide_efficiency=min(1.0, float(ratio * EFFICIENCY_GRID[ei])),
+        kernel_s=kernel_s, efficiency=efficiency, memory_efficiency=memory_efficiency, tile_m=tile[0],
+        tile_n=tile[1], split_k_min=split, head_dim_granule=granule, transform_efficiency=transform_efficiency,
+        wide_tile_m=wide_tile_m, wide_tile_n=wide_tile_n, wide_efficiency=min(1.0, float(ratio * efficiency)),
         dram_latency_per_k_s=latency,
     )
     predicted = predicted_seconds(params, samples, bandwidth, sms)
     return Fit(params, len(samples), float(np.median(np.abs(predicted / measured - 1))))
+
+
+def _coarse_step(grid: np.ndarray, value: float) -> float:
+    """The ratio between the coarse grid's points where `value` lies."""
+    positive = grid[grid > 0]
+    at = min(max(int(np.searchsorted(positive, value)), 1), len(positive) - 1)
+    return float(positive[at] / positive[at - 1])
+
+
+def _neighbourhood(value: float, step: float, grid: np.ndarray) -> np.ndarray:
+    """REFINE_POINTS in geometric steps from value / step to value x step, `value` in the middle, within one of
+    the coarse grid's steps below its first value and no higher than its last (efficiencies stay within 1); 0 stays
+    0."""
+    if not value:
+        return np.zeros(1)
+    positive = grid[grid > 0]
+    half = REFINE_POINTS // 2 + 1
+    return np.concatenate((np.geomspace(max(value / step, positive[0] ** 2 / positive[1]), value, half),
+                           np.geomspace(value, min(value * step, positive[-1]), half)[1:]))
+
+
+def _refined(log_measured, kernels, ideal, memory, transforms, floor_s, values) -> tuple:
+    """The kernel time, efficiency, memory efficiency and transform efficiency of least loss, the tiling fixed: a
+    pattern search that starts a coarse step either side of `values`, moves to the best point, and narrows its
+    steps where none is better, until they are finer than REFINE_TOLERANCE."""
+    grids = (KERNEL_S_GRID, EFFICIENCY_GRID, MEMORY_EFFICIENCY_GRID, TRANSFORM_EFFICIENCY_GRID)
+    steps = [_coarse_step(grid, value) for grid, value in zip(grids, values)]
+    if not np.any(ideal):
+        steps[1] = 1.0  # an efficiency that prices no work stays where the coarse search left it
+    while max(steps) > REFINE_TOLERANCE:
+        kernel_grid, efficiency_grid, memory_grid, transform_grid = (
+            _neighbourhood(value, step, grid) for grid, value, step in zip(grids, values, steps))
+        # axes: kernel time, efficiency, memory efficiency, transform efficiency, sample
+        overhead = kernel_grid[:, None, None, None, None] * kernels
+        body_s = np.maximum(np.maximum(ideal / efficiency_grid[None, :, None, None, None], floor_s),
+                            memory / memory_grid[None, None, :, None, None])
+        transform_s = transforms / transform_grid[:, None] if transform_grid[0] else np.zeros((1, len(transforms)))
+        loss = np.mean((np.log(overhead + body_s + transform_s) - log_measured) ** 2, axis=-1)
+        best = np.unravel_index(np.argmin(loss), loss.shape)
+        current = tuple(REFINE_POINTS // 2 if transform_grid[0] or axis < 3 else 0 for axis in range(4))
+        if loss[best] < loss[current]:
+            values = tuple(float(grid[i]) for grid, i in zip((kernel_grid, efficiency_grid, memory_grid,
+                                                               transform_grid), best))
+        else:
+            steps = [step ** 0.5 for step in steps]
+    return values
 
 
 def predicted_seconds(params: ClassParams, samples: list, bandwidth: float, sms: int) -> np.ndarray:

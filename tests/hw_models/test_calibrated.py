@@ -1,5 +1,6 @@
 """The calibrated GPU model: wave arithmetic, the fit, the device file, and `simdq hw calibrate` end to end."""
 
+import dataclasses
 import json
 from dataclasses import replace
 from math import ceil
@@ -12,8 +13,8 @@ from hw_models import DeviceFileError, LayerWork, load_device
 from hw_models.engines.calibrated import (ClassParams, attention_shape, calibrated_time, fused_attention_compute_s,
                                          gemm_compute_s, op_class, transform_s)
 from hw_models.catalog import DEVICE_DIR
-from hw_models.fit import (DRAM_LATENCY_PER_K_GRID, KERNEL_S_GRID, MIN_SAMPLES_FOR_TILING, Sample,
-                           cross_validated_errors, fit_class, fit_classes, relative_errors)
+from hw_models.fit import (DRAM_LATENCY_PER_K_GRID, KERNEL_S_GRID, MEMORY_EFFICIENCY_GRID, MIN_SAMPLES_FOR_TILING,
+                           Sample, cross_validated_errors, fit_class, fit_classes, relative_errors)
 from hw_models.workload import FP16
 from simdq.cli import main
 
@@ -79,6 +80,19 @@ def test_fit_recovers_the_parameters_that_made_the_data():
     assert fit.median_error < 0.02
 
 
+@pytest.mark.parametrize("memory_efficiency", [0.125, 0.07])
+def test_fit_refines_values_that_fall_between_the_coarse_grids_points(memory_efficiency):
+    # an H200's strided copies: 0.125 lies midway between the coarse grid's 0.1 and 0.15, 0.07 below its first value
+    assert np.min(np.abs(MEMORY_EFFICIENCY_GRID / memory_efficiency - 1)) > 0.15
+    bandwidth, kernel_s = 4.8e12, 2.3e-6
+    samples = [Sample("strided_copy", 1, (), 0, size, 67e12, kernel_s + size / bandwidth / memory_efficiency)
+               for size in np.geomspace(2 ** 18, 2 ** 27, 12)]
+    fit = fit_class(samples, bandwidth, 132)
+    assert fit.params.memory_efficiency == pytest.approx(memory_efficiency, rel=0.06)
+    assert fit.params.kernel_s == pytest.approx(kernel_s, rel=0.06)
+    assert fit.median_error < 0.03
+
+
 def _convolutions(truth, transform_truth, seed=3, count=16, noise=0.0, op_class="conv_fp16"):
     """3x3 convolutions timed as cuDNN runs them: NCHW operands transformed, then an implicit GEMM."""
     rng = np.random.default_rng(seed)
@@ -101,7 +115,7 @@ def test_fit_finds_the_layout_transforms_that_made_the_data_and_none_where_there
     truth = ClassParams(kernel_s=8.3e-6, efficiency=0.5, memory_efficiency=0.5, tile_m=64, tile_n=128)
     samples, bandwidth, sms = _convolutions(truth, 0.18)
     fit = fit_class(samples, bandwidth, sms)
-    assert fit.params.transform_efficiency == 0.18 and fit.median_error < 0.02
+    assert fit.params.transform_efficiency == pytest.approx(0.18) and fit.median_error < 0.02
     plain, _, _ = _convolutions(truth, 0.0)
     assert fit_class(plain, bandwidth, sms).params.transform_efficiency == 0.0
     # a class whose samples carry no channels-first bytes (a linear) never searches transforms
@@ -133,6 +147,8 @@ def test_fit_recovers_a_narrow_and_a_wide_tiling_each_at_its_own_efficiency():
     assert fit.params.efficiency == pytest.approx(0.34, abs=0.01)
     assert fit.params.wide_efficiency == pytest.approx(0.391, abs=0.01)
     assert fit.median_error < 0.02
+    # what the device file is written from: plain numbers, which yaml.safe_dump takes (numpy's are refused)
+    assert yaml.safe_load(yaml.safe_dump(dataclasses.asdict(fit.params))) == dataclasses.asdict(fit.params)
     # a tensor-core class never searches a second tiling
     fp16 = fit_class([replace(s, op_class="conv_fp16", precision="fp16") for s in samples], bandwidth, sms)
     assert fp16.params.wide_efficiency == 0.0 and fp16.median_error > 0.04
