@@ -17,8 +17,8 @@ from diagnostics import unknown, validate
 
 from .device import DeviceFileError
 from .energy import TABLE_DIR
-from .engines.calibrated import (CONVERSION_CLASSES, FFT_CLASS, FP32_VECTOR_CLASSES, GEMM_CLASS_PREFIX, SIDE_CLASSES,
-                                 STRIDED_CLASSES, VECTOR_CLASS)
+from .engines.calibrated import (BIAS_ADD_CLASS, CONVERSION_CLASSES, FFT_CLASS, FFT_SIDES, FP32_VECTOR_CLASSES,
+                                 GEMM_CLASS_PREFIX, SIDE_CLASSES, STRIDED_CLASSES, VECTOR_CLASS, fft_side_class)
 from .engines.systolic import DATAFLOWS
 from .precision import COMPUTE_TYPES
 from .workload import LAYER_KINDS
@@ -77,7 +77,8 @@ GEMM_CLASS_PREFIXES = sorted({*GEMM_CLASS_PREFIX.values(), "pointwise", "downsam
 OP_CLASSES = tuple([f"{prefix}_{precision}" for prefix in GEMM_CLASS_PREFIXES
                     for precision in COMPUTE_TYPES]
                    + sorted(set(VECTOR_CLASS.values())) + list(CONVERSION_CLASSES) + list(SIDE_CLASSES)
-                   + list(STRIDED_CLASSES) + list(FP32_VECTOR_CLASSES) + [FFT_CLASS])
+                   + list(STRIDED_CLASSES) + [BIAS_ADD_CLASS] + list(FP32_VECTOR_CLASSES) + [FFT_CLASS]
+                   + [fft_side_class(side) for side in FFT_SIDES])
 OpClass = _one_of(OP_CLASSES, "op class")
 TABLE_NAMES = tuple(sorted(path.stem for path in TABLE_DIR.glob("*.yaml")))
 TableName = _one_of(TABLE_NAMES, "energy table")

@@ -18,9 +18,10 @@ Per layer: latency = kernels x kernel_s + max(compute_s, memory_s), with
   (LayerWork.layout_transform_bytes).
 A norm's time is divided by the share of SMs its rows occupy (GroupNorm runs one thread block per batch x group).
 A 3x3 fp32 convolution of a shape the file records as one cuDNN runs as an FFT (`fft_convolutions`) is priced by
-the `conv_fft_fp32` class instead: its kernels x kernel_s plus its frequency-domain weights at memory_efficiency x
-peak bandwidth (FftShape, fft_times); where its workspace exceeds the memory free (LayerWork.free_memory_bytes),
-cuDNN runs it as an implicit GEMM, priced by the conv class.
+the `conv_fft_fp32` class instead (or the class of its FFT's side, `conv_fft64_fp32`, where the file has it): its
+kernels x kernel_s plus its frequency-domain weights at memory_efficiency x peak bandwidth (FftShape, fft_times);
+where its workspace exceeds the memory free (LayerWork.free_memory_bytes), cuDNN runs it as an implicit GEMM, priced
+by the conv class.
 The parameters of each op class (`conv_fp16`, `pointwise_fp16` (1x1 convolutions), `downsample_fp16` (strided
 convolutions; a file without either prices those as `conv`), `linear_int8`, `attention_bf16`, `norm`, `softmax`,
 `elementwise`, `memory` (concatenation), `resample` (nearest upsampling; a file without it prices it as `memory`),
@@ -51,6 +52,11 @@ FORMER_CLASS = {"resample": "memory"}
 CONVERSION_CLASSES = ("quantize_fp8", "quantize_int8", "dequantize_int8")
 # a copy out of a transposed or channels-last layout (before a linear's GEMM, in a norm)
 SIDE_CLASSES = ("strided_copy",)
+# a linear's bias add that the GEMM did not fuse (after the copy of a strided input): aten's add of a broadcast row,
+# which is not vectorised: on an H100 8.8 us for 8192 x 448 fp16 rows (reports/gpu-bias-add-h100.json; 9.3 in a
+# forward, reports/gpu-kernel-census-h100.md), 1.5x what `elementwise` prices for its bytes; a file without the
+# class prices it as `elementwise`
+BIAS_ADD_CLASS = "bias_add"
 # a vector class's ops that read an operand in another memory order than they write, or upsample a channels-last
 # input (LayerWork.strided_kernels): slower than the class's contiguous benchmarks (reports/gpu-kernel-census-h100.md)
 STRIDED_SUFFIX = "_strided"
@@ -61,10 +67,20 @@ FP32_SUFFIX = "_fp32"
 # a 3x3 fp32 convolution (TF32 off) that cuDNN's heuristics run as an FFT (reports/gpu-conv-algorithms-h100.md):
 # which shapes do is recorded on the GPU (FftShape), not predicted; their time is this class's
 FFT_CLASS = "conv_fft_fp32"
+# and, by the side of the FFT (the padded input rounded up to a power of two: cuDNN's fft2d_r2c_32x32, _64x64 and
+# _128x128 kernels), a class of its own where the survey ran enough shapes of that side: each side's per-bin GEMVs
+# stream the frequency-domain weights at their own rate (on the H200 a 64x64 FFT's at 0.84 TB/s, a 128x128 one's at
+# 0.39: reports/gpu-conv-algorithms-h200.md), which one class fitted on both misses by 30%
+FFT_SIDES = (32, 64, 128)
 COMPLEX64_BYTES = 8
 # DRAM passes over the frequency-domain weights, by the kernels cuDNN runs (reports/gpu-kernel-census-h100-misses.md):
 # the weight FFT writes them, a transpose reads and writes them, the GEMVs read them
 FFT_WEIGHT_PASSES = 4
+
+
+def fft_side_class(side: int) -> str:
+    """The FFT class of the convolutions whose FFT has this side."""
+    return f"conv_fft{side}_fp32"
 
 
 def strided_class(name: str) -> bool:
@@ -72,7 +88,8 @@ def strided_class(name: str) -> bool:
     their fp32 twins): whole DRAM sectors move for the few bytes used of each, which costs energy as well as time."""
     return name.removesuffix(FP32_SUFFIX) in SIDE_CLASSES + STRIDED_CLASSES
 FP32_VECTOR_CLASSES = tuple(f"{name}{FP32_SUFFIX}" for name in
-                            sorted(set(VECTOR_CLASS.values())) + list(SIDE_CLASSES) + list(STRIDED_CLASSES))
+                            sorted(set(VECTOR_CLASS.values())) + list(SIDE_CLASSES) + list(STRIDED_CLASSES)
+                            + [BIAS_ADD_CLASS])
 
 
 @dataclass(frozen=True)
@@ -120,11 +137,15 @@ class FftShape:
         return self.batch, self.gemm_dims
 
     @property
+    def side(self) -> int:
+        """The FFT's side: the padded input (size + 2) rounded up to a power of two (64 for a 32x32 input)."""
+        return 1 << ceil(log2(self.size + 2))
+
+    @property
     def frequency_bins(self) -> int:
-        """Bins of the real 2-D FFT: the padded input (size + 2) rounded up to a power of two, times half of
-        that plus one (cuDNN's fft2d_r2c_64x64 for a 32x32 input: 64 x 33 = 2,112, one GEMV each)."""
-        side = 1 << ceil(log2(self.size + 2))
-        return side * (side // 2 + 1)
+        """Bins of the real 2-D FFT: its side times half of that plus one (cuDNN's fft2d_r2c_64x64 for a 32x32
+        input: 64 x 33 = 2,112, one GEMV each)."""
+        return self.side * (self.side // 2 + 1)
 
     @property
     def traffic_bytes(self) -> float:
@@ -309,7 +330,7 @@ class CalibratedEngine(RooflineEngine):
         return self.fft_shapes.get((layer.batch, tuple(layer.gemm_dims)))
 
     def _fft_estimate(self, layer: LayerWork, roofline: LayerEstimate, shape: FftShape) -> LayerEstimate:
-        params = self.classes[FFT_CLASS]
+        params = self.classes.get(fft_side_class(shape.side)) or self.classes[FFT_CLASS]
         overhead_s, memory_s = fft_times(shape, params, self.dram_bandwidth)
         return LayerEstimate(
             engine=roofline.engine, compute_precision=roofline.compute_precision,
@@ -354,11 +375,13 @@ class CalibratedEngine(RooflineEngine):
     def _side_ops(self, layer: LayerWork) -> tuple:
         """(kernels, DRAM bytes, seconds) of a GEMM layer's other kernels: copies out of a strided layout (aten's
         reshape of a transposed input before a linear) at a strided copy's speed, and a linear's bias add that
-        addmm did not fuse at the `elementwise` class's; (0, 0, 0) for what the file has no class for (the GEMM's
-        class then prices it). The GEMM's own traffic is its A (M x K), its weights and its output (M x N)."""
+        addmm did not fuse at the `bias_add` class's (the `elementwise` class's where the file lacks it); (0, 0, 0)
+        for what the file has no class for (the GEMM's class then prices it). The GEMM's own traffic is its A
+        (M x K), its weights and its output (M x N)."""
         kernels, traffic, seconds = self._relayouts(layer)
         others = layer.kernels - 1 - layer.relayout_kernels
-        params = self._vector_params("elementwise", layer.vector_dtype)
+        params = (self._vector_params(BIAS_ADD_CLASS, layer.vector_dtype)
+                  or self._vector_params("elementwise", layer.vector_dtype))
         if layer.kind != "linear" or others < 1 or params is None:
             return kernels, traffic, seconds
         batch, m, n, k = layer.gemm_dims

@@ -196,9 +196,10 @@ def energy_meter(device, energy: bool):
 
 
 def measure_device(torch_device: str, base_name: str, quick: bool = False, progress=None, model_layers=None,
-                   energy: bool = True) -> dict:
+                   energy: bool = True, classes: tuple = ()) -> dict:
     """The record of a calibration run: the GPU, its software, idle power and every measurement.
     model_layers: the traced layers of a model, to time its GEMM shapes instead of the default grid;
+    classes: only the suite's benchmarks of these op classes (to extend a record: benchmarks/gpu_record_extend.py);
     progress(done, total, record so far)."""
     import torch
 
@@ -227,6 +228,12 @@ def measure_device(torch_device: str, base_name: str, quick: bool = False, progr
         suite = default_suite(device, quick)
         if model_layers is not None:
             suite = [b for b in suite if not b.gemm_dims] + model_suite(model_layers, device)
+        if classes:
+            known = sorted({b.op_class for b in suite})
+            unknown = [name for name in classes if name not in known]
+            if unknown:
+                raise SimdqError(f"classes {', '.join(unknown)}: not in this device's suite; it has {', '.join(known)}")
+            suite = [b for b in suite if b.op_class in classes]
         suite = interleaved(suite)
         measure(suite, device, base, meter, lambda done, total: progress and progress(done, total, record),
                 record["measurements"])

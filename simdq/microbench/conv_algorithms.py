@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from hw_models.engines.calibrated import FFT_CLASS, FftShape
+from hw_models.engines.calibrated import FFT_CLASS, FftShape, fft_side_class
 from hw_models.fit import Sample, fit_class
 
 from ..errors import SimdqError
@@ -105,16 +105,28 @@ def fft_rows(survey: dict) -> list:
             if row["precision"] == FFT_PRECISION and window(row) == 3 and ran_as_fft(row)]
 
 
+def _fft_entry(fit) -> dict:
+    return {"kernel_s": float(f"{fit.params.kernel_s:.4g}"), "efficiency": 1.0,
+            "memory_efficiency": round(fit.params.memory_efficiency, 4), "median_error": round(fit.median_error, 4),
+            "samples": fit.samples}
+
+
 def fft_calibration(survey: dict, where: str, bandwidth: float, sms: int, held_out: set = frozenset()) -> tuple:
-    """(a device file's `fft_convolutions` block, its FFT class) from a survey: every FFT shape is recorded, the
-    class is fitted on those whose GEMM shape is not in `held_out` (the validated layers'). Cheap: call it before
-    the other classes' fit, so that a survey it cannot use is refused first."""
+    """(a device file's `fft_convolutions` block, its FFT classes) from a survey: every FFT shape is recorded, the
+    FFT class is fitted on those whose GEMM shape is not in `held_out` (the validated layers'), and a class for
+    each FFT side with at least two of them on those alone. Cheap: call it before the other classes' fit, so that
+    a survey it cannot use is refused first."""
     rows = fft_rows(check_survey(survey, where))
-    training = [Sample(FFT_CLASS, shape.kernels, (), 0.0, shape.traffic_bytes, 1.0, seconds)
+    training = [(shape, Sample(FFT_CLASS, shape.kernels, (), 0.0, shape.traffic_bytes, 1.0, seconds))
                 for shape, seconds in rows if shape.gemm_dims not in held_out]
     if len(training) < 2:
         raise SurveyError(f"{where}: {len(training)} FFT convolutions to fit the FFT class on; at least 2 needed")
-    fit = fit_class(training, bandwidth, sms)
+    fit = fit_class([sample for _, sample in training], bandwidth, sms)
+    classes = {FFT_CLASS: _fft_entry(fit)}
+    for side in sorted({shape.side for shape, _ in training}):
+        samples = [sample for shape, sample in training if shape.side == side]
+        if len(samples) >= 2:
+            classes[fft_side_class(side)] = _fft_entry(fit_class(samples, bandwidth, sms))
     block = {
         "source": (f"cuDNN {survey['cudnn']} on {survey['gpu']}, torch {survey['torch']}, cudnn.benchmark off "
                    f"(benchmarks/gpu_conv_algorithms.py, {where}); the FFT class fitted on {fit.samples} of its "
@@ -122,15 +134,13 @@ def fft_calibration(survey: dict, where: str, bandwidth: float, sms: int, held_o
                                                 else "")),
         "shapes": [{"batch": s.batch, "size": s.size, "in_channels": s.in_channels, "out_channels": s.out_channels,
                     "kernels": s.kernels} for s, _ in rows]}
-    entry = {"kernel_s": float(f"{fit.params.kernel_s:.4g}"), "efficiency": 1.0,
-             "memory_efficiency": round(fit.params.memory_efficiency, 4), "median_error": round(fit.median_error, 4),
-             "samples": fit.samples}
-    return block, entry
+    return block, classes
 
 
 def add_fft_calibration(calibration: dict, fft: tuple) -> None:
-    """Put fft_calibration's block and class into a device file's `calibration:` block."""
-    calibration["fft_convolutions"], calibration["classes"][FFT_CLASS] = fft
+    """Put fft_calibration's block and classes into a device file's `calibration:` block."""
+    calibration["fft_convolutions"], classes = fft
+    calibration["classes"].update(classes)
 
 
 def survey_measurements(survey: dict, record: dict) -> list:

@@ -183,6 +183,16 @@ def _strided_copy(batch, channels, pixels, dtype, device):
     return Benchmark("strided_copy", "", (), 0, 2 * x.numel() * x.element_size(), lambda: x.transpose(1, 2).contiguous())
 
 
+def _bias_add(rows, columns, dtype, device):
+    """What aten runs after a linear's GEMM on a copied input: the bias added to every row (a broadcast, which
+    aten's elementwise kernels do not vectorise)."""
+    import torch
+
+    x = torch.randn(rows, columns, device=device, dtype=dtype)
+    bias = torch.randn(columns, device=device, dtype=dtype)
+    return Benchmark("bias_add", "", (), x.numel(), (2 * x.numel() + columns) * x.element_size(), lambda: x + bias)
+
+
 def _channels_last_view(batch, channels, size, dtype, device):
     """What diffusers' UNet2DModel attention block returns: (B, HW, C) transposed and reshaped to (B, C, H, W),
     a view with channels-last strides that the ops after it inherit."""
@@ -270,12 +280,17 @@ def default_suite(device, quick: bool = False) -> list:
     # small copies too: at batch 1 a copy's fixed time is most of it
     copies = ((8, 448, 1024), (8, 224, 4096), (2, 320, 4096), (4, 640, 1024), (16, 1280, 256), (64, 448, 1024),
               (1, 384, 1024), (1, 768, 256), (2, 512, 64), (1, 1024, 64), (4, 256, 256))
+    # the bias adds of UNet2DModel's attention projections (8192 x 448: LDM-4's at batch 8), the last outgrowing
+    # a 50 MB L2
+    bias_adds = ((256, 320), (1024, 448), (2048, 1280), (4096, 320), (8192, 448), (16384, 640), (65536, 448),
+                 (262144, 320))
     # channels-last views; the add's traffic on the last two (50 MB and 101 MB) fills and outgrows a 50 MB L2
     views = ((4, 96, 16), (1, 1280, 8), (1, 768, 16), (1, 384, 32), (2, 320, 64), (4, 640, 32), (2, 160, 128),
              (8, 256, 64), (16, 512, 32), (32, 512, 32))
     sizes = [2**p for p in (12, 14, 16, 18, 20, 22, 24, 25, 26)]
     if quick:
         norms, copies = ((2, 32, 8), (2, 64, 4), (1, 32, 16)), ((2, 32, 64), (2, 64, 16), (4, 16, 64))
+        bias_adds = ((64, 32), (128, 16), (32, 64))
         views, sizes = ((2, 8, 8), (1, 16, 4), (2, 32, 8)), [2**p for p in (10, 12, 14)]
     # a GPU's vector classes in fp16, and apart in fp32 (`norm_fp32`, ...) on every other shape: an fp32 GroupNorm
     # takes 1.2x its fp16 time, not the 2x its bytes say, and one fit of both dtypes misses the fp16 forwards
@@ -283,6 +298,7 @@ def default_suite(device, quick: bool = False) -> list:
     for dtype, suffix, step in variants:
         vector = [_norm(b, c, s, dtype, device) for b, c, s in norms[::step]]
         vector += [_strided_copy(b, c, hw, dtype, device) for b, c, hw in copies[::step]]
+        vector += [_bias_add(rows, columns, dtype, device) for rows, columns in bias_adds[::step]]
         vector += [_strided(kind, b, c, s, dtype, device) for kind in ("add", "cat", "upsample")
                    for b, c, s in views[::step]]
         vector += [_vector(op_class, n, dtype, device, kind) for kind, op_class in (

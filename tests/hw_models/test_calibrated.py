@@ -418,9 +418,10 @@ def _fft_conv(batch, size, cin, cout, precision="fp32", stride=1):
 
 
 def _without_fft(calibration):
-    from hw_models.engines.calibrated import FFT_CLASS
+    from hw_models.engines.calibrated import FFT_CLASS, FFT_SIDES, fft_side_class
 
-    calibration["classes"].pop(FFT_CLASS, None)
+    for name in [FFT_CLASS] + [fft_side_class(side) for side in FFT_SIDES]:
+        calibration["classes"].pop(name, None)
     calibration.pop("fft_convolutions", None)
 
 
@@ -459,6 +460,16 @@ def test_a_convolution_cudnn_runs_as_an_fft_is_priced_by_the_fft_class_and_no_ot
     shapes_only = load_device(_calibrated_file(tmp_path, lambda c: (_one_fft_shape(c), c["classes"].pop(FFT_CLASS)),
                                                "shapes"))
     assert shapes_only.estimate_layer(layer).latency_s == plain.estimate_layer(layer).latency_s
+    # a class of the FFT's side (64 for a 32x32 input) prices it where the file has one; another side's does not
+    for side, expected_class in ((64, (1e-6, 0.5)), (128, (2e-6, 0.25))):
+        def with_side(calibration, side=side):
+            _one_fft_shape(calibration)
+            calibration["classes"][f"conv_fft{side}_fp32"] = {"kernel_s": 1e-6, "efficiency": 1.0,
+                                                               "memory_efficiency": 0.5}
+        sided = load_device(_calibrated_file(tmp_path, with_side, f"side{side}"))
+        kernel_s, memory_efficiency = expected_class
+        assert sided.estimate_layer(_fft_conv(1, 32, 640, 640)).latency_s == pytest.approx(
+            2120 * kernel_s + weights / device.primary.dram_bandwidth / memory_efficiency)
 
 
 def test_an_fft_convolution_whose_workspace_is_not_free_is_priced_as_the_implicit_gemm_cudnn_falls_back_to(tmp_path):
@@ -476,11 +487,12 @@ def test_an_fft_convolution_whose_workspace_is_not_free_is_priced_as_the_implici
     assert f"its FFT's {workspace / 1e9:.1f} GB workspace not free" in short.mapping
 
 
-def test_the_fft_workspace_is_what_cudnn_added_on_the_gpu_for_every_fft_shape_measured():
+@pytest.mark.parametrize("gpu, shapes", [("h100", 10), ("h200", 12)])
+def test_the_fft_workspace_is_what_cudnn_added_on_the_gpu_for_every_fft_shape_measured(gpu, shapes):
     from hw_models.engines.calibrated import FftShape
 
-    measured = json.loads((DEVICE_DIR.parents[1] / "reports" / "gpu-fft-shapes-h100.json").read_text())
-    assert len(measured["rows"]) >= 10
+    measured = json.loads((DEVICE_DIR.parents[1] / "reports" / f"gpu-fft-shapes-{gpu}.json").read_text())
+    assert len(measured["rows"]) == shapes
     for row in measured["rows"]:
         shape = FftShape(row["batch"], row["size"], row["in"], row["out"], 0)
         assert shape.workspace_bytes == pytest.approx(row["workspace_bytes"], rel=0.01)
@@ -495,7 +507,7 @@ def test_hw_calibrate_end_to_end_on_cpu(tmp_path, capsys):
     device = load_device(str(out))
     expected = {"linear_fp32", "conv_fp32", "pointwise_fp32", "downsample_fp32", "attention_fp32", "norm",
                 "elementwise", "softmax", "memory", "resample", "strided_copy", "elementwise_strided", "memory_strided",
-                "resample_strided"}
+                "resample_strided", "bias_add"}
     assert device.name == "cpu-test" and set(device.primary.classes) == expected
     printed = capsys.readouterr().out
     assert "wrote" in printed and all(name in printed for name in expected)

@@ -112,6 +112,10 @@ def test_a_survey_records_every_fft_shape_and_fits_the_fft_class_only_on_those_n
     assert fitted["memory_efficiency"] == pytest.approx(0.2, rel=0.05)
     assert fitted["kernel_s"] == pytest.approx(2.4e-6, rel=0.1)
     assert "fitted on 3 of its 4 FFT shapes" in calibration["fft_convolutions"]["source"]
+    # the two 32x32 shapes fitted (a 64x64 FFT) make a class of their own; the one 16x16 shape does not
+    sided = calibration["classes"]["conv_fft64_fp32"]
+    assert sided["samples"] == 2 and sided["memory_efficiency"] == pytest.approx(0.2, rel=0.05)
+    assert "conv_fft32_fp32" not in calibration["classes"]
     with pytest.raises(SurveyError, match=r"s\.json: 1 FFT convolutions to fit the FFT class on; at least 2"):
         fft_calibration(dict(data, rows=data["rows"][:2] + data["rows"][4:]), "s.json", bandwidth, 132,
                         held | {FftShape(1, 32, 224, 640, 2120).gemm_dims})
