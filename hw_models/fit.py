@@ -121,6 +121,11 @@ def _wide(params: ClassParams):
     return (params.wide_tile_m, params.wide_tile_n), params.wide_efficiency / params.efficiency
 
 
+def _dram_floor(samples: list, sms: int, tiling: tuple, latency: float):
+    """Each sample's least time under a tiling at `latency` per K of weights from DRAM (0 where there is none)."""
+    return _dram_k(samples, sms, tiling) * latency if latency else 0.0
+
+
 def _dram_k(samples: list, sms: int, tiling: tuple) -> np.ndarray:
     """Each sample's K per split under a tiling where its weights came from DRAM on every call, else 0: what
     dram_latency_per_k_s multiplies."""
@@ -153,7 +158,7 @@ def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -
     def search(candidates, latency):
         best = None
         for candidate, ideal in candidates:
-            floor_s = _dram_k(samples, sms, candidate) * latency if latency else 0.0
+            floor_s = _dram_floor(samples, sms, candidate, latency)
             body_s = np.maximum(np.maximum(ideal / EFFICIENCY_GRID[None, :, None, None], floor_s), memory_s)
             for transform_efficiency in transform_grid:
                 fixed_s = overhead + (transforms / transform_efficiency if transform_efficiency else 0.0)
@@ -176,9 +181,8 @@ def fit_class(samples: list, bandwidth: float, sms: int, tiling: tuple = None) -
             latency = float(DRAM_LATENCY_PER_K_GRID[int(np.argmin(losses))])
             loss, candidate, ideal, transform_efficiency, index = search(candidates, latency)
     (tile, split, granule, wide), (ki, ei, mi) = candidate, index
-    floor_s = _dram_k(samples, sms, candidate) * latency if latency else 0.0
     kernel_s, efficiency, memory_efficiency, transform_efficiency = _refined(
-        log_measured, kernels, ideal, memory, transforms, floor_s,
+        log_measured, kernels, ideal, memory, transforms, _dram_floor(samples, sms, candidate, latency),
         (float(KERNEL_S_GRID[ki]), float(EFFICIENCY_GRID[ei]), float(MEMORY_EFFICIENCY_GRID[mi]),
          float(transform_efficiency)))
     (wide_tile_m, wide_tile_n), ratio = wide or ((0, 0), 0.0)
@@ -201,10 +205,10 @@ def _coarse_step(grid: np.ndarray, value: float) -> float:
 
 def _neighbourhood(value: float, step: float, grid: np.ndarray) -> np.ndarray:
     """REFINE_POINTS in geometric steps from value / step to value x step, `value` in the middle, within one of
-    the coarse grid's steps below its first value and no higher than its last (efficiencies stay within 1); 0 stays
-    0."""
-    if not value:
-        return np.zeros(1)
+    the coarse grid's steps below its first value and no higher than its last (efficiencies stay within 1); `value`
+    alone where it does not move (0, or a step of 1)."""
+    if not value or step == 1.0:
+        return np.array([value])
     positive = grid[grid > 0]
     half = REFINE_POINTS // 2 + 1
     return np.concatenate((np.geomspace(max(value / step, positive[0] ** 2 / positive[1]), value, half),
@@ -229,7 +233,7 @@ def _refined(log_measured, kernels, ideal, memory, transforms, floor_s, values) 
         transform_s = transforms / transform_grid[:, None] if transform_grid[0] else np.zeros((1, len(transforms)))
         loss = np.mean((np.log(overhead + body_s + transform_s) - log_measured) ** 2, axis=-1)
         best = np.unravel_index(np.argmin(loss), loss.shape)
-        current = tuple(REFINE_POINTS // 2 if transform_grid[0] or axis < 3 else 0 for axis in range(4))
+        current = tuple(len(grid) // 2 for grid in (kernel_grid, efficiency_grid, memory_grid, transform_grid))
         if loss[best] < loss[current]:
             values = tuple(float(grid[i]) for grid, i in zip((kernel_grid, efficiency_grid, memory_grid,
                                                                transform_grid), best))
