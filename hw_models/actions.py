@@ -29,3 +29,4 @@ class Actions:
     kernels: int = 0  # kernels launched (a measured GPU model idles the SMs for a launch gap before each)
     strided_bytes: float = 0.0  # the part of dram_bytes read or written off the contiguous layout
     transform_bytes: float = 0.0  # what cuDNN's layout transforms read and write (2x the channels-first bytes)
+    write_bytes: float = 0.0  # the part of dram_bytes the layer writes (its activations')

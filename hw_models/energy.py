@@ -154,11 +154,15 @@ class MeasuredEnergy:
     def traffic_pj(self, actions: Actions) -> float:
         """Weights come from DRAM (a forward's weights outgrow L2, so each is read from DRAM once per forward);
         a layer's activations, and what cuDNN's layout transforms read and write, stay in L2 where they fit
-        there together (the producer just wrote them), else they stream through DRAM."""
+        there together (the producer just wrote them), else they stream through DRAM. What a layer writes
+        into L2 is written back to DRAM as well: the weights streaming through L2 evict it before the forward
+        ends (a microbenchmark rewrites the same buffer, whose lines stay in L2, so the fit's L2 energy
+        leaves the write-back out)."""
         activations = actions.dram_bytes - actions.weight_bytes + actions.transform_bytes
         if self.l2_pj_per_byte is None or activations > self.l2_bytes:
             return (actions.weight_bytes + activations) * self.dram_pj_per_byte
-        return actions.weight_bytes * self.dram_pj_per_byte + activations * self.l2_pj_per_byte
+        return ((actions.weight_bytes + actions.write_bytes) * self.dram_pj_per_byte
+                + activations * self.l2_pj_per_byte)
 
     def price(self, actions: Actions, latency_s: float = 0.0) -> float:
         """Joules: static_w over the layer's time, busy_w over the part of it its kernels run (the time less a

@@ -159,7 +159,7 @@ class RooflineEngine(EngineModel):
                        layer.vector_dtype, 0, gemm_onchip_bytes(layer, tile), layer.traffic_bytes,
                        convolution=layer.kind == "conv", weight_bytes=layer.weight_bytes,
                        kernels=layer.kernels, strided_bytes=layer.relayout_bytes + layer.strided_bytes,
-                       transform_bytes=2 * layer.layout_transform_bytes(precision))
+                       transform_bytes=2 * layer.layout_transform_bytes(precision), write_bytes=layer.write_bytes)
 
     def describe(self) -> EngineDescription:
         return EngineDescription("roofline", dict(self.rates.peaks))

@@ -10,7 +10,7 @@ import pytest
 from hw_models import LayerWork, load_device
 from hw_models.actions import Actions
 from hw_models.energy import MeasuredEnergy
-from hw_models.fit import Sample, fit_energy, nonnegative_least_squares
+from hw_models.fit import Sample, fit_energy, nonnegative_least_squares, symmetric_relative_fit
 from hw_models.workload import FP16, FP32, OperandFormat, dequantize_work, quantize_work
 
 E4M3 = OperandFormat("e4m3", "float", 8, True, 4, 8, -9)
@@ -120,6 +120,22 @@ def test_fit_energy_recovers_known_coefficients():
     assert fit.median_error < 1e-9 and fit.samples == 60
 
 
+def test_the_symmetric_relative_fit_leaves_no_mean_relative_error_where_dividing_by_the_measurement_leans_low():
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0.1, 1.0, size=(200, 3)) * [100.0, 3.0, 0.5]
+    measured = a @ [1.0, 2.0, 4.0] * np.exp(rng.normal(0.0, 0.15, size=200))
+    x = symmetric_relative_fit(a, measured)
+    errors = a @ x / measured - 1
+    assert (x > 0).all() and abs(errors.mean()) < 1e-8
+    leaning = nonnegative_least_squares(a / measured[:, None], np.ones(200))
+    leaning_errors = a @ leaning / measured - 1
+    assert leaning_errors.mean() < -0.01
+    assert leaning_errors.mean() == pytest.approx(-np.mean(leaning_errors ** 2), abs=1e-8)
+    # the fixed point: one more pass, weighted by its own predictions, moves nothing
+    scale = np.sqrt(a @ x * measured)
+    assert nonnegative_least_squares(a / scale[:, None], measured / scale) == pytest.approx(x, rel=1e-8)
+
+
 def test_measured_energy_is_static_power_over_the_time_plus_the_actions():
     energy = MeasuredEnergy(150.0, {"fp16": 2.0}, 10.0, 50.0, "test")
     actions = Actions(macs=10**9, precision="fp16", vector_ops=10**6, dram_bytes=10**7)
@@ -146,6 +162,17 @@ def test_activations_that_fit_in_l2_are_priced_at_l2_energy_and_weights_at_dram_
     assert energy.price(spills) == pytest.approx(3e6 * 100 * 1e-12)
     unsplit = MeasuredEnergy(0.0, {"fp16": 0.0}, 0.0, 100.0, "test")  # a file fitted before the split
     assert unsplit.price(fits) == pytest.approx(3e6 * 100 * 1e-12)
+
+
+def test_what_a_layer_writes_into_l2_is_written_back_to_dram_as_well():
+    energy = MeasuredEnergy(0.0, {"fp16": 0.0}, 0.0, 100.0, "test", l2_pj_per_byte=10.0, l2_bytes=1e6)
+    fits = Actions(dram_bytes=3e6, weight_bytes=2.5e6, write_bytes=0.2e6)  # 0.3 MB read, 0.2 MB written
+    spills = Actions(dram_bytes=3e6, weight_bytes=1e6, write_bytes=1e6)  # 2 MB of activations stream anyway
+    assert energy.price(fits) == pytest.approx((2.5e6 * 100 + 0.5e6 * 10 + 0.2e6 * 100) * 1e-12)
+    assert energy.price(spills) == pytest.approx(3e6 * 100 * 1e-12)
+    device = load_device("h200")
+    layer = LayerWork("l", "linear", 10**9, 0, 2e6, 2e6, 3e6, 1, FP16, FP16, "fp16", (1, 1000, 1000, 1000))
+    assert device.estimate_layer(layer).actions.write_bytes == 3e6
 
 
 def test_layout_transforms_move_their_bytes_through_l2_or_dram_with_the_activations():
