@@ -407,7 +407,7 @@ def fit_energy(samples: list, l2_bytes: float = 0.0, strided_energy: bool = True
     window, which a linear does not), per vector op, per DRAM byte, per byte that stays in an L2 of `l2_bytes`
     (a convolution's traffic includes its layout transforms', which read and write each channels-first byte),
     and an extra per byte of a strided class (it moves whole DRAM sectors for a few bytes of each, which the
-    fit otherwise misses by a median of about 40%: `simdq hw crossval`); from the samples that carry energy, by
+    fit otherwise misses by a median of about a third: `simdq hw crossval`); from the samples that carry energy, by
     symmetric_relative_fit. strided_energy=False leaves the strided classes' extra out (the model before it)."""
     metered = [s for s in samples if s.energy_j]
     precisions = sorted({s.precision for s in metered if s.precision and s.gemm_dims})
