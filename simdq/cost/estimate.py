@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 from math import prod
 
 from hw_models import LayerWork
-from hw_models.actions import Actions
 from hw_models.precision import COMPUTE_TYPES
 from hw_models.workload import FP32, FULL_PRECISION, dequantize_work, quantize_work, weight_dequantize_work
 
@@ -149,12 +148,16 @@ def layer_work(result: LayerResult, model_dtype: str, tf32_kinds=()):
     )
 
 
+# what the extra kernels add to a GEMM's counts (its MACs, precision and kind stay the GEMM's)
+ADDED_ACTIONS = ("vector_ops", "binary_ops", "onchip_bytes", "dram_bytes", "weight_bytes", "kernels", "strided_bytes",
+                 "transform_bytes", "write_bytes")
+
+
 def _with(estimate, work: LayerWork, extra):
     """A GEMM's device estimate with the kernels of `work` added (dynamic quantization's or the eager weight
     dequantization's): they run one after the other, so times, traffic and energy add."""
     a, b = estimate.actions, extra.actions
-    actions = Actions(a.macs, a.precision, a.vector_ops + b.vector_ops, a.vector_dtype, a.binary_ops,
-                      a.onchip_bytes + b.onchip_bytes, a.dram_bytes + b.dram_bytes, a.convolution)
+    actions = replace(a, **{name: getattr(a, name) + getattr(b, name) for name in ADDED_ACTIONS})
     energy = None if estimate.energy_j is None or extra.energy_j is None else estimate.energy_j + extra.energy_j
     return replace(
         estimate, mapping=f"{estimate.mapping} + {work.kind} ({work.kernels} kernels)",

@@ -53,6 +53,12 @@ def test_dynamic_activation_quantization_adds_its_kernels_to_every_quantized_gem
         assert d.device.overhead_s > f.device.overhead_s and d.device.latency_s > f.device.latency_s
         # int8 GEMMs on a GPU return int32: quantize before, dequantize after
         assert "quantize (8 kernels)" in d.device.mapping and "dequantize (3 kernels)" in d.device.mapping
+        # the counts the energy prices carry the added kernels and their traffic, the GEMM's MACs unchanged
+        assert d.device.actions.kernels == f.device.actions.kernels + 8 + 3
+        assert d.device.actions.dram_bytes > f.device.actions.dram_bytes
+        assert d.device.actions.write_bytes > f.device.actions.write_bytes > 0
+        assert d.device.actions.weight_bytes == f.device.actions.weight_bytes > 0
+        assert d.device.actions.macs == f.device.actions.macs
     unquantized = _estimate(runtime={"activation_quantization": "dynamic"})
     assert unquantized.totals["latency_s"] == pytest.approx(_estimate().totals["latency_s"])
 
