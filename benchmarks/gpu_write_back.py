@@ -12,8 +12,8 @@ total-energy counter, two ways, in the order same, rotating, rotating, same (a d
 and the write-back's energy per byte (the difference of the two, less static and busy power over the time it
 adds, per byte written) against the DRAM energy per byte the file prices it at.
 
-    python benchmarks/gpu_write_back.py measure -o OUT/write-back.json                              # on the GPU
-    python benchmarks/gpu_write_back.py report reports/gpu-write-back-h100.json --hw h100 -o reports/gpu-write-back-h100.md
+    python benchmarks/gpu_write_back.py measure -o OUT/write-back.json                   # on the GPU
+    python benchmarks/gpu_write_back.py report OUT/write-back.json --hw h100 -o OUT/write-back.md   # no GPU
 """
 
 from __future__ import annotations
