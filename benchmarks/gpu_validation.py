@@ -824,15 +824,16 @@ NOTES = [
     "the power limit left it.",
     "- The energy fit weighs each microbenchmark's error relative to the geometric mean of its prediction and "
     "its measurement (hw_models.fit.symmetric_relative_fit): relative to the measurement alone, the fit leaned "
-    "low by the square of its spread (a mean error of -2.5% over either GPU's microbenchmarks, now 0; held out, "
-    "-2.0% now +0.7%, the median 11.6% now 11.1% on the H200's record, 10.9% now 11.7% on the H100's). A "
-    "forward writes each layer's output into L2 and its weights, streaming through L2, evict it: what a layer "
-    "writes is priced at the L2's energy and again at DRAM's for its write-back. The microbenchmarks rewrite "
-    "the same buffer, whose lines never leave L2, so this rule was chosen on the forwards (it raises those "
-    "whose activations fit in L2, at batch 1 to 8, and leaves those that stream through DRAM). One at a "
-    "time (each GPU's earlier latency file, the energy fitted on its record alone), the symmetric fit raised "
-    "the forwards' mean error by 1.6 to 1.7 points and the write-back by 3.1 to 3.4; together, in "
-    "these reports, -9.1% to -4.3% on the H200 (within 15%: 16 to 18 of 18) and -4.7% to +0.2% on the H100.",
+    "low by the square of its spread (`simdq hw crossval RECORD`, with and without "
+    "`--energy-relative-to-measurement`: a signed mean error of -2.5% over either GPU's microbenchmarks, now 0; "
+    "held out, -2.0% now +0.6% to +0.7%, the median 11.6% now 11.1% on the H200's record, 10.9% now 11.7% on "
+    "the H100's). A forward writes each layer's output into L2 and its weights, streaming through L2, evict it: "
+    "what a layer writes is priced at the L2's energy and again at DRAM's for its write-back. The "
+    "microbenchmarks rewrite the same buffer, whose lines never leave L2, so this rule was chosen on the "
+    "forwards (it raises those whose activations fit in L2, at batch 1 to 8, and leaves those that stream "
+    "through DRAM); benchmarks/gpu_write_back.py meters it directly and has not run on a GPU yet. With both, "
+    "the forwards' mean energy error went from -9.1% to -4.3% on the H200 (within 15%: 16 to 18 of 18) and "
+    "from -4.7% to +0.2% on the H100 (this report's history in git).",
 ]
 
 

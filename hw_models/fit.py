@@ -362,15 +362,15 @@ def nonnegative_least_squares(a: np.ndarray, b: np.ndarray, iterations: int = 50
 SYMMETRIC_PASSES = 50
 
 
-def symmetric_relative_fit(a: np.ndarray, measured: np.ndarray) -> np.ndarray:
+def symmetric_relative_fit(a: np.ndarray, measured: np.ndarray, passes: int = SYMMETRIC_PASSES) -> np.ndarray:
     """x >= 0 fitting a x to `measured` by least squares with each row divided by sqrt(p m), p its prediction by
     the pass before (its error (p - m) / sqrt(p m) is log(p / m) to second order: a factor over costs what the
     same factor under does), from the fit whose rows are divided by m alone, until the passes settle. At that
     fixed point the relative errors p / m - 1 average exactly 0 (its normal equations, summed with the
-    coefficients as weights); dividing by m alone leaves them averaging -mean((p / m - 1)^2): -2.5% on both
-    GPUs' records."""
+    coefficients as weights); dividing by m alone (passes=0) leaves them averaging -mean((p / m - 1)^2): -2.5% on
+    both GPUs' records (`simdq hw crossval --energy-relative-to-measurement`)."""
     x = nonnegative_least_squares(a / measured[:, None], np.ones(len(measured)))
-    for _ in range(SYMMETRIC_PASSES):
+    for _ in range(passes):
         scale = np.sqrt(np.maximum(a @ x, 1e-3 * measured) * measured)
         previous, x = x, nonnegative_least_squares(a / scale[:, None], measured / scale)
         if np.allclose(x, previous, rtol=1e-9, atol=0.0):
@@ -401,20 +401,21 @@ def _energy_features(sample: Sample, precisions: list, gap_s: float, l2_bytes: f
                   traffic if resident else 0.0, strided]
 
 
-def fit_energy(samples: list, l2_bytes: float = 0.0, strided_energy: bool = True) -> EnergyFit:
+def fit_energy(samples: list, l2_bytes: float = 0.0, strided_energy: bool = True, symmetric: bool = True) -> EnergyFit:
     """Static power; power while kernels run (the time less a launch gap per kernel); pJ per MAC (per precision,
     plus an extra per convolution MAC: implicit GEMM stages its operands through shared memory once per kernel
     window, which a linear does not), per vector op, per DRAM byte, per byte that stays in an L2 of `l2_bytes`
     (a convolution's traffic includes its layout transforms', which read and write each channels-first byte),
     and an extra per byte of a strided class (it moves whole DRAM sectors for a few bytes of each, which the
     fit otherwise misses by a median of about a third: `simdq hw crossval`); from the samples that carry energy, by
-    symmetric_relative_fit. strided_energy=False leaves the strided classes' extra out (the model before it)."""
+    symmetric_relative_fit (symmetric=False: each error relative to its measurement alone). strided_energy=False
+    leaves the strided classes' extra out (the models before them)."""
     metered = [s for s in samples if s.energy_j]
     precisions = sorted({s.precision for s in metered if s.precision and s.gemm_dims})
     gap_s = launch_gap(samples)
     a = np.array([_energy_features(s, precisions, gap_s, l2_bytes, strided_energy) for s in metered])
     measured = np.array([s.energy_j for s in metered])
-    x = symmetric_relative_fit(a, measured)
+    x = symmetric_relative_fit(a, measured, SYMMETRIC_PASSES if symmetric else 0)
     predicted = a @ x
     return EnergyFit(static_w=float(x[0]), busy_w=float(x[1]), launch_gap_s=gap_s,
                      mac_pj=dict(zip(precisions, map(float, x[2:-5]))),
@@ -439,8 +440,8 @@ def energy_errors(fit: EnergyFit, samples: list, l2_bytes: float = None) -> np.n
     return np.array(features).reshape(len(metered), -1) @ coefficients / [s.energy_j for s in metered] - 1
 
 
-def cross_validated_energy_errors(samples: list, l2_bytes: float, folds: int = 5,
-                                  strided_energy: bool = True) -> np.ndarray:
+def cross_validated_energy_errors(samples: list, l2_bytes: float, folds: int = 5, strided_energy: bool = True,
+                                  symmetric: bool = True) -> np.ndarray:
     """The energy error of each metered sample (in their order) predicted by a fit without it: each class's
     metered samples dealt into `folds` folds in turn, the energy refitted on everything else (NaN where nothing
     metered is left to fit on)."""
@@ -451,5 +452,6 @@ def cross_validated_energy_errors(samples: list, l2_bytes: float, folds: int = 5
         test = [i for i, s in enumerate(metered) if fold_of[id(s)] == fold]
         train = [s for s in samples if not s.energy_j or fold_of[id(s)] != fold]
         if test and any(s.energy_j for s in train):
-            errors[test] = energy_errors(fit_energy(train, l2_bytes, strided_energy), [metered[i] for i in test])
+            errors[test] = energy_errors(fit_energy(train, l2_bytes, strided_energy, symmetric),
+                                         [metered[i] for i in test])
     return errors

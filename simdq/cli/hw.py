@@ -55,6 +55,9 @@ def add_parser(commands) -> None:
                          "move (the model before them)")
     quality.add_argument("--without-strided-energy", action="store_true",
                          help="fit energy without the strided classes' extra per byte (the model before it)")
+    quality.add_argument("--energy-relative-to-measurement", action="store_true",
+                         help="fit energy with each error relative to its measurement alone, which leans low (the "
+                         "model before the symmetric fit)")
     quality.add_argument("--conv-algorithms", metavar="SURVEY.json", action="append",
                          help="fit the conv and pointwise classes on this survey's convolutions too (they join "
                          "the record's samples, in the folds as well; repeatable)")
@@ -188,7 +191,8 @@ def run_crossval(args) -> int:
     base = load_device(args.base or record["base"])
     try:
         rows, summary = fit_quality(record, base, args.folds, against, transforms=not args.without_transforms,
-                                    strided_energy=not args.without_strided_energy)
+                                    strided_energy=not args.without_strided_energy,
+                                    symmetric_energy=not args.energy_relative_to_measurement)
     except SimdqError as err:
         raise SimdqError(f"{args.record}: {err}") from None
     percent = lambda value: "-" if value != value else f"{value:.1%}"  # noqa: E731  (nan: nothing to predict)

@@ -30,6 +30,13 @@ def _median(errors) -> float:
     return float(np.median(known)) if len(known) else float("nan")
 
 
+def _mean(errors) -> float:
+    """The mean signed error; nan where there is none."""
+    known = np.asarray(errors, dtype=float)
+    known = known[np.isfinite(known)]
+    return float(np.mean(known)) if len(known) else float("nan")
+
+
 def _group(op_class: str) -> str:
     if op_class.startswith(CONVOLUTION_CLASSES):
         return "convolution"
@@ -37,12 +44,13 @@ def _group(op_class: str) -> str:
 
 
 def fit_quality(record: dict, base, folds: int, against: dict = None, transforms: bool = True,
-                strided_energy: bool = True) -> tuple:
+                strided_energy: bool = True, symmetric_energy: bool = True) -> tuple:
     """(rows, summary): per class its samples, median |error| in sample, held out by `folds`-fold
     cross-validation, and (with `against`) on the other record's samples of the class; the summary pools the
     samples by class group, and adds the energy fit's errors where the record carries energy. transforms=False
     fits without cuDNN's layout transforms (their time, and the bytes they move), strided_energy=False without
-    the strided classes' extra energy per byte (the models before them)."""
+    the strided classes' extra energy per byte, symmetric_energy=False the energy with each error relative to its
+    measurement alone (the models before them)."""
     bandwidth, sms = base.primary.dram_bandwidth, record["sms"]
     samples = _samples(record, transforms)
     fits = fit_classes(samples, bandwidth, sms)
@@ -60,21 +68,25 @@ def fit_quality(record: dict, base, folds: int, against: dict = None, transforms
                   for errors in (in_sample, held_out, other)]
         summary[group] = [sum(len(in_sample[n]) for n in pick)] + [_median(e) for e in pooled]
     if any(s.energy_j for s in samples):
-        summary.update(_energy_quality(samples, base, record, folds, against, transforms, strided_energy))
+        summary.update(_energy_quality(samples, base, record, folds, against, transforms, strided_energy,
+                                       symmetric_energy))
     return rows, summary
 
 
-def _energy_quality(samples: list, base, record: dict, folds: int, against, transforms: bool, strided: bool) -> dict:
-    """The energy fit's rows: over every metered sample, and over the strided classes' alone."""
+def _energy_quality(samples: list, base, record: dict, folds: int, against, transforms: bool, strided: bool,
+                    symmetric: bool) -> dict:
+    """The energy fit's rows: over every metered sample, over the strided classes' alone, and the signed mean
+    error over every metered sample (where the fit leans)."""
     l2_bytes = l2_bytes_of(record, base)
-    fit = fit_energy(samples, l2_bytes, strided)
+    fit = fit_energy(samples, l2_bytes, strided, symmetric)
     metered = [s for s in samples if s.energy_j]
     others = [s for s in _samples(against, transforms) if s.energy_j] if against else []
-    errors = [energy_errors(fit, metered), cross_validated_energy_errors(samples, l2_bytes, folds, strided),
+    errors = [energy_errors(fit, metered), cross_validated_energy_errors(samples, l2_bytes, folds, strided, symmetric),
               # the other GPU's samples stay in its own L2 where they fit there
               energy_errors(fit, others, l2_bytes_of(against, base)) if against else np.array([])]
     mine = np.array([strided_class(s.op_class) for s in metered])
     theirs = np.array([strided_class(s.op_class) for s in others], dtype=bool)
     return {"energy": [len(metered)] + [_median(e) for e in errors],
             "energy, strided classes": [int(mine.sum())] + [_median(e[pick]) for e, pick in
-                                                            zip(errors, (mine, mine, theirs))]}
+                                                            zip(errors, (mine, mine, theirs))],
+            "energy: signed mean, not median": [len(metered)] + [_mean(e) for e in errors]}

@@ -342,3 +342,20 @@ def test_hw_crossval_rates_the_energy_fit_and_what_the_strided_energy_buys(tmp_p
     _, path = _record(tmp_path, unmetered)
     assert main(["hw", "crossval", str(path)]) == 0
     assert "energy" not in capsys.readouterr().out
+
+
+def test_hw_crossval_shows_where_the_energy_fit_leans_and_the_fit_relative_to_the_measurement_leans_low(tmp_path,
+                                                                                                        capsys):
+    measurements = [{**_measurement("elementwise", i), "gemm_dims": [], "precision": "", "vector_flops": 1e6,
+                     "measured_s": 4e-6 * (i + 2)} for i in range(12)]
+    for i, m in enumerate(measurements):  # 150 W, each reading 20% over or under
+        m.update(energy_j=150 * m["measured_s"] * (1.2 if i % 2 else 1 / 1.2), sm_clock_mhz=1980)
+    _, path = _record(tmp_path, measurements)
+
+    def signed_mean(*flags):
+        assert main(["hw", "crossval", str(path), *flags]) == 0
+        line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("energy: signed mean"))
+        return float(line.split()[-2].rstrip("%")) / 100  # in sample
+
+    assert signed_mean() == pytest.approx(0.0, abs=0.001)
+    assert signed_mean("--energy-relative-to-measurement") < -0.01
